@@ -1,0 +1,1 @@
+"""Sub-commands of the ``geoguess`` command line, one module each."""
