@@ -72,7 +72,7 @@ def test_projection_round_trip_below_one_millimetre(croatia_points):
 
 
 def test_projected_units_are_metres():
-    x, y = geo.to_projected([45.0, 45.0], [16.0, 16.01])
+    x, _ = geo.to_projected([45.0, 45.0], [16.0, 16.01])
     assert 700 < abs(x[1] - x[0]) < 900  # 0.01 deg of longitude at 45N is about 787 m
 
 

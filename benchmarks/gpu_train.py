@@ -1,0 +1,168 @@
+"""GPU training throughput: the original setup against the project's recipe, same card, one run.
+
+(a) original: fp32, NCHW, batch 8, one backbone call per view, images copied from the
+    host every step;
+(b) recipe: bf16 autocast, channels_last, ``torch.compile`` on the backbone only,
+    large batches, the image cache resident on the GPU as uint8 and normalised there.
+
+Both train the same multi-view network (backbone + linear head, cross-entropy, AdamW)
+on random images; the numbers are throughput, not accuracy. Reports images/s,
+locations/s (samples of four views) and the share of the card's peak dense bf16 FLOP/s.
+
+    python benchmarks/gpu_train.py --json gpu.json              # on a GPU, a few minutes
+    python benchmarks/gpu_train.py --dry-run                    # on a CPU, seconds: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import time
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch.utils.flop_counter import FlopCounterMode
+
+from geoguess_utils import accel, models
+
+VIEWS = 4
+CLASSES = 118
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, FLOP/s.
+PEAK_BF16 = {"H200": 989e12, "H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, "H100": 756e12}
+PEAK_BF16.update({"A100": 312e12, "L40S": 362e12, "A10": 125e12})
+
+
+def peak_flops(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of a known card, matched by name; None when unknown."""
+    for key in sorted(PEAK_BF16, key=len, reverse=True):
+        if key in device_name:
+            return PEAK_BF16[key]
+    return None
+
+
+def train_flops_per_image(backbone: str, size: int) -> float:
+    """FLOPs of one training step (forward + backward) per image, counted on the CPU."""
+    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False)
+    images = torch.randn(1, VIEWS, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(net(images), torch.zeros(1, dtype=torch.long)).backward()
+    return counter.get_total_flops() / VIEWS
+
+
+def _timed(step, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def original_setup(backbone: str, size: int, steps: int, warmup: int, device: torch.device) -> dict[str, float]:
+    """fp32, NCHW, batch 8, per-view backbone calls, host-to-device copy each step."""
+    batch = 8
+    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    host_images = torch.randn(batch, VIEWS, 3, size, size)
+    target = torch.randint(0, CLASSES, (batch,), device=device)
+
+    def step() -> None:
+        images = host_images.to(device)
+        feats = torch.cat([net.backbone(images[:, v]) for v in range(VIEWS)], dim=1)
+        loss = F.cross_entropy(net.head(feats), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    seconds = _timed(step, steps, warmup, device)
+    return {"batch": batch, "steps": steps, "seconds": seconds, "images_per_s": steps * batch * VIEWS / seconds}
+
+
+def recipe(
+    backbone: str, size: int, batch: int, steps: int, warmup: int, device: torch.device, compile_backbone: bool
+) -> dict[str, float]:
+    """bf16 autocast, channels_last, compiled backbone, large batch, uint8 cache on the device."""
+    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False, channels_last=True)
+    net = net.to(device, memory_format=torch.channels_last)
+    if compile_backbone:
+        net.backbone = torch.compile(net.backbone)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=device.type == "cuda")
+    cache = torch.randint(0, 256, (4 * batch, VIEWS, size, size, 3), dtype=torch.uint8, device=device)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 1, 3, 1, 1) * 255
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 1, 3, 1, 1) * 255
+    target = torch.randint(0, CLASSES, (batch,), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    position = [0]
+
+    def step() -> None:
+        start = position[0] % (cache.shape[0] - batch + 1)
+        position[0] += batch
+        images = (cache[start : start + batch].permute(0, 1, 4, 2, 3).float() - mean) / std
+        with autocast:
+            loss = F.cross_entropy(net(images).float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    seconds = _timed(step, steps, warmup, device)
+    return {"batch": batch, "steps": steps, "seconds": seconds, "images_per_s": steps * batch * VIEWS / seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnext101_32x8d")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[112, 224])
+    parser.add_argument("--batch", type=int, nargs="+", default=[256, 64], help="recipe batch per size (locations)")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--seed-steps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="tiny CPU run that only checks the script works")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.dry_run:
+        args.backbone, args.sizes, args.batch = "resnet18", [32], [4]
+        args.steps, args.seed_steps, args.warmup, args.no_compile = 2, 2, 1, True
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else accel.describe_device()
+    peak = peak_flops(name) if device.type == "cuda" else None
+    rows = []
+    for size, batch in zip(args.sizes, args.batch * len(args.sizes), strict=False):
+        flops = train_flops_per_image(args.backbone, size)
+        seed = original_setup(args.backbone, size, args.seed_steps, args.warmup, device)
+        ours = recipe(args.backbone, size, batch, args.steps, args.warmup, device, not args.no_compile)
+        for label, row in (("original", seed), ("recipe", ours)):
+            row.update(
+                setup=label,
+                size=size,
+                backbone=args.backbone,
+                locations_per_s=row["images_per_s"] / VIEWS,
+                train_gflop_per_image=flops / 1e9,
+                achieved_tflops=row["images_per_s"] * flops / 1e12,
+                share_of_peak_bf16=(row["images_per_s"] * flops / peak) if peak else None,
+            )
+        ours["speedup_vs_original"] = ours["images_per_s"] / seed["images_per_s"]
+        rows += [seed, ours]
+        print(
+            f"{args.backbone} @ {size}px: original {seed['images_per_s']:.0f} img/s, "
+            f"recipe {ours['images_per_s']:.0f} img/s (batch {batch}), x{ours['speedup_vs_original']:.1f}",
+            flush=True,
+        )
+    result = {"device": name, "peak_bf16_flops": peak, "dry_run": args.dry_run, "rows": rows}
+    print(json.dumps(result))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
