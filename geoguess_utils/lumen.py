@@ -1,0 +1,674 @@
+"""Read and validate datasets in the LUMEN layout.
+
+A dataset root looks like this (the image folder is ``data/`` in the organisers' zip;
+some users rename it ``images/``)::
+
+    root/
+    ├── data.csv          uuid, latitude, longitude (+ any extra columns); absent for a
+    │                     predict-only set
+    └── data/<uuid>/{0,90,180,270}.jpg
+
+:func:`validate_roots` checks one or more roots and returns a :class:`ValidationReport`
+listing every problem by uuid and file. :func:`load_locations` turns the roots into one
+locations table (uuid, latitude, longitude, root, path_0, path_90, path_180, path_270):
+in strict mode any problem raises :class:`~geoguess_utils.errors.DataError` with the
+full list; in lenient mode the bad locations are left out and every one of them is
+written, with the reason, to a report CSV.
+
+Entries whose names start with a dot (``.DS_Store``, ``.ipynb_checkpoints``) are
+operating-system or editor files, not data, and are ignored everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geoguess_utils.errors import DataError
+from geoguess_utils.io import atomic_write_csv
+
+HEADINGS: tuple[int, ...] = (0, 90, 180, 270)
+"""Camera headings in degrees, in the order views are stored and returned."""
+
+IMAGE_DIR_NAMES: tuple[str, ...] = ("data", "images")
+"""Accepted names of the image folder inside a dataset root."""
+
+CSV_NAME = "data.csv"
+REQUIRED_COLUMNS: tuple[str, ...] = ("uuid", "latitude", "longitude")
+PATH_COLUMNS: tuple[str, ...] = tuple(f"path_{h}" for h in HEADINGS)
+LOCATION_COLUMNS: tuple[str, ...] = ("uuid", "latitude", "longitude", "root", *PATH_COLUMNS)
+"""Columns of the locations table returned by :func:`load_locations`."""
+
+REPORT_COLUMNS: tuple[str, ...] = ("uuid", "file", "kind", "message")
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+"""Largest image (width * height) accepted before decoding; guards against decompression bombs."""
+
+DEFAULT_COAST_TOLERANCE_KM = 5.0
+"""Distance from Natural Earth's (coarse, 10m) Croatia within which a point still counts as Croatian."""
+
+VIEW_FILES: tuple[str, ...] = tuple(f"{h}.jpg" for h in HEADINGS)
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_JPEG_END = b"\xff\xd9"
+
+PROBLEM_KINDS: tuple[str, ...] = (
+    "bad_uuid",
+    "duplicate_uuid",
+    "missing_folder",
+    "missing_row",
+    "missing_image",
+    "extra_image",
+    "extra_file",
+    "unreadable_image",
+    "truncated_image",
+    "not_jpeg",
+    "image_too_large",
+    "unexpected_size",
+    "unexpected_mode",
+    "nan_coordinate",
+    "swapped_coordinates",
+    "outside_croatia",
+)
+"""Every kind of problem :func:`validate_roots` can report."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset.
+
+    Attributes:
+        uuid: The location concerned (empty for a stray file that belongs to none).
+        file: The file or folder at fault, as a path string.
+        kind: One of :data:`PROBLEM_KINDS`.
+        message: What is wrong, in words a user can act on.
+    """
+
+    uuid: str
+    file: str
+    kind: str
+    message: str
+
+
+@dataclass
+class ValidationReport:
+    """Everything :func:`validate_roots` found.
+
+    Attributes:
+        problems: Every problem, in the order found (roots in the order given).
+        locations: Every location seen (CSV rows and folders), with columns
+            :data:`LOCATION_COLUMNS`; rows whose uuid is unsafe are not included.
+            Latitude and longitude are NaN where unknown; paths are empty strings
+            where the uuid has no folder.
+        n_images: How many image files were checked.
+    """
+
+    problems: list[Problem] = field(default_factory=list)
+    locations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(LOCATION_COLUMNS)))
+    n_images: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return not self.problems
+
+    def bad_uuids(self) -> set[str]:
+        """Uuids that have at least one problem."""
+        return {p.uuid for p in self.problems if p.uuid}
+
+    def clean_locations(self) -> pd.DataFrame:
+        """The locations without any problem, index reset."""
+        bad = self.bad_uuids()
+        keep = ~self.locations["uuid"].isin(bad)
+        return self.locations[keep].reset_index(drop=True)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Problems as a DataFrame with columns uuid, file, kind, message."""
+        return pd.DataFrame([vars(p) for p in self.problems], columns=list(REPORT_COLUMNS))
+
+    def write_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write the problems to a CSV (atomically) and return its path."""
+        return atomic_write_csv(self.to_frame(), path)
+
+    def format(self) -> str:
+        """Every problem on its own line, then a one-line summary."""
+        lines = [f"{p.uuid or '-'}\t{p.kind}\t{p.file}\t{p.message}" for p in self.problems]
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line: how much was checked and how many problems of each kind."""
+        n_loc = len(self.locations)
+        if self.ok:
+            return f"checked {n_loc} locations and {self.n_images} images: no problems"
+        counts = Counter(p.kind for p in self.problems)
+        detail = ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items()))
+        return (
+            f"checked {n_loc} locations and {self.n_images} images: {len(self.problems)} problems "
+            f"({detail}) affecting {len(self.bad_uuids())} locations"
+        )
+
+
+def is_safe_uuid(value: object) -> bool:
+    """Whether ``value`` can be used as a folder name inside the image folder.
+
+    A safe uuid is a single path component of letters, digits, ``.``, ``_`` and ``-``
+    that does not start with a dot, so ``..``, ``a/b`` or an absolute path can never
+    lead outside the dataset.
+    """
+    return isinstance(value, str) and _SAFE_NAME.fullmatch(value) is not None
+
+
+def find_image_dir(root: str | os.PathLike[str]) -> Path:
+    """Return the image folder of a dataset root (``data/`` or ``images/``).
+
+    Raises:
+        DataError: When the root does not exist, has neither folder, or has both.
+    """
+    root_path = Path(root)
+    if not root_path.is_dir():
+        raise DataError(f"dataset root {root_path} does not exist or is not a folder")
+    found = [root_path / name for name in IMAGE_DIR_NAMES if (root_path / name).is_dir()]
+    if not found:
+        raise DataError(
+            f"dataset root {root_path} has no image folder: expected {' or '.join(n + '/' for n in IMAGE_DIR_NAMES)} "
+            f"holding one folder per uuid"
+        )
+    if len(found) > 1:
+        raise DataError(
+            f"dataset root {root_path} has both {found[0].name}/ and {found[1].name}/; keep one image folder so "
+            f"it is clear which images belong to {CSV_NAME}"
+        )
+    return found[0]
+
+
+def view_paths(image_dir: str | os.PathLike[str], uuid: str) -> list[Path]:
+    """The four image paths of a location, in heading order 0/90/180/270.
+
+    Raises:
+        DataError: When ``uuid`` is not a plain folder name (e.g. ``../../etc``) and
+            could point outside ``image_dir``.
+    """
+    if not is_safe_uuid(uuid):
+        raise DataError(f"{image_dir}: refusing uuid {uuid!r}: it is not a plain folder name")
+    folder = Path(image_dir) / uuid
+    return [folder / name for name in VIEW_FILES]
+
+
+def _parse_float(text: str) -> float:
+    # Python's float() round-trips the digits exactly (pandas' fast parser may differ in the last bit).
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
+def read_data_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a ``data.csv`` with extra or unnamed columns in any order.
+
+    Args:
+        path: The CSV file.
+
+    Returns:
+        A frame with columns ``uuid`` (str as written), ``latitude``, ``longitude``
+        (float64 degrees, NaN where empty or not a number), ``latitude_text``,
+        ``longitude_text`` (the raw cells, for messages) and ``line`` (1-based line
+        number in the file, the header being line 1). Extra columns are dropped.
+
+    Raises:
+        DataError: When the file cannot be parsed or lacks a required column.
+    """
+    csv_path = Path(path)
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=False)
+    except FileNotFoundError as exc:
+        raise DataError(f"{csv_path} does not exist") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+        raise DataError(f"{csv_path} is not a readable CSV file: {exc}") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{csv_path} lacks the column(s) {', '.join(missing)}; it has {', '.join(map(str, raw.columns)) or 'none'} "
+            f"(required: {', '.join(REQUIRED_COLUMNS)})"
+        )
+    out = pd.DataFrame(
+        {
+            "uuid": raw["uuid"].astype(str),
+            "latitude": raw["latitude"].map(_parse_float).astype(np.float64),
+            "longitude": raw["longitude"].map(_parse_float).astype(np.float64),
+            "latitude_text": raw["latitude"],
+            "longitude_text": raw["longitude"],
+            "line": np.arange(2, len(raw) + 2, dtype=np.int64),
+        }
+    )
+    return out
+
+
+@dataclass
+class _RootScan:
+    root: Path
+    image_dir: Path
+    csv_path: Path | None
+    rows: pd.DataFrame | None
+    folders: dict[str, str]
+
+
+def _scan_root(root: Path, problems: list[Problem]) -> _RootScan:
+    image_dir = find_image_dir(root)
+    csv_path = root / CSV_NAME
+    rows = read_data_csv(csv_path) if csv_path.is_file() else None
+    folders: dict[str, str] = {}
+    real_image_dir = image_dir.resolve()
+    with os.scandir(image_dir) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = entry.path
+            if not entry.is_dir():
+                kind = "extra_image" if entry.name.lower().endswith(_IMAGE_SUFFIXES) else "extra_file"
+                problems.append(Problem("", path, kind, f"{path}: stray file in {image_dir}, not in a uuid folder"))
+                continue
+            if not is_safe_uuid(entry.name):
+                problems.append(
+                    Problem(entry.name, path, "bad_uuid", f"{path}: folder name is not a plain uuid; skipped")
+                )
+                continue
+            if entry.is_symlink() and not Path(path).resolve().is_relative_to(real_image_dir):
+                problems.append(
+                    Problem(
+                        entry.name,
+                        path,
+                        "bad_uuid",
+                        f"{path}: symbolic link resolves to {Path(path).resolve()}, outside {image_dir}; refusing it",
+                    )
+                )
+                continue
+            folders[entry.name] = path
+    return _RootScan(root, image_dir, csv_path if rows is not None else None, rows, folders)
+
+
+def _check_rows(scan: _RootScan, problems: list[Problem]) -> pd.DataFrame:
+    """Check the CSV rows of one root; return its safe rows (uuid, latitude, longitude, line)."""
+    rows = scan.rows
+    assert rows is not None and scan.csv_path is not None
+    csv = scan.csv_path
+    safe = rows["uuid"].map(is_safe_uuid).to_numpy(dtype=bool)
+    for row in rows[~safe].itertuples():
+        problems.append(
+            Problem(
+                "" if not row.uuid else row.uuid,
+                str(csv),
+                "bad_uuid",
+                f"{csv} line {row.line}: uuid {row.uuid!r} is not a plain folder name "
+                f"(it could point outside {scan.image_dir}); refusing this row",
+            )
+        )
+    rows = rows[safe]
+    lines_by_uuid = rows.groupby("uuid", sort=False)["line"].apply(list)
+    for uuid, lines in lines_by_uuid[lines_by_uuid.map(len) > 1].items():
+        problems.append(
+            Problem(
+                uuid,
+                str(csv),
+                "duplicate_uuid",
+                f"{csv}: uuid {uuid} appears {len(lines)} times (lines {', '.join(map(str, lines))})",
+            )
+        )
+    for row in rows.itertuples():
+        if row.uuid not in scan.folders:
+            problems.append(
+                Problem(
+                    row.uuid,
+                    str(csv),
+                    "missing_folder",
+                    f"{csv} line {row.line}: uuid {row.uuid} has no folder {scan.image_dir / row.uuid}",
+                )
+            )
+        for axis in ("latitude", "longitude"):
+            if not np.isfinite(getattr(row, axis)):
+                text = getattr(row, f"{axis}_text")
+                problems.append(
+                    Problem(
+                        row.uuid,
+                        str(csv),
+                        "nan_coordinate",
+                        f"{csv} line {row.line}: uuid {row.uuid} has {axis} {text!r}, not a finite number",
+                    )
+                )
+    return rows
+
+
+def _check_coordinates(rows: pd.DataFrame, csv: Path, tolerance_km: float, problems: list[Problem]) -> None:
+    finite = rows[np.isfinite(rows["latitude"]) & np.isfinite(rows["longitude"])]
+    if finite.empty:
+        return
+    from geoguess_utils import borders
+
+    lat = finite["latitude"].to_numpy()
+    lon = finite["longitude"].to_numpy()
+    inside = borders.is_on_land(lat, lon, "full", tolerance_km=tolerance_km)
+    if inside.all():
+        return
+    out = finite[~inside]
+    swapped = borders.is_on_land(out["longitude"].to_numpy(), out["latitude"].to_numpy(), "full", tolerance_km)
+    for row, is_swapped in zip(out.itertuples(), swapped, strict=True):
+        where = f"{csv} line {row.line}: uuid {row.uuid} at latitude {row.latitude}, longitude {row.longitude}"
+        if is_swapped:
+            problems.append(
+                Problem(
+                    row.uuid,
+                    str(csv),
+                    "swapped_coordinates",
+                    f"{where} is outside Croatia, but swapping the two gives a point in Croatia: "
+                    f"latitude and longitude look exchanged",
+                )
+            )
+        else:
+            problems.append(
+                Problem(
+                    row.uuid,
+                    str(csv),
+                    "outside_croatia",
+                    f"{where} is more than {tolerance_km:g} km from Croatia",
+                )
+            )
+
+
+@dataclass
+class _ImageInfo:
+    path: str
+    uuid: str
+    size: tuple[int, int] | None = None
+    mode: str | None = None
+    problem: Problem | None = None
+
+
+def _inspect_image(path: str, uuid: str, deep: bool, max_pixels: int) -> _ImageInfo:
+    """Read one image's header (and, when ``deep``, decode it) without raising."""
+    from PIL import Image, UnidentifiedImageError
+
+    info = _ImageInfo(path, uuid)
+    try:
+        with Image.open(path) as image:
+            info.size, info.mode = image.size, image.mode
+            width, height = image.size
+            if width * height > max_pixels:
+                info.problem = Problem(
+                    uuid,
+                    str(path),
+                    "image_too_large",
+                    f"{path}: {width}x{height} pixels exceeds the limit of {max_pixels} pixels "
+                    f"(possible decompression bomb); refusing to decode it",
+                )
+                return info
+            if image.format != "JPEG":
+                info.problem = Problem(uuid, str(path), "not_jpeg", f"{path}: is a {image.format} file, not a JPEG")
+                return info
+            if deep:
+                image.load()
+        if not deep:
+            with open(path, "rb") as handle:
+                handle.seek(-2, os.SEEK_END)
+                if handle.read(2) != _JPEG_END:
+                    info.problem = Problem(
+                        uuid,
+                        str(path),
+                        "truncated_image",
+                        f"{path}: JPEG does not end with the end-of-image marker; the file is truncated",
+                    )
+    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        info.problem = Problem(uuid, str(path), "unreadable_image", f"{path}: not a readable image ({exc})")
+    except OSError as exc:
+        text = str(exc)
+        kind = "truncated_image" if "truncated" in text.lower() else "unreadable_image"
+        info.problem = Problem(uuid, str(path), kind, f"{path}: cannot decode the image ({text})")
+    except (ValueError, SyntaxError) as exc:  # Pillow raises these for some malformed headers
+        info.problem = Problem(uuid, str(path), "unreadable_image", f"{path}: malformed image ({exc})")
+    return info
+
+
+def _check_folder(uuid: str, folder: str, problems: list[Problem]) -> list[str]:
+    """List one location folder; report missing and extra files; return the images present."""
+    try:
+        names = {name for name in os.listdir(folder) if not name.startswith(".")}
+    except OSError as exc:
+        problems.append(Problem(uuid, folder, "missing_image", f"{folder}: cannot list the folder ({exc})"))
+        return []
+    present = []
+    for name in VIEW_FILES:
+        path = os.path.join(folder, name)
+        if name in names:
+            present.append(path)
+        else:
+            have = ", ".join(sorted(names)) or "nothing"
+            problems.append(Problem(uuid, path, "missing_image", f"{path}: missing (the folder holds {have})"))
+    for name in sorted(names - set(VIEW_FILES)):
+        path = os.path.join(folder, name)
+        kind = "extra_image" if name.lower().endswith(_IMAGE_SUFFIXES) else "extra_file"
+        problems.append(
+            Problem(
+                uuid, path, kind, f"{path}: unexpected file; a location folder holds exactly {', '.join(VIEW_FILES)}"
+            )
+        )
+    return present
+
+
+def _check_images(
+    images: list[tuple[str, str]],
+    *,
+    deep: bool,
+    expected_size: tuple[int, int] | None,
+    expected_mode: str,
+    max_pixels: int,
+    workers: int,
+    problems: list[Problem],
+) -> None:
+    def inspect(item: tuple[str, str]) -> _ImageInfo:
+        return _inspect_image(item[1], item[0], deep, max_pixels)
+
+    if workers > 1 and len(images) > 64:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            infos = list(pool.map(inspect, images))
+    else:
+        infos = [inspect(item) for item in images]
+    sizes = Counter(info.size for info in infos if info.size is not None and info.problem is None)
+    target = expected_size
+    if target is None and sizes:
+        target = sizes.most_common(1)[0][0]
+    for info in infos:
+        if info.problem is not None:
+            problems.append(info.problem)
+            continue
+        if target is not None and info.size != tuple(target):
+            source = "expected" if expected_size is not None else "most images are"
+            problems.append(
+                Problem(
+                    info.uuid,
+                    info.path,
+                    "unexpected_size",
+                    f"{info.path}: image is {info.size[0]}x{info.size[1]} pixels, {source} {target[0]}x{target[1]}",
+                )
+            )
+        if info.mode != expected_mode:
+            problems.append(
+                Problem(
+                    info.uuid,
+                    info.path,
+                    "unexpected_mode",
+                    f"{info.path}: image mode is {info.mode}, expected {expected_mode}",
+                )
+            )
+
+
+def validate_roots(
+    roots: Sequence[str | os.PathLike[str]],
+    *,
+    deep: bool = False,
+    expected_size: tuple[int, int] | None = None,
+    expected_mode: str = "RGB",
+    coast_tolerance_km: float = DEFAULT_COAST_TOLERANCE_KM,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    require_labels: bool = False,
+    workers: int | None = None,
+) -> ValidationReport:
+    """Check one or more LUMEN roots and report every problem.
+
+    Checks: each CSV row has a folder and each folder (in a root with ``data.csv``) a
+    row; each folder holds exactly the four views; every view is a readable JPEG of the
+    expected size and mode that ends with the end-of-image marker; coordinates are
+    numbers inside Croatia (within ``coast_tolerance_km``), with swapped latitude and
+    longitude recognised; uuids are plain folder names and unique within and across
+    roots.
+
+    By default only image headers and the last two bytes are read, so 16,000 folders
+    take seconds; ``deep=True`` decodes every image (catches corrupt data in the middle).
+
+    Args:
+        roots: Dataset roots, each holding ``data/`` or ``images/`` and usually ``data.csv``.
+        deep: Decode every image completely.
+        expected_size: Required ``(width, height)`` in pixels; ``None`` flags images whose
+            size differs from the most common size.
+        expected_mode: Required Pillow mode (``"RGB"``; grayscale is ``"L"``).
+        coast_tolerance_km: How far outside Natural Earth's Croatia a point may lie.
+        max_pixels: Images with more pixels are refused without decoding.
+        require_labels: Raise when a root has no ``data.csv``.
+        workers: Threads reading images. Defaults to 1 for header checks (they are
+            Python-bound: more threads only contend for the interpreter on files in the
+            page cache) and ``min(8, cpu count)`` for ``deep`` (decoding runs in parallel).
+
+    Returns:
+        The report; its ``locations`` holds every location seen.
+
+    Raises:
+        DataError: When a root is missing, has no (or two) image folders, its CSV cannot
+            be read or lacks a required column, or ``require_labels`` is set and a root
+            has no ``data.csv``. These make the whole root unusable, so they are raised
+            at once rather than listed.
+    """
+    if not roots:
+        raise DataError("no dataset roots given")
+    if workers is None:
+        workers = min(8, os.cpu_count() or 1) if deep else 1
+    problems: list[Problem] = []
+    tables: list[pd.DataFrame] = []
+    images: list[tuple[str, str]] = []
+    seen_in: dict[str, list[Path]] = defaultdict(list)
+    for root_like in roots:
+        root = Path(root_like)
+        scan = _scan_root(root, problems)
+        if scan.rows is None and require_labels:
+            raise DataError(f"dataset root {root} has no {CSV_NAME}; locations used for training need coordinates")
+        if scan.rows is not None:
+            rows = _check_rows(scan, problems)
+            _check_coordinates(rows, scan.csv_path, coast_tolerance_km, problems)  # type: ignore[arg-type]
+            listed = set(rows["uuid"])
+            for uuid in sorted(set(scan.folders) - listed):
+                folder = scan.folders[uuid]
+                problems.append(Problem(uuid, folder, "missing_row", f"{folder}: folder has no row in {scan.csv_path}"))
+            coords = rows.drop_duplicates("uuid")[["uuid", "latitude", "longitude"]]
+            extra = sorted(set(scan.folders) - listed)
+            if extra:
+                coords = pd.concat(
+                    [coords, pd.DataFrame({"uuid": extra, "latitude": np.nan, "longitude": np.nan})], ignore_index=True
+                )
+        else:
+            names = sorted(scan.folders)
+            coords = pd.DataFrame({"uuid": names, "latitude": np.nan, "longitude": np.nan})
+        coords = coords.astype({"latitude": np.float64, "longitude": np.float64})
+        for uuid in coords["uuid"]:
+            seen_in[uuid].append(root)
+        paths = {column: [] for column in PATH_COLUMNS}
+        for uuid in coords["uuid"]:
+            folder = scan.folders.get(uuid)
+            if folder is None:
+                for column in PATH_COLUMNS:
+                    paths[column].append("")
+                continue
+            for path in _check_folder(uuid, folder, problems):
+                images.append((uuid, path))
+            for column, name in zip(PATH_COLUMNS, VIEW_FILES, strict=True):
+                paths[column].append(os.path.join(folder, name))
+        table = coords.assign(root=str(root), **paths)
+        tables.append(table[list(LOCATION_COLUMNS)])
+    for uuid, where in seen_in.items():
+        if len(where) > 1:
+            problems.append(
+                Problem(
+                    uuid,
+                    ", ".join(str(r) for r in where),
+                    "duplicate_uuid",
+                    f"uuid {uuid} appears in {len(where)} dataset roots: {', '.join(str(r) for r in where)}",
+                )
+            )
+    _check_images(
+        images,
+        deep=deep,
+        expected_size=expected_size,
+        expected_mode=expected_mode,
+        max_pixels=max_pixels,
+        workers=workers,
+        problems=problems,
+    )
+    locations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(LOCATION_COLUMNS))
+    return ValidationReport(problems=problems, locations=locations, n_images=len(images))
+
+
+def load_locations(
+    roots: Sequence[str | os.PathLike[str]],
+    *,
+    lenient: bool = False,
+    report_path: str | os.PathLike[str] | None = None,
+    require_labels: bool = True,
+    **validate_kwargs: object,
+) -> pd.DataFrame:
+    """Read and validate LUMEN roots into one locations table.
+
+    Args:
+        roots: Dataset roots (see :func:`validate_roots`).
+        lenient: Leave out locations with problems instead of raising. What was left
+            out, and why, goes to ``report_path`` (and, when no path is given, into a
+            warning listing every problem), so nothing disappears silently.
+        report_path: Where to write the problems CSV (uuid, file, kind, message);
+            written in strict mode too when there are problems.
+        require_labels: Every root must have a ``data.csv`` (training data).
+        **validate_kwargs: Passed to :func:`validate_roots` (``deep``,
+            ``expected_size``, ``coast_tolerance_km``, ``max_pixels``, ``workers``).
+
+    Returns:
+        Columns :data:`LOCATION_COLUMNS`: uuid (str), latitude and longitude (float64
+        degrees; NaN for a predict-only root), root, and the four view paths.
+
+    Raises:
+        DataError: In strict mode, when anything is wrong; the message lists every
+            problem by uuid and file.
+    """
+    report = validate_roots(roots, require_labels=require_labels, **validate_kwargs)  # type: ignore[arg-type]
+    if report.ok:
+        return report.locations
+    if report_path is not None:
+        report.write_csv(report_path)
+    if not lenient:
+        where = f" (also written to {report_path})" if report_path is not None else ""
+        raise DataError(f"the dataset has problems{where}:\n{report.format()}")
+    clean = report.clean_locations()
+    skipped = len(report.bad_uuids())
+    if report_path is None:
+        warnings.warn(
+            f"lenient mode: skipped {skipped} locations because of these problems:\n{report.format()}",
+            stacklevel=2,
+        )
+    else:
+        warnings.warn(
+            f"lenient mode: skipped {skipped} locations; the reasons are listed in {report_path} ({report.summary()})",
+            stacklevel=2,
+        )
+    return clean
