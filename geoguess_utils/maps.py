@@ -79,3 +79,316 @@ def save_figure(fig, path: str | os.PathLike[str], dpi: int = 120) -> Path:  # n
     suffix = Path(path).suffix.lstrip(".") or "png"
     fig.savefig(buffer, format=suffix, dpi=dpi, bbox_inches="tight")
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+# Figures of the course's chapters on distances, projections and the grid.
+
+KIND_COLOURS = {"geometric": "#7f7f7f", "clipped": "#c0392b", "weighted": "#1f6fb4"}
+"""Colour of each centroid kind in every figure."""
+
+METHOD_COLOURS = {
+    "degrees": "#c0392b",
+    "cosine_degrees": "#e67e22",
+    "chord_3d": "#8e44ad",
+    "haversine": "#1f6fb4",
+    "projected": "#27ae60",
+}
+"""Colour of each distance method in every figure."""
+
+
+def plot_distance_errors(table: pd.DataFrame):  # noqa: ANN201 - matplotlib Figure
+    """How far each distance method is from the geodesic, over random pairs in Croatia.
+
+    Left: the absolute relative error of every method (log scale). Right: the signed
+    error of Euclidean distance on degrees against the direction of the pair, which
+    shows that east-west distances come out far too long.
+
+    Args:
+        table: Output of :func:`geoguess_utils.analysis.distance_table`.
+    """
+    import matplotlib.pyplot as plt
+
+    from geoguess_utils.analysis import DISTANCE_METHODS
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.1, 1]})
+    values = [100.0 * table[f"{m}_rel_err"].abs().clip(lower=1e-7).to_numpy() for m in DISTANCE_METHODS]
+    try:  # matplotlib >= 3.10 names the direction; older versions only know ``vert``
+        parts = left.boxplot(values, orientation="horizontal", whis=(0, 100), patch_artist=True, widths=0.6)
+    except TypeError:
+        parts = left.boxplot(values, vert=False, whis=(0, 100), patch_artist=True, widths=0.6)
+    for patch, method in zip(parts["boxes"], DISTANCE_METHODS, strict=True):
+        patch.set_facecolor(METHOD_COLOURS[method])
+        patch.set_alpha(0.55)
+    left.set_yticks(range(1, len(DISTANCE_METHODS) + 1), [m.replace("_", " ") for m in DISTANCE_METHODS])
+    left.set_xscale("log")
+    left.set_xlabel("|distance - geodesic| / geodesic  (%)")
+    left.set_title(f"Error against the WGS84 geodesic ({len(table)} random pairs)")
+    left.grid(axis="x", which="both", alpha=0.3)
+
+    for method in ("degrees", "cosine_degrees"):
+        right.scatter(
+            table["bearing_deg"],
+            100.0 * table[f"{method}_rel_err"],
+            s=4,
+            alpha=0.5,
+            color=METHOD_COLOURS[method],
+            label=method.replace("_", " "),
+        )
+    right.axhline(0.0, color="black", linewidth=0.8)
+    right.set_xticks([0, 45, 90, 135, 180], ["N-S", "NE-SW", "E-W", "SE-NW", "N-S"])
+    right.set_xlabel("direction of the pair")
+    right.set_ylabel("(distance - geodesic) / geodesic  (%)")
+    right.set_title("Degrees treat a degree of longitude like one of latitude")
+    right.legend(markerscale=3, loc="upper left")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_scale_error(lat: ArrayLike, lon: ArrayLike, ppm: ArrayLike, crs: str, ax=None):  # noqa: ANN001, ANN201
+    """Map of how much a projected CRS stretches distances, in parts per million.
+
+    Args:
+        lat: Latitudes of the sample points, degrees, shape (N,).
+        lon: Longitudes, degrees, shape (N,).
+        ppm: Scale error at each point from :func:`geoguess_utils.analysis.scale_error_ppm`.
+        crs: Name of the CRS, for the title.
+        ax: Existing axes; a new figure is made when ``None``.
+    """
+    fig, ax = _axes(ax)
+    draw_croatia(ax, "full")
+    values = np.asarray(ppm, dtype=np.float64)
+    limit = float(np.abs(values).max()) if values.size else 1.0
+    dots = ax.scatter(
+        np.asarray(lon), np.asarray(lat), c=values, s=9, cmap="RdBu_r", vmin=-limit, vmax=limit, linewidths=0
+    )
+    _geo_axes(ax)
+    fig.colorbar(dots, ax=ax, shrink=0.8, label="scale error (mm per km)")
+    ax.set_title(f"{crs}: projected distance vs true distance")
+    return fig
+
+
+def _cells_outline(ax, cells, colour: str, linewidth: float = 0.6, fill: str | None = None, alpha: float = 1.0) -> None:  # noqa: ANN001
+    import geopandas as gpd
+
+    shapes = gpd.GeoSeries(cells.geometry.to_numpy())  # no CRS: geopandas would relabel the axes
+    if fill is not None:
+        shapes.plot(ax=ax, color=fill, alpha=alpha, linewidth=0, aspect=None)
+    shapes.boundary.plot(ax=ax, color=colour, linewidth=linewidth, aspect=None)
+
+
+def _geo_axes(ax, ylabel: bool = True) -> None:  # noqa: ANN001
+    """Equal kilometres per unit at Croatia's mid latitude, and degree labels (geopandas resets both)."""
+    ax.set_aspect(1 / np.cos(np.radians(44.5)))
+    ax.set_xlabel("longitude (deg)")
+    ax.set_ylabel("latitude (deg)" if ylabel else "")
+
+
+def _zoom_to(ax, geometry, margin: float = 0.25) -> None:  # noqa: ANN001
+    lon0, lat0, lon1, lat1 = geometry.total_bounds if hasattr(geometry, "total_bounds") else geometry.bounds
+    ax.set_xlim(lon0 - margin, lon1 + margin)
+    ax.set_ylim(lat0 - margin, lat1 + margin)
+
+
+def plot_grid_progression(steps, lat: ArrayLike, lon: ArrayLike, point_size: float = 2.0):  # noqa: ANN001, ANN201
+    """The five steps from Croatia to classes, side by side.
+
+    1. Croatia; 2. the square grid over its bounding box; 3. the cells that intersect
+    Croatia; 4. the cells holding training locations; 5. each class's centroid, moved
+    onto land when it falls at sea or abroad.
+
+    Args:
+        steps: Output of :func:`geoguess_utils.analysis.grid_steps`.
+        lat: Training latitudes (degrees) drawn in step 4, shape (N,).
+        lon: Training longitudes (degrees), shape (N,).
+        point_size: Marker size of the locations.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    fig, axes = plt.subplots(1, 5, figsize=(24, 5.6))
+    table = steps.class_table
+    titles = [
+        "1. Croatia (mainland)",
+        f"2. Grid of {steps.spacing_deg:g} deg: {len(steps.box_cells)} cells",
+        f"3. Intersecting Croatia: {len(steps.intersecting)}",
+        f"4. Holding training data: {len(steps.with_data)}",
+        f"5. Centroids, clipped to land: {len(table)}",
+    ]
+    for i, ax in enumerate(axes):
+        _axes(ax)
+        draw_croatia(ax, steps.variant)
+        _zoom_to(ax, steps.box_cells, margin=0.1)
+        ax.set_title(titles[i], fontsize=12)
+    _cells_outline(axes[1], steps.box_cells, "#c0392b", 0.5)
+    _cells_outline(axes[2], steps.intersecting, "#c0392b", 0.6)
+    dropped = steps.intersecting[~steps.intersecting["cell_id"].isin(steps.with_data["cell_id"])]
+    _cells_outline(axes[3], steps.with_data, "#c0392b", 0.6)
+    if len(dropped):
+        _cells_outline(axes[3], dropped, "#999999", 0.6, fill="#999999", alpha=0.35)
+    axes[3].scatter(np.asarray(lon), np.asarray(lat), s=point_size, color="#1f6fb4", alpha=0.6, linewidths=0)
+    _cells_outline(axes[4], steps.with_data, "#c0392b", 0.6)
+    moved = (table["geometric_lat"] != table["clipped_lat"]) | (table["geometric_lon"] != table["clipped_lon"])
+    axes[4].scatter(
+        table["geometric_lon"][moved], table["geometric_lat"][moved], s=22, facecolors="none", edgecolors="#333333"
+    )
+    for _, row in table[moved].iterrows():
+        axes[4].annotate(
+            "",
+            xy=(row["clipped_lon"], row["clipped_lat"]),
+            xytext=(row["geometric_lon"], row["geometric_lat"]),
+            arrowprops={"arrowstyle": "->", "color": "#333333", "linewidth": 0.8},
+        )
+    axes[4].scatter(table["clipped_lon"], table["clipped_lat"], s=12, color=KIND_COLOURS["clipped"], zorder=3)
+    axes[4].legend(
+        handles=[
+            Line2D([], [], marker="o", linestyle="", color=KIND_COLOURS["clipped"], label="centroid on land"),
+            Line2D(
+                [], [], marker="o", linestyle="", markerfacecolor="none", color="#333333", label="was at sea/abroad"
+            ),
+        ],
+        loc="lower left",
+        fontsize=9,
+    )
+    if len(dropped):
+        axes[3].legend(
+            handles=[
+                Line2D([], [], marker="s", linestyle="", color="#999999", alpha=0.5, label="no training data: dropped"),
+                Line2D([], [], marker="o", linestyle="", color="#1f6fb4", label="training locations"),
+            ],
+            loc="lower left",
+            fontsize=9,
+        )
+    for i, ax in enumerate(axes):
+        _geo_axes(ax, ylabel=i == 0)
+    fig.tight_layout()
+    return fig
+
+
+def plot_grid_spacings(steps_list, ax_size: float = 5.0):  # noqa: ANN001, ANN201
+    """The classes and their clipped centroids for several spacings, side by side.
+
+    Args:
+        steps_list: Outputs of :func:`geoguess_utils.analysis.grid_steps`, one per spacing.
+        ax_size: Height of each panel, inches.
+    """
+    import matplotlib.pyplot as plt
+
+    count = len(steps_list)
+    fig, axes = plt.subplots(1, count, figsize=(ax_size * 1.05 * count, ax_size), squeeze=False)
+    for ax, steps in zip(axes[0], steps_list, strict=True):
+        _axes(ax)
+        draw_croatia(ax, steps.variant)
+        _cells_outline(ax, steps.with_data, "#c0392b", 0.6)
+        table = steps.class_table
+        ax.scatter(table["clipped_lon"], table["clipped_lat"], s=10, color=KIND_COLOURS["clipped"], zorder=3)
+        ax.set_title(f"{steps.spacing_deg:g} deg: {len(table)} classes")
+        _geo_axes(ax, ylabel=ax is axes[0][0])
+    fig.tight_layout()
+    return fig
+
+
+def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
+    class_table: pd.DataFrame,
+    lat: ArrayLike,
+    lon: ArrayLike,
+    bounds: tuple[float, float, float, float] | None = None,
+    variant: borders.Variant = "mainland",
+    ax=None,  # noqa: ANN001
+):
+    """Geometric, clipped and train-weighted centroids of each class, over the training points.
+
+    Args:
+        class_table: Output of :func:`geoguess_utils.grid.fit_class_table`.
+        lat: Training latitudes, degrees, shape (N,).
+        lon: Training longitudes, degrees, shape (N,).
+        bounds: ``(lon_min, lat_min, lon_max, lat_max)`` to zoom to; all of Croatia when ``None``.
+        variant: Croatia variant drawn underneath.
+        ax: Existing axes; a new figure is made when ``None``.
+    """
+    import geopandas as gpd
+    import shapely
+
+    fig, ax = _axes(ax)
+    draw_croatia(ax, variant)
+    boxes = gpd.GeoSeries(
+        shapely.box(class_table["lon_min"], class_table["lat_min"], class_table["lon_max"], class_table["lat_max"])
+    )
+    boxes.boundary.plot(ax=ax, color="#c0392b", linewidth=0.6, alpha=0.7, aspect=None)
+    ax.scatter(np.asarray(lon), np.asarray(lat), s=4, color="#555555", alpha=0.45, linewidths=0, label="training")
+    ax.scatter(
+        class_table["geometric_lon"],
+        class_table["geometric_lat"],
+        s=70,
+        marker="s",
+        facecolors="none",
+        edgecolors="#333333",
+        linewidths=1.0,
+        zorder=4,
+        label="geometric",
+    )
+    ax.scatter(
+        class_table["clipped_lon"],
+        class_table["clipped_lat"],
+        s=22,
+        marker="o",
+        color=KIND_COLOURS["clipped"],
+        zorder=3,
+        label="clipped",
+    )
+    ax.scatter(
+        class_table["weighted_lon"],
+        class_table["weighted_lat"],
+        s=34,
+        marker="^",
+        color=KIND_COLOURS["weighted"],
+        edgecolors="white",
+        linewidths=0.5,
+        zorder=3,
+        label="weighted",
+    )
+    if bounds is not None:
+        ax.set_xlim(bounds[0], bounds[2])
+        ax.set_ylim(bounds[1], bounds[3])
+    _geo_axes(ax)
+    ax.legend(loc="lower left", fontsize=9)
+    ax.set_title("Three kinds of class centroid")
+    return fig
+
+
+def plot_error_floor(floor: pd.DataFrame):  # noqa: ANN201 - matplotlib Figure
+    """Mean distance to the class centroid against the number of classes, one panel per point set.
+
+    Args:
+        floor: Output of :func:`geoguess_utils.analysis.error_floor`.
+    """
+    import matplotlib.pyplot as plt
+
+    from geoguess_utils.analysis import FLOOR_KINDS
+
+    groups = list(floor.groupby("points", sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 4.8), sharey=True, squeeze=False)
+    styles = {
+        "geometric": {"marker": "s", "linewidth": 3.0, "markersize": 7, "alpha": 0.6},
+        "clipped": {"marker": "o", "linewidth": 1.6, "markersize": 5, "alpha": 1.0},
+        "weighted": {"marker": "^", "linewidth": 1.6, "markersize": 6, "alpha": 1.0},
+    }
+    for ax, (points, part) in zip(axes[0], groups, strict=True):
+        part = part.sort_values("n_classes")
+        for kind in FLOOR_KINDS:
+            ax.plot(part["n_classes"], part[f"{kind}_km"], color=KIND_COLOURS[kind], label=kind, **styles[kind])
+        ax.set_xscale("log")
+        ax.set_xticks(
+            part["n_classes"].to_numpy(),
+            [f"{n}\n({s:g} deg)" for n, s in zip(part["n_classes"], part["spacing_deg"], strict=True)],
+        )
+        ax.minorticks_off()
+        ax.set_xlabel("number of classes (grid spacing)")
+        ax.set_title(f"{points} locations (n = {int(part['n_points'].iloc[0])})")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(title="centroid")
+    axes[0][0].set_ylabel("mean distance to the class centroid (km)")
+    fig.suptitle("Error floor: the mean error of a classifier that always picks the right class")
+    fig.tight_layout()
+    return fig
