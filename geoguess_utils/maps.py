@@ -30,9 +30,6 @@ def _axes(ax=None, figsize: tuple[float, float] = (7.0, 6.5)):  # noqa: ANN001, 
     else:
         fig = ax.figure
     ax.set_facecolor(SEA_COLOUR)
-    ax.set_aspect(1 / np.cos(np.radians(44.5)))  # equal km per unit at Croatia's mid latitude
-    ax.set_xlabel("longitude (deg)")
-    ax.set_ylabel("latitude (deg)")
     return fig, ax
 
 
@@ -59,7 +56,8 @@ def plot_grid(cells: pd.DataFrame, title: str | None = None, variant: borders.Va
     """
     fig, ax = _axes(ax)
     draw_croatia(ax, variant)
-    cells.boundary.plot(ax=ax, color="#c0392b", linewidth=0.6)
+    _cells_outline(ax, cells, "#c0392b")
+    _geo_axes(ax)
     ax.set_title(title or f"{len(cells)} cells")
     return fig
 
@@ -69,6 +67,7 @@ def plot_locations(lat: ArrayLike, lon: ArrayLike, title: str = "", colour: str 
     fig, ax = _axes(ax)
     draw_croatia(ax)
     ax.scatter(np.asarray(lon), np.asarray(lat), s=size, c=colour, alpha=0.7, linewidths=0)
+    _geo_axes(ax)
     ax.set_title(title)
     return fig
 
