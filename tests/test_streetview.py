@@ -1,0 +1,263 @@
+"""The Street View downloader against a small mock server on 127.0.0.1 (never the real network)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from aiohttp import web
+from PIL import Image
+
+from geoguess_utils import streetview
+from geoguess_utils.errors import ConfigError
+
+KEY = "test-key-0123456789"
+
+
+def _jpeg(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (seed * 40 % 256, 90, 160)).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+class MockStreetView:
+    """Answers like the Street View metadata and image endpoints, with scripted failures.
+
+    ``metadata`` maps a sample location string to a status (default ``OK``), or to a
+    list of statuses answered one per request before ``OK``;
+    ``scripts`` maps ``(pano, heading)`` to a list of actions consumed one per request
+    (``"429"``, ``"500"``, ``"drop"``, ``"cut"``, ``"404"``), then success.
+    """
+
+    def __init__(self) -> None:
+        self.metadata: dict[str, str | list[str]] = {}
+        self.scripts: dict[tuple[str, int], list[str]] = {}
+        self.always_fail: set[str] = set()
+        self.calls: Counter[str] = Counter()
+        self.keys: set[str] = set()
+
+    def make_app(self) -> web.Application:
+        """A fresh application (one per event loop) serving this mock's state."""
+        app = web.Application()
+        app.router.add_get("/sv/metadata", self._metadata)
+        app.router.add_get("/sv", self._image)
+        return app
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        self.keys.add(request.query.get("key", ""))
+        location = request.query["location"]
+        self.calls[f"meta {location}"] += 1
+        planned = self.metadata.get(location, "OK")
+        status = (planned.pop(0) if planned else "OK") if isinstance(planned, list) else planned
+        if status != "OK":
+            return web.json_response({"status": status, "error_message": f"{status} for {location}"})
+        lat, lon = (float(v) for v in location.split(","))
+        pano = f"pano-{location}"
+        return web.json_response(
+            {
+                "status": "OK",
+                "pano_id": pano,
+                "location": {"lat": lat, "lng": lon},
+                "date": "2021-07",
+                "copyright": "© Google",
+            }
+        )
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        self.keys.add(request.query.get("key", ""))
+        assert request.query["size"] == "640x640" and request.query["fov"] == "90" and request.query["pitch"] == "0"
+        pano, heading = request.query["pano"], int(request.query["heading"])
+        self.calls[f"image {pano} {heading}"] += 1
+        body = _jpeg(heading + len(pano))
+        script = self.scripts.get((pano, heading), [])
+        action = script.pop(0) if script else ("500" if pano in self.always_fail else "ok")
+        if action in ("429", "500", "404"):
+            headers = {"Retry-After": "0"} if action == "429" else {}
+            return web.Response(status=int(action), text="try later", headers=headers)
+        if action == "drop":  # promise the whole file, send half, hang up
+            response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
+            await response.prepare(request)
+            await response.write(body[: len(body) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if action == "cut":  # a complete HTTP answer whose JPEG is truncated
+            return web.Response(body=body[: len(body) // 2], content_type="image/jpeg")
+        return web.Response(body=body, content_type="image/jpeg")
+
+
+def _settings(tmp_path: Path, n: int, **changes: object) -> streetview.DownloadSettings:
+    base = streetview.DownloadSettings(
+        key=KEY,
+        n_locations=n,
+        out_dir=tmp_path / "sv",
+        seed=3,
+        concurrency=3,
+        rate_per_s=500.0,
+        backoff_s=0.01,
+        timeout_s=5.0,
+    )
+    return replace(base, **changes)
+
+
+def _run(server: MockStreetView, settings: streetview.DownloadSettings) -> tuple[pd.DataFrame, list[str]]:
+    lines: list[str] = []
+
+    async def go() -> pd.DataFrame:
+        runner = web.AppRunner(server.make_app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            return await streetview.download_async(
+                replace(settings, base_url=f"http://127.0.0.1:{port}/sv"), lines.append
+            )
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(go()), lines
+
+
+def _location(plan: pd.DataFrame, i: int) -> str:
+    return f"{plan.loc[i, 'sample_latitude']:.6f},{plan.loc[i, 'sample_longitude']:.6f}"
+
+
+def _pano(plan: pd.DataFrame, i: int) -> str:
+    return f"pano-{_location(plan, i)}"
+
+
+def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 7)
+    plan = streetview.plan_samples(7, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.metadata[_location(plan, 1)] = "ZERO_RESULTS"
+    server.scripts[(_pano(plan, 2), 90)] = ["429"]
+    server.scripts[(_pano(plan, 3), 180)] = ["500", "500"]
+    server.scripts[(_pano(plan, 4), 270)] = ["drop"]
+    server.scripts[(_pano(plan, 5), 0)] = ["cut"]
+    server.metadata[_location(plan, 6)] = ["OVER_QUERY_LIMIT"]
+
+    table, lines = _run(server, settings)
+
+    assert list(table["status"]) == ["OK", "ZERO_RESULTS", "OK", "OK", "OK", "OK", "OK"]
+    assert server.calls[f"image {_pano(plan, 2)} 90"] == 2
+    assert server.calls[f"image {_pano(plan, 3)} 180"] == 3
+    assert server.calls[f"image {_pano(plan, 4)} 270"] == 2
+    assert server.calls[f"image {_pano(plan, 5)} 0"] == 2
+    assert server.calls[f"meta {_location(plan, 6)}"] == 2
+    root = settings.out_dir
+    data = pd.read_csv(root / streetview.DATA_CSV)
+    assert list(data.columns[:3]) == ["uuid", "latitude", "longitude"]
+    assert set(data["source"]) == {"streetview"}
+    assert sorted(data["uuid"]) == sorted(plan.loc[plan.index != 1, "uuid"])
+    for row in data.itertuples():
+        folder = root / streetview.IMAGES_DIRNAME / row.uuid
+        assert sorted(p.name for p in folder.iterdir()) == ["0.jpg", "180.jpg", "270.jpg", "90.jpg"]
+        for heading in streetview.HEADINGS:
+            assert (folder / f"{heading}.jpg").read_bytes() == _jpeg(heading + len(row.panorama_id))
+    assert not (root / streetview.IMAGES_DIRNAME / plan.loc[1, "uuid"]).exists()
+    assert not (root / streetview.STAGING_DIRNAME).exists()
+    status = pd.read_csv(root / streetview.STATUS_CSV)
+    assert set(streetview.STATUS_COLUMNS) <= set(status.columns)
+    assert status.loc[1, "status"] == "ZERO_RESULTS"
+    assert server.keys == {KEY}
+    assert any("YOUR OWN" in line for line in lines)
+    written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
+    assert KEY.encode() not in written
+
+
+def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 4, max_retries=1)
+    plan = streetview.plan_samples(4, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.always_fail.add(_pano(plan, 2))  # every image of point 2 fails this time
+    table, _ = _run(server, settings)
+    assert list(table["status"]) == ["OK", "OK", "FAILED", "OK"]
+    assert "gave up" in table.loc[2, "error"]
+    images = settings.out_dir / streetview.IMAGES_DIRNAME
+    assert not (images / plan.loc[2, "uuid"]).exists()  # no partial folder among the finished ones
+
+    server.always_fail.clear()
+    server.calls.clear()
+    bigger = replace(settings, n_locations=6)
+    table, _ = _run(server, bigger)
+    assert list(table["status"]) == ["OK"] * 6
+    assert list(table["uuid"][:4]) == list(plan["uuid"])  # the earlier plan is kept and extended
+    metadata_calls = {k for k in server.calls if k.startswith("meta")}
+    assert metadata_calls == {f"meta {_location(table, i)}" for i in (4, 5)}  # point 2 kept its panorama id
+    assert server.calls[f"image {_pano(plan, 0)} 0"] == 0
+    assert all(server.calls[f"image {_pano(plan, 2)} {h}"] == 1 for h in streetview.HEADINGS)
+    assert len(list(images.iterdir())) == 6
+    assert len(pd.read_csv(settings.out_dir / streetview.DATA_CSV)) == 6
+
+
+def test_partial_views_of_an_interrupted_point_are_reused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 1, max_retries=0)
+    plan = streetview.plan_samples(1, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.scripts[(_pano(plan, 0), 180)] = ["500"]
+    table, _ = _run(server, settings)
+    assert table.loc[0, "status"] == "FAILED"
+    server.calls.clear()
+    table, _ = _run(server, settings)
+    assert table.loc[0, "status"] == "OK"
+    assert server.calls[f"image {_pano(plan, 0)} 0"] == 0  # already saved atomically before the failure
+    assert server.calls[f"image {_pano(plan, 0)} 180"] == 1
+
+
+def test_refused_key_stops_with_a_clear_error(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 2)
+    plan = streetview.plan_samples(2, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    for i in range(2):
+        server.metadata[_location(plan, i)] = "REQUEST_DENIED"
+    with pytest.raises(streetview.StreetViewError, match="denied"):
+        _run(server, settings)
+    assert (settings.out_dir / streetview.STATUS_CSV).exists()  # progress is saved for a later resume
+
+
+def test_unreachable_server_fails_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a free local port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = _settings(tmp_path, 1, max_retries=1, base_url=f"http://127.0.0.1:{port}/sv")
+    with pytest.raises(streetview.StreetViewError, match=r"cannot reach.*internet"):
+        streetview.download_streetview(settings, say=lambda _: None)
+
+
+def test_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="key"):
+        streetview.download_streetview(_settings(tmp_path, 1, key=""), say=lambda _: None)
+    with pytest.raises(ConfigError, match="locations"):
+        streetview.download_streetview(_settings(tmp_path, 0), say=lambda _: None)
+
+
+def test_plan_is_deterministic_and_on_the_mainland(tmp_path: Path) -> None:
+    from geoguess_utils import borders
+
+    a = streetview.plan_samples(20, 5, 500)
+    b = streetview.plan_samples(20, 5, 500)
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(streetview.plan_samples(20, 6, 500))
+    assert borders.is_on_land(a["sample_latitude"], a["sample_longitude"], variant="mainland").all()
+    assert a["uuid"].str.match(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").all()
+    extended = streetview.plan_samples(25, 5, 500, existing=a)
+    pd.testing.assert_frame_equal(extended.iloc[:20], a)
+    assert extended["uuid"].is_unique
+
+
+def test_command_line_help_states_the_terms() -> None:
+    import argparse
+
+    from geoguess_utils.commands import download_streetview
+
+    parser = argparse.ArgumentParser()
+    download_streetview.add_arguments(parser)
+    assert "YOUR OWN" in parser.format_help()
