@@ -17,10 +17,17 @@ from geoguess_utils.errors import GeoguessError
 # name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("geoguess_utils.commands.grid_cmd", "build the square grid over Croatia and draw it"),
+    "make-sample": ("geoguess_utils.commands.make_sample", "write the offline SYNTHETIC dataset (procedural Croatia)"),
+    "download-streetview": ("geoguess_utils.commands.download_streetview", "fetch real Street View data, YOUR API key"),
+    "validate": ("geoguess_utils.commands.validate", "check LUMEN dataset roots and list every problem"),
+    "predict": ("geoguess_utils.commands.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
+    "evaluate": ("geoguess_utils.commands.evaluate", "score a predictions CSV against the truth (one JSON line)"),
 }
 
 # Commands that parse their own arguments (LightningCLI); everything after the name is theirs.
-PASSTHROUGH: dict[str, tuple[str, str]] = {}
+PASSTHROUGH: dict[str, tuple[str, str]] = {
+    "fit": ("geoguess_utils.training", "train a model from a YAML config (LightningCLI), then test it"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,661 @@
+"""Lightning tasks: classify a location into grid cells, or regress its projected x/y.
+
+Both tasks share :class:`GeoTask`: the multi-view network, the optimiser with a frozen
+backbone for the first epochs, great-circle metrics at validation and test, and
+self-contained checkpoints. The :class:`~geoguess_utils.context.GeoContext` (projection,
+scaler, class table) comes from the datamodule in :meth:`GeoTask.setup`, or from a
+checkpoint, and sizes the output layer.
+
+Predicted locations are always finite and on Croatian land: non-finite outputs are
+neutralised, and points outside Croatia are moved to the nearest land.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from geoguess_utils import borders, checkpoint, geo
+from geoguess_utils.context import GeoContext
+from geoguess_utils.errors import CheckpointError, ConfigError
+from geoguess_utils.metrics import MEAN_NAME, HaversineMetrics
+from geoguess_utils.models import OFFLINE_BACKBONE, MultiViewNet, Pooling
+
+Decoding = Literal["weighted_mean", "geometric_median"]
+DECODINGS: tuple[str, ...] = ("weighted_mean", "geometric_median")
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
+SCHEDULERS: tuple[str, ...] = ("plateau", "onecycle", "none")
+RECOMMENDED_TAU_KM = 25.0
+"""Label-smoothing temperature that suits Croatia: about one 0.3-degree grid cell (23-33 km)."""
+
+_LOGIT_LIMIT = 1.0e4
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def haversine_soft_targets(true_latlon: torch.Tensor, centroids_latlon: torch.Tensor, tau_km: float) -> torch.Tensor:
+    """Soft class targets that decay with the distance to each class point.
+
+    ``q_i = exp(-(d_i - d_min) / tau) / sum_j exp(-(d_j - d_min) / tau)``, where ``d_i`` is
+    the great-circle distance from the true location to class point ``i``.
+
+    Args:
+        true_latlon: True ``[lat, lon]`` degrees, shape (B, 2).
+        centroids_latlon: Class points ``[lat, lon]`` degrees, shape (K, 2).
+        tau_km: Temperature in km (> 0): the distance over which a target weight drops by e.
+
+    Returns:
+        Shape (B, K), rows summing to 1, largest at the class point nearest the truth.
+    """
+    if not tau_km > 0:
+        raise ConfigError(f"label smoothing tau must be positive, got {tau_km}")
+    lat = true_latlon[:, 0:1].to(centroids_latlon.dtype)
+    lon = true_latlon[:, 1:2].to(centroids_latlon.dtype)
+    d_km = geo.haversine_km(lat, lon, centroids_latlon[None, :, 0], centroids_latlon[None, :, 1])
+    return torch.softmax(-(d_km - d_km.min(dim=1, keepdim=True).values) / tau_km, dim=1)
+
+
+def weighted_geometric_median(
+    points: torch.Tensor, weights: torch.Tensor, iterations: int = 200, tolerance: float = 1e-9
+) -> torch.Tensor:
+    """Weighted geometric median of point sets (Weiszfeld with the Vardi-Zhang step).
+
+    Minimises ``sum_i w_i * ||y - x_i||`` per set, in the plane. In a conformal projection
+    such as EPSG:3766 this is the point with the least weighted mean distance.
+
+    Args:
+        points: Shape (B, k, 2), any length unit.
+        weights: Shape (B, k), non-negative; rows summing to zero count as uniform.
+        iterations: Maximum number of iterations.
+        tolerance: Stop when no estimate moves more than this (same unit as ``points``).
+
+    Returns:
+        Shape (B, 2), same dtype and unit as ``points``.
+    """
+    x = points
+    w = weights.to(x.dtype).clamp_min(0)
+    total = w.sum(dim=1, keepdim=True)
+    w = torch.where(total > 0, w / total.clamp_min(torch.finfo(x.dtype).tiny), torch.full_like(w, 1.0 / w.shape[1]))
+    scale = (x.amax(dim=(1, 2)) - x.amin(dim=(1, 2))).clamp_min(1.0)[:, None]
+    same = 1e-12 * scale
+    y = (w[..., None] * x).sum(dim=1)
+    for _ in range(iterations):
+        diff = x - y[:, None, :]
+        dist = diff.norm(dim=2)
+        at_point = dist <= same
+        inv = torch.where(at_point, torch.zeros_like(dist), w / dist.clamp_min(torch.finfo(x.dtype).tiny))
+        inv_sum = inv.sum(dim=1, keepdim=True)
+        stuck = inv_sum <= 0  # every point coincides with y: y is the answer
+        t = (inv[..., None] * x).sum(dim=1) / inv_sum.clamp_min(torch.finfo(x.dtype).tiny)
+        r = (inv[..., None] * diff).sum(dim=1).norm(dim=1, keepdim=True)
+        eta = (w * at_point).sum(dim=1, keepdim=True)
+        share = torch.where(r > 0, (eta / r.clamp_min(torch.finfo(x.dtype).tiny)).clamp(max=1.0), torch.ones_like(r))
+        new_y = (1 - share) * t + share * y
+        new_y = torch.where(stuck, y, new_y)
+        moved = (new_y - y).norm(dim=1).max()
+        y = new_y
+        if moved <= tolerance:
+            break
+    return y
+
+
+def clip_to_land(
+    lat: np.ndarray, lon: np.ndarray, fallback_latlon: tuple[float, float], variant: str = "mainland"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Make predicted points finite and on Croatian land.
+
+    Args:
+        lat: Latitudes, degrees, shape (N,).
+        lon: Longitudes, degrees, shape (N,).
+        fallback_latlon: Used where a coordinate is not finite (e.g. the training mean).
+        variant: Croatia variant counting as land (see :mod:`geoguess_utils.borders`).
+
+    Returns:
+        ``(lat, lon)`` float64 arrays, shape (N,), every point on land.
+    """
+    lat = np.array(lat, dtype=np.float64, ndmin=1)
+    lon = np.array(lon, dtype=np.float64, ndmin=1)
+    bad = ~(np.isfinite(lat) & np.isfinite(lon))
+    lat[bad], lon[bad] = fallback_latlon
+    return borders.nearest_land_point(lat, lon, variant=variant)
+
+
+def _finite_logits(outputs: torch.Tensor) -> torch.Tensor:
+    out = torch.nan_to_num(outputs.detach().to(torch.float64), nan=0.0, posinf=_LOGIT_LIMIT, neginf=-_LOGIT_LIMIT)
+    return out.clamp(-_LOGIT_LIMIT, _LOGIT_LIMIT)
+
+
+class GeoTask(pl.LightningModule):
+    """Shared machinery of the classification and regression tasks.
+
+    Subclasses define the output size, the loss and how outputs become ``(lat, lon)``.
+    Batches are dicts with ``images`` (B, 4, 3, H, W), ``class_index`` (B,),
+    ``xy_scaled`` (B, 2), ``latlon`` (B, 2) degrees and ``uuid``.
+    """
+
+    task_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        backbone: str = OFFLINE_BACKBONE,
+        pretrained: bool = True,
+        pooling: Pooling = "concat",
+        dropout: float = 0.0,
+        optimizer: Literal["adam", "adamw"] = "adamw",
+        lr: float = 1e-3,
+        backbone_lr_factor: float = 0.1,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["plateau", "onecycle", "none"] = "plateau",
+        plateau_patience: int = 2,
+        plateau_factor: float = 0.1,
+        onecycle_pct_start: float = 0.3,
+        monitor: str = f"val/{MEAN_NAME}",
+        monitor_mode: Literal["min", "max"] = "min",
+        freeze_backbone_epochs: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        """Configure the task; the network is built once the GeoContext is known.
+
+        Args:
+            backbone: Backbone name (see :func:`geoguess_utils.models.list_backbones`).
+            pretrained: Start the backbone from ImageNet weights.
+            pooling: ``"concat"`` the four views' features or take their ``"mean"``.
+            dropout: Dropout before the output layer.
+            optimizer: ``"adam"`` or ``"adamw"``.
+            lr: Learning rate of the output layer (the peak rate for one-cycle).
+            backbone_lr_factor: Backbone learning rate = ``lr * backbone_lr_factor`` once unfrozen.
+            weight_decay: Weight decay of the optimiser.
+            scheduler: ``"plateau"`` (ReduceLROnPlateau on ``monitor``), ``"onecycle"`` or ``"none"``.
+            plateau_patience: Epochs without improvement before the rate is reduced.
+            plateau_factor: Factor the rate is multiplied by on a plateau.
+            onecycle_pct_start: Share of the steps spent warming up in one-cycle.
+            monitor: Logged metric the plateau scheduler watches.
+            monitor_mode: Whether ``monitor`` improves when it goes ``"min"`` or ``"max"``.
+            freeze_backbone_epochs: Epochs during which only the output layer learns.
+            channels_last: Use NHWC memory format for the convolutions (GPUs).
+        """
+        super().__init__()
+        _check_choice("optimizer", optimizer, OPTIMIZERS)
+        _check_choice("scheduler", scheduler, SCHEDULERS)
+        if monitor_mode not in ("min", "max"):
+            raise ConfigError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+        if freeze_backbone_epochs < 0:
+            raise ConfigError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
+        self.save_hyperparameters()
+        self.context: GeoContext | None = None
+        self.image_size: int | None = None
+        self.net: MultiViewNet | None = None
+        self.val_km = HaversineMetrics()
+        self.test_km = HaversineMetrics()
+
+    # ------------------------------------------------------------------ context and network
+    def num_outputs(self, context: GeoContext) -> int:
+        """Size of the output layer for ``context``."""
+        raise NotImplementedError
+
+    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
+        """Initialise the output layer's bias from the training set (subclasses)."""
+
+    def _configure_extras(self, context: GeoContext) -> None:
+        """Create context-dependent metrics and buffers (subclasses)."""
+
+    def configure_context(self, context: GeoContext, image_size: int | None = None) -> None:
+        """Attach the fitted context and build the network for it.
+
+        Calling again with an identical context changes nothing; a different one after
+        the network exists is refused.
+
+        Args:
+            context: Everything fitted on the training split.
+            image_size: Side of the square input images in pixels (recorded in checkpoints).
+
+        Raises:
+            CheckpointError: A network for a different context already exists.
+        """
+        if self.context is not None:
+            if self.context.fingerprint() != context.fingerprint():
+                raise CheckpointError(checkpoint.describe_context_difference(self.context, context))
+            if image_size is not None:
+                self.image_size = int(image_size)
+            return
+        self.context = context
+        self.image_size = None if image_size is None else int(image_size)
+        hp = self.hparams
+        self.net = MultiViewNet(
+            backbone=hp.backbone,
+            num_outputs=self.num_outputs(context),
+            pretrained=hp.pretrained,
+            pooling=hp.pooling,
+            dropout=hp.dropout,
+            channels_last=hp.channels_last,
+        )
+        if hp.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        head = self.net.head[-1]
+        with torch.no_grad():
+            head.weight.zero_()  # start from the training prior; features then move predictions away from it
+            head.bias.zero_()
+        self._init_head(head, context)
+        self._configure_extras(context)
+        lat, lon = context.centroids_latlon("weighted").T
+        n = context.class_table["n_train"].to_numpy(dtype=np.float64)
+        weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / max(len(n), 1))
+        self._fallback_latlon = (float(weights @ lat), float(weights @ lon))
+
+    def setup(self, stage: str) -> None:
+        """Take the GeoContext (and image size) from the trainer's datamodule."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        try:
+            context = getattr(datamodule, "context", None)
+        except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
+            context = None
+        if context is None:
+            if self.context is None:
+                raise ConfigError(
+                    "the task has no GeoContext: train it through a GeoDataModule, or call configure_context()"
+                )
+            return
+        image_size = getattr(datamodule, "image_size", None)
+        if image_size is None and hasattr(datamodule, "hparams"):
+            image_size = datamodule.hparams.get("image_size")
+        self.configure_context(context, image_size)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W)."""
+        if self.net is None:
+            raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
+        return self.net(images)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Training loss of a batch (scalar)."""
+        raise NotImplementedError
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Turn raw outputs (B, num_outputs) into ``[lat, lon]`` degrees, (B, 2) float64 on CPU.
+
+        Every returned point is finite and on land, whatever the outputs hold.
+        """
+        raise NotImplementedError
+
+    def _log_extra(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        """Log task-specific metrics of a batch (subclasses)."""
+
+    def _land(self, lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
+        assert self.context is not None
+        lat, lon = clip_to_land(lat, lon, self._fallback_latlon, self.context.variant)
+        return torch.from_numpy(np.column_stack([lat, lon]))
+
+    def predict_latlon(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
+        return self.decode(self(images))
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimisation step; logs ``train/loss``."""
+        outputs = self(batch["images"])
+        loss = self.loss(outputs, batch)
+        size = len(batch["images"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self._log_extra("train", outputs, batch)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], stage: str, km: HaversineMetrics) -> torch.Tensor:
+        outputs = self(batch["images"])
+        loss = self.loss(outputs, batch)
+        size = len(batch["images"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
+        self._log_extra(stage, outputs, batch)
+        km.update(self.decode(outputs).to(self.device), batch["latlon"])
+        return loss
+
+    def _log_km(self, stage: str, km: HaversineMetrics) -> None:
+        values = km.compute()
+        km.reset()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == MEAN_NAME)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and great-circle errors of a validation batch."""
+        return self._evaluate(batch, "val", self.val_km)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/haversine_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
+        self._log_km("val", self.val_km)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and great-circle errors of a test batch."""
+        return self._evaluate(batch, "test", self.test_km)
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/haversine_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
+        self._log_km("test", self.test_km)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Return ``{"uuid": list[str], "latlon": (B, 2) float64 degrees}``."""
+        return {"uuid": list(batch["uuid"]), "latlon": self.predict_latlon(batch["images"])}
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        """Adam/AdamW with two parameter groups (head, backbone) and the chosen scheduler.
+
+        Both groups stay in the optimiser for the whole run; the backbone's rate is held
+        at 0 while it is frozen (see :meth:`on_train_batch_start`).
+        """
+        if self.net is None:
+            raise ConfigError("cannot build the optimiser before the network: no GeoContext yet")
+        hp = self.hparams
+        backbone_ids = {id(p) for p in self.net.backbone.parameters()}
+        head = [p for p in self.net.parameters() if id(p) not in backbone_ids]
+        backbone_lr = hp.lr * hp.backbone_lr_factor
+        groups = [
+            {"params": head, "lr": hp.lr, "name": "head"},
+            {"params": list(self.net.backbone.parameters()), "lr": backbone_lr, "name": "backbone"},
+        ]
+        if self.backbone_frozen and hp.scheduler != "onecycle":
+            groups[1]["lr"] = 0.0  # raised to lr * backbone_lr_factor at the unfreeze epoch
+        optimizer_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=hp.monitor_mode, factor=hp.plateau_factor, patience=hp.plateau_patience
+            )
+            config = {"scheduler": scheduler, "monitor": hp.monitor, "interval": "epoch", "frequency": 1}
+            return {"optimizer": optimizer, "lr_scheduler": config}
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[hp.lr, backbone_lr], total_steps=max(total, 1), pct_start=hp.onecycle_pct_start
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether the current epoch is one of the first ``freeze_backbone_epochs``."""
+        return self.current_epoch < self.hparams.freeze_backbone_epochs
+
+    def _backbone_groups(self) -> list[dict[str, Any]]:
+        groups = []
+        for optimizer in self.trainer.optimizers:
+            groups += [g for g in optimizer.param_groups if g.get("name") == "backbone"]
+        return groups
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze or unfreeze the backbone for this epoch.
+
+        In a single process, frozen backbone parameters also stop requiring gradients
+        (saves the backward pass through the backbone). Under DDP they keep requiring
+        gradients so every process reduces the same set of parameters; the zero learning
+        rate alone keeps them fixed.
+        """
+        assert self.net is not None
+        frozen = self.backbone_frozen
+        trainable = not (frozen and self.trainer.world_size == 1)
+        for parameter in self.net.backbone.parameters():
+            parameter.requires_grad_(trainable)
+        if frozen:
+            for group in self._backbone_groups():
+                group["lr"] = 0.0
+        else:
+            self._thaw_backbone_lr()
+
+    def on_train_epoch_end(self) -> None:
+        """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
+        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs:
+            self._thaw_backbone_lr()
+
+    def _thaw_backbone_lr(self) -> None:
+        """Give a backbone group held at 0 the rate ``head rate * backbone_lr_factor``.
+
+        One-cycle sets every group's rate itself, so nothing is done under it.
+        """
+        if self.hparams.scheduler == "onecycle":
+            return
+        head_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        for group in self._backbone_groups():
+            if group["lr"] == 0.0:
+                group["lr"] = head_lr * self.hparams.backbone_lr_factor
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Hold the backbone's learning rate at 0 while it is frozen (schedulers may have moved it)."""
+        if self.backbone_frozen:
+            for group in self._backbone_groups():
+                group["lr"] = 0.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_record(self) -> dict[str, Any]:
+        """Everything needed to use a checkpoint on its own (plain, ``weights_only``-safe types)."""
+        if self.context is None:
+            raise CheckpointError("cannot describe a task without a GeoContext")
+        from geoguess_utils.data import HEADINGS, IMAGENET_MEAN, IMAGENET_STD
+
+        return {
+            "format": checkpoint.RECORD_FORMAT,
+            "task": self.task_name,
+            "backbone": str(self.hparams.backbone),
+            "pooling": str(self.hparams.pooling),
+            "image_size": self.image_size,
+            "normalization": {"mean": [float(v) for v in IMAGENET_MEAN], "std": [float(v) for v in IMAGENET_STD]},
+            "headings": [int(h) for h in HEADINGS],
+            "context": self.context.to_dict(),
+            "context_fingerprint": self.context.fingerprint(),
+        }
+
+    def on_save_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
+        """Store :meth:`checkpoint_record` under the ``"geoguess"`` key."""
+        checkpoint_dict[checkpoint.RECORD_KEY] = self.checkpoint_record()
+
+    def on_load_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
+        """Rebuild (or check) the context and network from the checkpoint's record."""
+        record = checkpoint.read_record(checkpoint_dict)
+        if record["task"] != self.task_name:
+            raise CheckpointError(f"the checkpoint holds a {record['task']} model, not a {self.task_name} model")
+        if record["backbone"] != self.hparams.backbone:
+            raise CheckpointError(
+                f"the checkpoint was trained with backbone {record['backbone']!r}, "
+                f"but this model uses {self.hparams.backbone!r}"
+            )
+        self.configure_context(GeoContext.from_dict(record["context"]), record.get("image_size"))
+
+
+class ClassificationTask(GeoTask):
+    """Classify a location into the context's grid cells (cross-entropy).
+
+    Predictions are the probability-weighted mean of the class points in the projected
+    CRS (the original design) or, with ``decoding="geometric_median"``, the weighted
+    geometric median of the ``median_top_k`` most probable class points.
+    Logs ``<stage>/acc`` and ``<stage>/acc_top<k>``.
+    """
+
+    task_name = "classification"
+
+    def __init__(
+        self,
+        backbone: str = OFFLINE_BACKBONE,
+        pretrained: bool = True,
+        pooling: Pooling = "concat",
+        dropout: float = 0.0,
+        optimizer: Literal["adam", "adamw"] = "adamw",
+        lr: float = 1e-3,
+        backbone_lr_factor: float = 0.1,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["plateau", "onecycle", "none"] = "plateau",
+        plateau_patience: int = 2,
+        plateau_factor: float = 0.1,
+        onecycle_pct_start: float = 0.3,
+        monitor: str = f"val/{MEAN_NAME}",
+        monitor_mode: Literal["min", "max"] = "min",
+        freeze_backbone_epochs: int = 1,
+        channels_last: bool = False,
+        label_smoothing_tau_km: float = 0.0,
+        decoding: Decoding = "weighted_mean",
+        median_top_k: int = 10,
+        accuracy_top_k: int = 5,
+    ) -> None:
+        """Configure the classifier.
+
+        Args:
+            backbone: See :class:`GeoTask`.
+            pretrained: See :class:`GeoTask`.
+            pooling: See :class:`GeoTask`.
+            dropout: See :class:`GeoTask`.
+            optimizer: See :class:`GeoTask`.
+            lr: See :class:`GeoTask`.
+            backbone_lr_factor: See :class:`GeoTask`.
+            weight_decay: See :class:`GeoTask`.
+            scheduler: See :class:`GeoTask`.
+            plateau_patience: See :class:`GeoTask`.
+            plateau_factor: See :class:`GeoTask`.
+            onecycle_pct_start: See :class:`GeoTask`.
+            monitor: See :class:`GeoTask`.
+            monitor_mode: See :class:`GeoTask`.
+            freeze_backbone_epochs: See :class:`GeoTask`.
+            channels_last: See :class:`GeoTask`.
+            label_smoothing_tau_km: 0 for one-hot targets; otherwise the temperature (km)
+                of haversine label smoothing (:data:`RECOMMENDED_TAU_KM` suits Croatia).
+            decoding: ``"weighted_mean"`` or ``"geometric_median"``.
+            median_top_k: Class points the geometric median uses.
+            accuracy_top_k: k of the logged top-k accuracy.
+        """
+        super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            pooling=pooling,
+            dropout=dropout,
+            optimizer=optimizer,
+            lr=lr,
+            backbone_lr_factor=backbone_lr_factor,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+            plateau_patience=plateau_patience,
+            plateau_factor=plateau_factor,
+            onecycle_pct_start=onecycle_pct_start,
+            monitor=monitor,
+            monitor_mode=monitor_mode,
+            freeze_backbone_epochs=freeze_backbone_epochs,
+            channels_last=channels_last,
+        )
+        if label_smoothing_tau_km < 0:
+            raise ConfigError(f"label_smoothing_tau_km must be >= 0, got {label_smoothing_tau_km}")
+        if median_top_k < 1 or accuracy_top_k < 1:
+            raise ConfigError("median_top_k and accuracy_top_k must be at least 1")
+        self.decoding = decoding  # may be changed after training, e.g. by ``geoguess predict --decoding``
+
+    @property
+    def decoding(self) -> str:
+        """How class probabilities become a location: ``"weighted_mean"`` or ``"geometric_median"``."""
+        return self._decoding
+
+    @decoding.setter
+    def decoding(self, value: str) -> None:
+        _check_choice("decoding", value, DECODINGS)
+        self._decoding = value
+
+    def num_outputs(self, context: GeoContext) -> int:
+        """One logit per class."""
+        if context.num_classes < 1:
+            raise ConfigError("the class table is empty: no training location falls in a grid cell")
+        return context.num_classes
+
+    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
+        counts = torch.as_tensor(context.class_table["n_train"].to_numpy(dtype=np.float64))
+        with torch.no_grad():
+            head.bias.copy_(torch.log((counts + 1.0) / (counts + 1.0).sum()).to(head.bias.dtype))
+
+    def _configure_extras(self, context: GeoContext) -> None:
+        k = min(int(self.hparams.accuracy_top_k), context.num_classes)
+        self.register_buffer(
+            "centroids_latlon", torch.as_tensor(context.centroids_latlon(), dtype=torch.float32), persistent=False
+        )
+        self._centroids_xy_km = torch.as_tensor(context.centroids_xy() / 1000.0, dtype=torch.float64)
+        for stage in ("train", "val", "test"):
+            collection = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(context.num_classes, top_k=1, average="micro"),
+                    f"acc_top{k}": MulticlassAccuracy(context.num_classes, top_k=k, average="micro"),
+                },
+                prefix=f"{stage}/",
+            )
+            setattr(self, f"{stage}_accuracy", collection)
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Cross-entropy against the class index, or against haversine soft targets."""
+        logits = outputs.float()
+        tau = float(self.hparams.label_smoothing_tau_km)
+        if tau > 0:
+            targets = haversine_soft_targets(batch["latlon"], self.centroids_latlon, tau)
+            return -(targets * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        return functional.cross_entropy(logits, batch["class_index"])
+
+    def _log_extra(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        collection = getattr(self, f"{stage}_accuracy")
+        collection.update(outputs.detach().float(), batch["class_index"])
+        self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(outputs))
+
+    def class_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Softmax of the logits, (B, K) float64 on CPU; non-finite logits are made finite first."""
+        return torch.softmax(_finite_logits(outputs).cpu(), dim=1)
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities -> ``[lat, lon]`` degrees (B, 2) float64, on land."""
+        assert self.context is not None
+        probs = self.class_probabilities(outputs)
+        points = self._centroids_xy_km
+        if self.decoding == "weighted_mean":
+            xy_km = probs @ points
+        else:
+            k = min(int(self.hparams.median_top_k), probs.shape[1])
+            top = probs.topk(k, dim=1)
+            xy_km = weighted_geometric_median(points[top.indices], top.values)
+        lat, lon = geo.to_latlon(xy_km[:, 0].numpy() * 1000.0, xy_km[:, 1].numpy() * 1000.0, self.context.crs)
+        return self._land(lat, lon)
+
+
+class RegressionTask(GeoTask):
+    """Regress min-max scaled projected ``(x, y)`` with mean squared error.
+
+    Outputs are inverse-scaled, projected back to ``(lat, lon)`` and moved onto land.
+    """
+
+    task_name = "regression"
+
+    def num_outputs(self, context: GeoContext) -> int:
+        """Two outputs: scaled x and y."""
+        return 2
+
+    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
+        lat, lon = context.centroids_latlon("weighted").T
+        n = context.class_table["n_train"].to_numpy(dtype=np.float64)
+        if n.sum() <= 0:
+            return
+        x, y = geo.to_projected(lat, lon, context.crs)
+        xs, ys = context.scaler.transform(np.array([n @ x / n.sum()]), np.array([n @ y / n.sum()]))
+        with torch.no_grad():
+            head.bias.copy_(torch.tensor([float(xs[0]), float(ys[0])], dtype=head.bias.dtype))
+
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Mean squared error on scaled ``(x, y)``."""
+        return functional.mse_loss(outputs.float(), batch["xy_scaled"].to(torch.float32))
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Scaled ``(x, y)`` -> ``[lat, lon]`` degrees (B, 2) float64, on land."""
+        assert self.context is not None
+        xy = torch.nan_to_num(outputs.detach().to(torch.float64).cpu(), nan=0.5, posinf=1.0, neginf=0.0)
+        xy = xy.clamp(-0.25, 1.25).numpy()
+        lat, lon = self.context.scaled_to_latlon(xy[:, 0], xy[:, 1])
+        return self._land(lat, lon)
+
+
+TASKS: dict[str, type[GeoTask]] = {"classification": ClassificationTask, "regression": RegressionTask}
+"""Task classes by the name stored in checkpoints."""

@@ -1,0 +1,95 @@
+"""Helpers shared by the training and prediction tests: tiny datasets, CLI arguments, callbacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_CONFIG = REPO / "configs" / "quick_cpu.yaml"
+
+
+def make_dataset(root: Path, n_locations: int, size: int = 32, seed: int = 0) -> Path:
+    """Write a synthetic dataset in the LUMEN layout and return its root."""
+    from geoguess_utils import synthetic
+
+    synthetic.generate_dataset(root, n_locations, size=size, seed=seed, workers=1)
+    return root
+
+
+def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: str = "ClassificationTask") -> list[str]:
+    """Arguments of ``geoguess fit`` for a tiny untrained-backbone run writing under ``work``."""
+    return [
+        "--config",
+        str(QUICK_CONFIG),
+        "--model.class_path",
+        f"geoguess_utils.tasks.{task}",
+        "--model.init_args.pretrained",
+        "false",
+        "--model.init_args.freeze_backbone_epochs",
+        "1",
+        "--data.roots",
+        f"[{data_root}]",
+        "--data.image_size",
+        "32",
+        "--data.batch_size",
+        "8",
+        "--data.num_workers",
+        "0",
+        "--data.spacing_deg",
+        "0.5",
+        "--data.cache_dir",
+        str(work / "cache"),
+        "--trainer.max_epochs",
+        str(epochs),
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        *extra,
+    ]
+
+
+class InterruptAtBatch(pl.Callback):
+    """Raise KeyboardInterrupt (as Ctrl+C does) at one training batch of one epoch."""
+
+    def __init__(self, epoch: int = 1, batch: int = 1) -> None:
+        super().__init__()
+        self.epoch = epoch
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise KeyboardInterrupt
+
+
+class ParameterWatch(pl.Callback):
+    """Record, per epoch, how far backbone and head moved, and the backbone's rate at each optimiser step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved: list[tuple[float, float]] = []
+        self.backbone_lrs: list[list[float]] = []
+        self._start: dict[str, torch.Tensor] = {}
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start = {k: v.detach().clone() for k, v in pl_module.net.named_parameters()}
+        self.backbone_lrs.append([])
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        groups = [g for g in optimizer.param_groups if g.get("name") == "backbone"]
+        self.backbone_lrs[-1].append(groups[0]["lr"])
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        def change(prefix: str, inside: bool) -> float:
+            total = 0.0
+            for name, value in pl_module.net.named_parameters():
+                if name.startswith(prefix) == inside:
+                    total += float((value.detach() - self._start[name]).abs().sum())
+            return total
+
+        self.moved.append((change("backbone.", True), change("backbone.", False)))

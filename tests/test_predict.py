@@ -1,0 +1,180 @@
+"""Self-contained checkpoints, ``geoguess predict`` and ``geoguess evaluate``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _training_helpers import fit_args, make_dataset
+
+from geoguess_utils import borders, cli, training
+from geoguess_utils.checkpoint import load_checkpoint, load_task
+from geoguess_utils.commands.evaluate import evaluate
+from geoguess_utils.context import GeoContext
+from geoguess_utils.errors import CheckpointError, DataError
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny classifier trained through the CLI: (cli, checkpoint path, dataset root)."""
+    work = tmp_path_factory.mktemp("trained")
+    root = make_dataset(work / "root", 40, size=32, seed=21)
+    old = Path.cwd()
+    os.chdir(work)
+    try:
+        run = training.GeoguessCLI(args=fit_args(root, work, "--trainer.logger", "false", epochs=1))
+        training.fit(run.trainer, run.model, run.datamodule)
+    finally:
+        os.chdir(old)
+    return run, Path(run.trainer.checkpoint_callback.last_model_path), root
+
+
+@pytest.fixture
+def predict_only_root(trained, tmp_path) -> Path:
+    """The trained dataset's images without data.csv, as a competition test set comes."""
+    _, _, root = trained
+    target = tmp_path / "predict_only"
+    shutil.copytree(root / "images", target / "images")
+    return target
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(trained):
+    run, ckpt, _ = trained
+    batch = next(iter(run.datamodule.val_dataloader()))
+    model = run.model.eval()
+    loaded = load_task(ckpt)
+    assert loaded.context.fingerprint() == model.context.fingerprint()
+    assert loaded.image_size == 32
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(batch["images"]), model(batch["images"]), rtol=0, atol=0)
+        assert torch.equal(loaded.predict_latlon(batch["images"]), model.predict_latlon(batch["images"]))
+
+
+def test_predict_needs_only_the_checkpoint_and_images(trained, predict_only_root, tmp_path):
+    _, ckpt, root = trained
+    out = tmp_path / "preds.csv"
+    argv = ["predict", "--ckpt", str(ckpt), "--data", str(predict_only_root), "--out", str(out)]
+    assert cli.main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 0
+    preds = pd.read_csv(out)
+    assert list(preds.columns) == ["uuid", "latitude", "longitude"]
+    folders = sorted(p.name for p in (predict_only_root / "images").iterdir())
+    assert sorted(preds["uuid"]) == folders
+    assert np.isfinite(preds[["latitude", "longitude"]].to_numpy()).all()
+    assert borders.is_on_land(preds["latitude"], preds["longitude"], "mainland").all()
+    summary = evaluate(out, root)
+    assert summary["count"] == len(folders)
+    assert 0.0 < summary["mean_km"] < 500.0
+    assert 0.0 <= summary["acc_25_km"] <= summary["acc_200_km"] <= summary["acc_750_km"] <= 1.0
+
+
+def test_geometric_median_decoding_from_the_command_line(trained, predict_only_root, tmp_path):
+    _, ckpt, _ = trained
+    outputs = {}
+    for decoding in ("weighted_mean", "geometric_median"):
+        out = tmp_path / f"{decoding}.csv"
+        argv = ["predict", "--ckpt", str(ckpt), "--data", str(predict_only_root), "--out", str(out)]
+        assert cli.main([*argv, "--decoding", decoding, "--cache-dir", str(tmp_path / "cache")]) == 0
+        outputs[decoding] = pd.read_csv(out)
+    a, b = outputs["weighted_mean"], outputs["geometric_median"]
+    assert list(a["uuid"]) == list(b["uuid"])
+    assert not np.allclose(a[["latitude", "longitude"]], b[["latitude", "longitude"]])
+
+
+def test_evaluate_prints_one_json_line(trained, tmp_path, capsys):
+    _, _, root = trained
+    truth = pd.read_csv(root / "data.csv")
+    preds = truth[["uuid", "latitude", "longitude"]].copy()
+    preds["latitude"] += 0.1  # 11.1 km north of every true location
+    path = tmp_path / "p.csv"
+    preds.to_csv(path, index=False)
+    assert cli.main(["evaluate", str(path), "--truth", str(root)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line
+    result = json.loads(line)
+    assert set(result) == {"mean_km", "median_km", "acc_1_km", "acc_25_km", "acc_200_km", "acc_750_km", "count"}
+    assert result["mean_km"] == pytest.approx(11.12, abs=0.01)
+    assert result["acc_1_km"] == 0.0 and result["acc_25_km"] == 1.0
+    assert result["count"] == len(truth)
+    # the truth may also be given as the CSV itself
+    assert evaluate(path, root / "data.csv") == result
+
+
+def test_evaluate_refuses_mismatched_uuids(trained, tmp_path, capsys):
+    _, _, root = trained
+    truth = pd.read_csv(root / "data.csv")
+    preds = truth[["uuid", "latitude", "longitude"]].copy()
+    dropped = preds["uuid"].iloc[3]
+    stranger = pd.DataFrame({"uuid": ["not-a-real-uuid"], "latitude": [45.0], "longitude": [16.0]})
+    bad = pd.concat([preds.drop(index=3), stranger])
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(DataError) as info:
+        evaluate(path, root)
+    assert dropped in str(info.value) and "not-a-real-uuid" in str(info.value)
+    assert cli.main(["evaluate", str(path), "--truth", str(root)]) == 2
+    assert dropped in capsys.readouterr().err
+    twice = pd.concat([preds, preds.iloc[:1]])
+    twice.to_csv(path, index=False)
+    with pytest.raises(DataError, match="more than once"):
+        evaluate(path, root)
+
+
+class _Payload:
+    """Pickles into a call that would create a folder if it ever ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (str(self.marker),))
+
+
+def test_a_checkpoint_with_a_pickle_payload_is_refused(trained, tmp_path, capsys):
+    _, ckpt, root = trained
+    marker = tmp_path / "payload_ran"
+    data = load_checkpoint(ckpt)
+    data["extra"] = _Payload(marker)
+    evil = tmp_path / "evil.ckpt"
+    torch.save(data, evil)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        load_task(evil)
+    argv = ["predict", "--ckpt", str(evil), "--data", str(root), "--out", str(tmp_path / "x.csv")]
+    assert cli.main(argv) == 2
+    assert "refusing to load" in capsys.readouterr().err
+    assert not marker.exists()
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_mismatched_backbone_or_class_table_is_refused(trained, croatia_points):
+    run, ckpt, _ = trained
+    with pytest.raises(CheckpointError, match=r"'efficientnet_lite0'.*'resnet18'"):
+        load_task(ckpt, backbone="resnet18")
+    lat, lon = croatia_points
+    other = GeoContext.fit(lat[:500], lon[:500], spacing_deg=0.25)
+    with pytest.raises(CheckpointError, match="classes in the checkpoint vs"):
+        load_task(ckpt, context=other)
+    assert load_task(ckpt, backbone="efficientnet_lite0", context=run.model.context).context is not None
+    # resuming or testing a model of another class table fails the same way
+    record = load_checkpoint(ckpt)
+    record["geoguess"] = {**record["geoguess"], "context": other.to_dict(), "context_fingerprint": other.fingerprint()}
+    with pytest.raises(CheckpointError, match="mismatch"):
+        run.model.on_load_checkpoint(record)
+
+
+def test_unreadable_or_foreign_files_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_task(tmp_path / "missing.ckpt")
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_task(junk)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not written by a geoguess task"):
+        load_task(foreign)

@@ -1,0 +1,232 @@
+"""``geoguess fit`` end to end: checkpoints, logs, freezing, resume, Ctrl+C, DDP, and learning."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset
+
+from geoguess_utils import geo, training
+from geoguess_utils.checkpoint import AtomicCheckpointIO, load_checkpoint
+from geoguess_utils.data import GeoDataModule
+from geoguess_utils.metrics import summarise_km
+from geoguess_utils.tasks import ClassificationTask, RegressionTask
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("tiny") / "root", 48, size=32, seed=11)
+
+
+def _metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv")
+
+
+def _run_dirs(work: Path) -> list[Path]:
+    return sorted((work / "runs" / "quick_cpu").glob("version_*"))
+
+
+def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert training.run(fit_args(tiny_root, tmp_path)) == 0
+    (run,) = _run_dirs(tmp_path)
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in names and any(n.startswith("best-epoch") for n in names)
+    metrics = _metrics(run)
+    for column in (
+        "val/haversine_km",
+        "val/median_km",
+        "val/acc_1_km",
+        "val/acc_25_km",
+        "val/acc_200_km",
+        "val/acc_750_km",
+        "val/acc",
+        "val/acc_top5",
+        "train/loss_epoch",
+        "test/haversine_km",
+        "test/acc_750_km",
+    ):
+        assert column in metrics and metrics[column].notna().any(), column
+    assert (run / "split.csv").is_file() and (run / "config.yaml").is_file()
+    assert any((run).glob("events.out.tfevents.*"))  # TensorBoard
+    # the checkpoint loads without unpickling code and is self-contained
+    ckpt = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["geoguess"]["backbone"] == "efficientnet_lite0"
+    assert ckpt["geoguess"]["image_size"] == 32
+    assert ckpt["epoch"] == 1
+
+
+def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path):
+    for scheduler in ("plateau", "onecycle"):
+        pl.seed_everything(0)
+        datamodule = GeoDataModule(
+            roots=[str(tiny_root)], image_size=32, batch_size=8, spacing_deg=0.5, cache_dir=str(tmp_path / "cache")
+        )
+        task = RegressionTask(pretrained=False, lr=1e-3, freeze_backbone_epochs=1, scheduler=scheduler)
+        watch = ParameterWatch()
+        trainer = pl.Trainer(
+            max_epochs=2,
+            limit_train_batches=2,
+            limit_val_batches=1,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[watch],
+        )
+        trainer.fit(task, datamodule=datamodule)
+        (frozen_backbone, frozen_head), (thawed_backbone, thawed_head) = watch.moved
+        assert frozen_backbone == 0.0 and frozen_head > 0.0, scheduler
+        assert thawed_backbone > 0.0 and thawed_head > 0.0, scheduler
+        assert all(lr == 0.0 for lr in watch.backbone_lrs[0]), scheduler
+        assert all(lr > 0.0 for lr in watch.backbone_lrs[1]), scheduler
+        # every parameter stays in the one optimiser: head and backbone groups throughout
+        assert [g["name"] for g in trainer.optimizers[0].param_groups] == ["head", "backbone"]
+        n_params = sum(len(g["params"]) for g in trainer.optimizers[0].param_groups)
+        assert n_params == len(list(task.net.parameters()))
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert training.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
+    (first,) = _run_dirs(tmp_path)
+    last = first / "checkpoints" / "last.ckpt"
+    args = fit_args(tiny_root, tmp_path, "--ckpt_path", str(last), "--test_after_fit", "false", epochs=2)
+    assert training.run(args) == 0
+    second = _run_dirs(tmp_path)[-1]
+    epochs = _metrics(second)["epoch"].dropna().unique()
+    assert list(epochs) == [1]  # only the missing epoch was trained
+    assert load_checkpoint(second / "checkpoints" / "last.ckpt")["epoch"] == 1
+
+
+def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    callback = '[{"class_path": "_training_helpers.InterruptAtBatch", "init_args": {"epoch": 1, "batch": 1}}]'
+    args = fit_args(tiny_root, tmp_path, "--trainer.callbacks", callback, epochs=3)
+    assert training.run(args) == training.INTERRUPTED_EXIT_CODE
+    (run,) = _run_dirs(tmp_path)
+    metrics = _metrics(run)
+    assert metrics["test/haversine_km"].notna().any()
+    assert metrics["epoch"].max() <= 1
+    assert (run / "checkpoints" / "best-epoch00.ckpt").is_file()
+
+
+def test_checkpoints_are_written_atomically(tiny_root, tmp_path):
+    cli = training.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+    assert cli.model.hparams.backbone == "efficientnet_lite0"
+    assert isinstance(cli.model, ClassificationTask)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_ddp_run_on_cpu_unfreezes_checkpoints_and_tests(tiny_root, tmp_path):
+    """Lightning's own DDP (gloo on CPU) through ``geoguess fit``.
+
+    Two short epochs rather than ``fast_dev_run``: that would skip checkpoints and never
+    reach the epoch where the backbone is unfrozen, the step known to break under DDP.
+    """
+    args = fit_args(
+        tiny_root,
+        tmp_path,
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--trainer.limit_test_batches",
+        "1",
+        epochs=2,
+    )
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [sys.executable, "-m", "geoguess_utils.cli", "fit", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "distributed_backend=gloo" in output
+    assert "All distributed processes registered. Starting with 2 processes" in output
+    assert "test/haversine_km" in output
+    (run,) = _run_dirs(tmp_path)
+    metrics = _metrics(run)
+    lrs = metrics.dropna(subset=["lr-AdamW/backbone"])["lr-AdamW/backbone"].tolist()
+    assert lrs[0] == 0.0 and lrs[-1] > 0.0  # frozen in epoch 0, learning in epoch 1
+    assert metrics["val/haversine_km"].notna().sum() == 2
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+def test_short_training_beats_the_training_mean_baseline(tmp_path, monkeypatch):
+    """A pretrained backbone, trained briefly, locates unseen synthetic places better than a constant guess.
+
+    The baseline guesses the training mean (in the projected CRS) for every validation
+    location. The model is judged on its last epoch, not on the best one.
+    """
+    root = make_dataset(tmp_path / "learn", 400, size=64, seed=5)
+    monkeypatch.chdir(tmp_path)
+    args = [
+        "--config",
+        str(QUICK_CONFIG),
+        "--data.roots",
+        f"[{root}]",
+        "--data.image_size",
+        "64",
+        "--data.spacing_deg",
+        "0.5",
+        "--data.split_fractions",
+        "[0.7, 0.25, 0.05]",
+        "--data.num_workers",
+        "0",
+        "--data.augment",
+        "false",
+        "--data.cache_dir",
+        str(tmp_path / "cache"),
+        "--model.init_args.lr",
+        "0.001",
+        "--model.init_args.freeze_backbone_epochs",
+        "5",
+        "--trainer.max_epochs",
+        "5",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--test_after_fit",
+        "false",
+    ]
+    assert training.run(args) == 0
+    (run,) = _run_dirs(tmp_path)
+    split = pd.read_csv(run / "split.csv")
+    table = pd.read_csv(root / "data.csv").merge(split, on="uuid")
+    train, val = table[table["split"] == "train"], table[table["split"] == "val"]
+    x, y = geo.to_projected(train["latitude"].to_numpy(), train["longitude"].to_numpy())
+    mean_lat, mean_lon = geo.to_latlon(np.mean(x), np.mean(y))
+    baseline = summarise_km(geo.haversine_km(val["latitude"], val["longitude"], mean_lat, mean_lon))["mean_km"]
+    val_km = _metrics(run)["val/haversine_km"].dropna()
+    assert len(val_km) == 5
+    assert val_km.iloc[-1] < 0.85 * baseline, (val_km.tolist(), baseline)
+    assert torch.isfinite(torch.tensor(val_km.to_numpy())).all()
