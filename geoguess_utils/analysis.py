@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import shapely
 from numpy.typing import ArrayLike
 
 from geoguess_utils import borders, geo, grid
@@ -204,33 +203,6 @@ class GridSteps:
     class_table: pd.DataFrame
 
 
-def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
-    """Every cell of the square grid over Croatia's bounding box, kept or not.
-
-    Uses the same anchor and numbering as :func:`geoguess_utils.grid.build_grid`, so
-    the ``cell_id`` of a cell is the same in both.
-
-    Args:
-        spacing_deg: Cell side, degrees, > 0.
-        variant: Croatia variant whose bounding box is covered.
-
-    Returns:
-        GeoDataFrame in EPSG:4326 with ``cell_id`` and the cell polygon.
-    """
-    import geopandas as gpd
-
-    if not spacing_deg > 0:
-        raise ConfigError(f"grid spacing must be positive, got {spacing_deg}")
-    lon0, lat0, lon1, lat1 = borders.croatia(variant).bounds
-    n_cols = int(np.ceil((lon1 - lon0) / spacing_deg))
-    n_rows = int(np.ceil((lat1 - lat0) / spacing_deg))
-    rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
-    lon_min = lon0 + cols * spacing_deg
-    lat_min = lat0 + rows * spacing_deg
-    cells = shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg)
-    return gpd.GeoDataFrame({"cell_id": rows * n_cols + cols}, geometry=cells, crs="EPSG:4326")
-
-
 def grid_steps(
     train_lat: ArrayLike,
     train_lon: ArrayLike,
@@ -256,7 +228,7 @@ def grid_steps(
         spacing_deg=float(spacing_deg),
         variant=variant,
         land=borders.croatia(variant),
-        box_cells=box_cells(spacing_deg, variant),
+        box_cells=grid.box_cells(spacing_deg, variant),
         intersecting=cells,
         with_data=with_data.reset_index(drop=True),
         class_table=table,
@@ -288,7 +260,7 @@ def cell_counts(
         cells = grid.build_grid(spacing, variant)
         row: dict[str, float | int] = {
             "spacing_deg": float(spacing),
-            "n_box_cells": len(box_cells(spacing, variant)),
+            "n_box_cells": len(grid.box_cells(spacing, variant)),
             "n_cells": len(cells),
         }
         if train_lat is not None and train_lon is not None:

@@ -40,16 +40,19 @@ CLASS_TABLE_COLUMNS = (
 )
 
 
-def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
-    """Square cells of ``spacing_deg`` degrees that intersect Croatia.
+def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
+    """Every cell of the square grid over Croatia's bounding box, kept or not.
+
+    Cells are anchored at the lower-left corner of the variant's bounds and numbered
+    row by row from there, so a cell's ``cell_id`` is the same here and in
+    :func:`build_grid`.
 
     Args:
         spacing_deg: Cell side in degrees (both latitude and longitude), > 0.
-        variant: Which Croatia the cells must intersect (``"mainland"`` or ``"full"``).
+        variant: Croatia variant whose bounding box is covered.
 
     Returns:
-        GeoDataFrame in EPSG:4326, one row per kept cell, with columns ``cell_id``
-        (row-major id over the whole box, stable for a given spacing and variant),
+        GeoDataFrame in EPSG:4326, one row per cell, with columns ``cell_id``,
         ``col``, ``row``, ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max`` and the
         cell polygon as ``geometry``. ``attrs`` holds ``spacing_deg``, ``variant`` and
         the anchor ``origin_lon``/``origin_lat``.
@@ -60,30 +63,44 @@ def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # no
         from geoguess_utils.errors import ConfigError
 
         raise ConfigError(f"grid spacing must be positive, got {spacing_deg}")
-    land = borders.croatia(variant)
-    lon0, lat0, lon1, lat1 = land.bounds
+    lon0, lat0, lon1, lat1 = borders.croatia(variant).bounds
     n_cols = int(np.ceil((lon1 - lon0) / spacing_deg))
     n_rows = int(np.ceil((lat1 - lat0) / spacing_deg))
     rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
     lon_min = lon0 + cols * spacing_deg
     lat_min = lat0 + rows * spacing_deg
-    cells = shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg)
-    keep = shapely.intersects(land, cells)
     frame = gpd.GeoDataFrame(
         {
-            "cell_id": (rows * n_cols + cols)[keep],
-            "col": cols[keep],
-            "row": rows[keep],
-            "lon_min": lon_min[keep],
-            "lat_min": lat_min[keep],
-            "lon_max": lon_min[keep] + spacing_deg,
-            "lat_max": lat_min[keep] + spacing_deg,
+            "cell_id": rows * n_cols + cols,
+            "col": cols,
+            "row": rows,
+            "lon_min": lon_min,
+            "lat_min": lat_min,
+            "lon_max": lon_min + spacing_deg,
+            "lat_max": lat_min + spacing_deg,
         },
-        geometry=cells[keep],
+        geometry=shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
         crs="EPSG:4326",
-    ).reset_index(drop=True)
+    )
     frame.attrs.update(spacing_deg=float(spacing_deg), variant=variant, origin_lon=lon0, origin_lat=lat0)
     return frame
+
+
+def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
+    """Square cells of ``spacing_deg`` degrees that intersect Croatia.
+
+    Args:
+        spacing_deg: Cell side in degrees (both latitude and longitude), > 0.
+        variant: Which Croatia the cells must intersect (``"mainland"`` or ``"full"``).
+
+    Returns:
+        The rows of :func:`box_cells` whose cell intersects the variant, same columns
+        and ``attrs``, re-indexed from 0.
+    """
+    cells = box_cells(spacing_deg, variant)
+    kept = cells[shapely.intersects(borders.croatia(variant), cells.geometry.values)].reset_index(drop=True)
+    kept.attrs.update(cells.attrs)
+    return kept
 
 
 def _cell_index(boxes: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ def test_scale_error_predicts_short_projected_distances():
 
 
 def test_box_cells_number_cells_like_build_grid():
-    box = analysis.box_cells(0.5)
+    box = grid.box_cells(0.5)
     kept = grid.build_grid(0.5)
     lon0, lat0, lon1, lat1 = borders.croatia_bounds("mainland")
     assert len(box) == int(np.ceil((lon1 - lon0) / 0.5)) * int(np.ceil((lat1 - lat0) / 0.5))
@@ -103,7 +103,7 @@ def test_box_cells_number_cells_like_build_grid():
     assert len(merged) == len(kept)
     assert shapely.equals(merged.geometry.values, merged.box_geometry.values).all()
     with pytest.raises(ConfigError):
-        analysis.box_cells(-1)
+        grid.box_cells(-1)
 
 
 def test_grid_steps_shrink_step_by_step(croatia_points):
