@@ -33,12 +33,16 @@ RECORD_FORMAT = 1
 _RECORD_FIELDS = ("format", "task", "backbone", "image_size", "normalization", "context", "context_fingerprint")
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
     """Read a checkpoint file safely (``weights_only=True``).
 
     Args:
         path: Checkpoint file (``.ckpt``).
         map_location: Where tensors are loaded.
+        mmap: Map the tensors from the file instead of reading them (cheap, for
+            inspecting a large checkpoint).
 
     Returns:
         The checkpoint dict.
@@ -51,7 +55,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not file.is_file():
         raise CheckpointError(f"checkpoint {file} does not exist")
     try:
-        data = torch.load(file, map_location=map_location, weights_only=True)
+        data = torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         globals_named = [line for line in lines if "GLOBAL" in line]

@@ -23,6 +23,8 @@ A batch (default collation of :class:`GeoDataset` samples) is a dict:
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +40,8 @@ from geoguess_utils import lumen
 from geoguess_utils.context import CENTROID_KINDS, GeoContext
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.images import ImageCache, load_views
-from geoguess_utils.io import atomic_write_csv
+from geoguess_utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_text
+from geoguess_utils.resume import EpochSampler, ResumableLoader, base_seed
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -197,7 +200,8 @@ def enrich_locations(
         split: Optional (uuid, split) frame; adds a ``split`` column.
         cache_dir: When given, the enriched columns are stored there as
             ``enriched-<key>.csv`` (key from :func:`enriched_cache_key`) and read back
-            on later calls with the same inputs.
+            on later calls with the same inputs. A sidecar ``enriched-<key>.json``
+            holds the file's SHA-256: a truncated or edited table is recomputed, never used.
 
     Returns:
         A copy of ``locations`` (same row order) with :data:`ENRICHED_COLUMNS` and,
@@ -228,13 +232,33 @@ def enrich_locations(
             table.loc[labelled, column] = enriched[column].to_numpy()
     if cache_file is not None:
         keep = ["uuid", *(["split"] if "split" in table else []), "latitude", "longitude", *ENRICHED_COLUMNS]
-        atomic_write_csv(table[keep], cache_file, float_format="%.17g")
+        _write_enriched(table[keep], cache_file)
     return table
 
 
+def _enriched_sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _write_enriched(table: pd.DataFrame, path: Path) -> None:
+    """Write the table, then the sidecar vouching for its exact bytes (both atomically)."""
+    payload = table.to_csv(index=False, float_format="%.17g").encode()
+    atomic_write_bytes(path, payload)
+    sidecar = {"format": ENRICH_FORMAT, "rows": len(table), "sha256": hashlib.sha256(payload).hexdigest()}
+    atomic_write_text(_enriched_sidecar(path), json.dumps(sidecar))
+
+
 def _read_enriched(path: Path) -> pd.DataFrame | None:
+    """The cached table, or ``None`` when it is missing, damaged or not the one its sidecar describes."""
     try:
-        frame = pd.read_csv(path, dtype={"uuid": str, "split": str}, float_precision="round_trip")
+        sidecar = json.loads(_enriched_sidecar(path).read_text())
+        payload = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(sidecar, dict) or sidecar.get("sha256") != hashlib.sha256(payload).hexdigest():
+        return None  # truncated, edited or half-replaced: recompute
+    try:
+        frame = pd.read_csv(io.BytesIO(payload), dtype={"uuid": str, "split": str}, float_precision="round_trip")
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None  # unreadable cache: recompute
     if not {"uuid", *ENRICHED_COLUMNS} <= set(frame.columns):
@@ -345,13 +369,27 @@ class GeoDataset(Dataset):
             pixels = load_views(
                 self.paths[index], self.image_size, use_draft=self.use_draft, max_pixels=self.max_pixels
             )
-        return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+        # numpy rather than torch for per-sample work: a torch op on arrays this small may start
+        # the intra-op thread pool, which costs more than the work (many times more on a busy CPU)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One location; ``key`` is a row index or ``(row index, augmentation seed)``.
+
+        With a seed (as :class:`~geoguess_utils.resume.EpochSampler` gives), the random
+        augmentation depends on that seed alone, not on the process's random state.
+        """
+        index, seed = key if isinstance(key, tuple) else (key, None)
         views = self.views_uint8(index)
         if self.augment is not None:
-            views = self.augment(views)
-        images = (views.to(torch.float32) / 255.0 - self._mean) / self._std
+            if seed is None:
+                views = self.augment(views)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(seed))
+                    views = self.augment(views)
+        pixels = views.numpy().astype(np.float32) / np.float32(255.0)  # numpy: see views_uint8
+        images = torch.from_numpy((pixels - self._mean.numpy()) / self._std.numpy())
         return {
             "images": images,
             "class_index": torch.tensor(self.class_index[index], dtype=torch.int64),
@@ -482,6 +520,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.locations: pd.DataFrame | None = None
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
+        self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
 
@@ -620,18 +659,37 @@ class GeoDataModule(pl.LightningDataModule):
         dataset = self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
+        if shuffle:  # resumable mid-epoch: the order depends on (seed, epoch) only
+            return ResumableLoader(
+                dataset,
+                batch_size=self.batch_size,
+                sampler=self._epoch_sampler(dataset),
+                num_workers=self.num_workers,
+                pin_memory=self.pin_memory,
+                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                drop_last=drop_last,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=False,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=drop_last,
         )
 
+    def _epoch_sampler(self, dataset: GeoDataset) -> EpochSampler:
+        """The training sampler, kept across calls so that each new pass is a new epoch."""
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        key = (id(dataset), len(dataset), replicas, rank)
+        if self._train_sampler is None or self._train_sampler[0] != key:
+            self._train_sampler = (key, EpochSampler(dataset, base_seed(), num_replicas=replicas, rank=rank))
+        return self._train_sampler[1]
+
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches."""
+        """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch)."""
         return self._loader("train", shuffle=True, drop_last=self.drop_last)
 
     def val_dataloader(self) -> DataLoader:

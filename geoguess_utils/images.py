@@ -9,15 +9,19 @@ size for comparison; both give the same pixels to within JPEG tolerance.
 :class:`ImageCache` goes further: every view of a split, already resized, in one
 ``uint8`` memory-mapped file of shape (N, 4, size, size, 3), built once and reused by
 later epochs and runs. A JSON sidecar records what it was built from (files, their
-sizes and modification times, image size, decode path, code version); a cache whose
-key or byte size does not match is rebuilt.
+sizes and modification times, image size, decode path, code version) and the size and
+modification time of the data file it describes; a cache whose key, byte size or data
+file differs is rebuilt. The space is reserved before the first pixel is written, so
+a full disk is reported as such instead of crashing the process mid-write.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +32,7 @@ import numpy as np
 
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_path, atomic_write_text
-from geoguess_utils.lumen import DEFAULT_MAX_PIXELS
+from geoguess_utils.lumen import DEFAULT_MAX_PIXELS, IMAGE_FORMATS
 
 CACHE_FORMAT = 1
 """Bumped whenever the way cached pixels are computed changes; older caches are rebuilt."""
@@ -46,7 +50,7 @@ def load_view(
     """Decode one image and resize it to a square.
 
     Args:
-        path: Image file (JPEG; other formats Pillow reads also work, without DCT scaling).
+        path: Image file (JPEG; PNG, GIF, BMP, TIFF and WebP also work, without DCT scaling).
         size: Output side in pixels.
         use_draft: Let libjpeg decode at a reduced scale when ``size`` is at most half
             the source size (much faster); otherwise decode at full size.
@@ -69,7 +73,7 @@ def load_view(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise DataError(
@@ -82,12 +86,16 @@ def load_view(
         if rgb.size != (size, size):
             rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
+    except DataError:
+        raise
     except FileNotFoundError as exc:
         raise DataError(f"{path}: image file not found") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: refusing a possible decompression bomb ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: cannot decode the image ({exc})") from exc
+    except Exception as exc:  # a decoder failing in any other way on hostile bytes
+        raise DataError(f"{path}: cannot decode the image ({type(exc).__name__}: {exc})") from exc
 
 
 def load_views(
@@ -149,6 +157,37 @@ def cache_key(paths: Sequence[Sequence[str]], size: int, *, use_draft: bool = Tr
 
 def _digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _data_stamp(path: Path) -> dict[str, int]:
+    """Byte size and modification time of a cache data file (what the sidecar vouches for)."""
+    stat = path.stat()
+    return {"bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Allocate ``nbytes`` for ``path`` now, so that a full disk raises ``OSError(ENOSPC)`` here.
+
+    Writing through a memory map into a sparse file on a full disk would otherwise kill
+    the process with SIGBUS, with no message and no clean-up.
+    """
+    if nbytes <= 0:
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+            return
+        except AttributeError:  # no posix_fallocate on this system (macOS, Windows)
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+        if shutil.disk_usage(path.parent).free < nbytes:  # the file system cannot reserve: check instead
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        os.ftruncate(fd, nbytes)
+    finally:
+        os.close(fd)
 
 
 class ImageCache:
@@ -217,8 +256,9 @@ class ImageCache:
         """Open the cache ``name`` for these files, building it first if it is missing or stale.
 
         Stale means: no sidecar, a sidecar whose key differs (other files, a file changed
-        size or modification time, another image size or decode path, older code), or a
-        data file whose byte size is not N * views * size * size * 3 (e.g. truncated).
+        size or modification time, another image size or decode path, older code), a
+        data file whose byte size is not N * views * size * size * 3 (e.g. truncated), or
+        a data file changed since the sidecar was written (other modification time).
 
         Args:
             paths: One sequence of view paths per location, in dataset order.
@@ -236,7 +276,8 @@ class ImageCache:
 
         Raises:
             DataError: When an image cannot be decoded; GeoguessError when the cache
-                folder cannot be written.
+                folder cannot be written (full disk, read-only), naming the file. A
+                failed build leaves the previous cache files as they were.
         """
         key = cache_key(paths, size, use_draft=use_draft)
         data_path, key_path = cls.paths_for(cache_dir, name, size)
@@ -257,9 +298,10 @@ class ImageCache:
         if expected == 0:
             return True
         try:
-            return data_path.stat().st_size == expected
+            stamp = _data_stamp(data_path)
         except OSError:
             return False
+        return stamp["bytes"] == expected and stored.get("data") == stamp
 
     @staticmethod
     def _build(
@@ -275,8 +317,8 @@ class ImageCache:
     ) -> None:
         from tqdm.auto import tqdm
 
-        key_path.unlink(missing_ok=True)  # a half-replaced cache must never look fresh
         shape = tuple(key["shape"])
+        stamp = None
         if shape[0] > 0:
             workers = workers if workers is not None else min(4, os.cpu_count() or 1)
 
@@ -284,6 +326,7 @@ class ImageCache:
                 return load_views(paths[index], size, use_draft=use_draft, max_pixels=max_pixels)
 
             with atomic_path(data_path) as tmp:
+                _reserve(tmp, int(np.prod(shape)))
                 array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
                 bar = tqdm(total=shape[0], desc=f"caching {data_path.name}", unit="loc", disable=not progress)
                 with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -295,6 +338,10 @@ class ImageCache:
                 bar.close()
                 array.flush()
                 del array
+                # the old sidecar goes just before the old data: a half-replaced cache never looks fresh
+                key_path.unlink(missing_ok=True)
+            stamp = _data_stamp(data_path)
         else:
+            key_path.unlink(missing_ok=True)
             data_path.unlink(missing_ok=True)
-        atomic_write_text(key_path, json.dumps({"digest": _digest(key), "key": key}))
+        atomic_write_text(key_path, json.dumps({"digest": _digest(key), "key": key, "data": stamp}))

@@ -57,6 +57,10 @@ DEFAULT_COAST_TOLERANCE_KM = 5.0
 """Distance from Natural Earth's (coarse, 10m) Croatia within which a point still counts as Croatian."""
 
 VIEW_FILES: tuple[str, ...] = tuple(f"{h}.jpg" for h in HEADINGS)
+
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
+"""Pillow formats geoguess opens. Others (EPS, which runs Ghostscript, and dozens of rarely
+used decoders) are never tried on dataset files; such a file is reported as unreadable."""
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _JPEG_END = b"\xff\xd9"
@@ -78,8 +82,30 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "nan_coordinate",
     "swapped_coordinates",
     "outside_croatia",
+    "outside_root",
 )
 """Every kind of problem :func:`validate_roots` can report."""
+
+_CONTROL_CHARS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    c: f"\\u{c:04x}" for c in (*range(0x80, 0xA0), 0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def printable(value: object) -> str:
+    r"""``str(value)`` with control and bidi-override characters shown as escapes (``\x0a``, ``\u202e``).
+
+    Text taken from a dataset (uuids, file names, CSV cells) passes through this before
+    it is printed or written to a report, so it cannot start new report lines, move the
+    cursor, recolour the terminal or reverse the text around it.
+    """
+    return str(value).translate(_CONTROL_CHARS)
+
+
+def _report_cell(value: object) -> str:
+    """A report CSV cell: :func:`printable`, and never read as a formula by a spreadsheet."""
+    text = printable(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
 
 
 @dataclass(frozen=True)
@@ -132,16 +158,20 @@ class ValidationReport:
         return self.locations[keep].reset_index(drop=True)
 
     def to_frame(self) -> pd.DataFrame:
-        """Problems as a DataFrame with columns uuid, file, kind, message."""
+        """Problems as a DataFrame with columns uuid, file, kind, message (text as found)."""
         return pd.DataFrame([vars(p) for p in self.problems], columns=list(REPORT_COLUMNS))
 
     def write_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write the problems to a CSV (atomically) and return its path."""
-        return atomic_write_csv(self.to_frame(), path)
+        """Write the problems to a CSV (atomically) and return its path.
+
+        Cells are made :func:`printable` (one problem per line) and a leading ``=``, ``+``,
+        ``-`` or ``@`` gets a ``'`` in front, so a spreadsheet shows it instead of running it.
+        """
+        return atomic_write_csv(self.to_frame().map(_report_cell), path)
 
     def format(self) -> str:
-        """Every problem on its own line, then a one-line summary."""
-        lines = [f"{p.uuid or '-'}\t{p.kind}\t{p.file}\t{p.message}" for p in self.problems]
+        """Every problem on its own line (dataset text made :func:`printable`), then a one-line summary."""
+        lines = [format_problem(p) for p in self.problems]
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -156,6 +186,12 @@ class ValidationReport:
             f"checked {n_loc} locations and {self.n_images} images: {len(self.problems)} problems "
             f"({detail}) affecting {len(self.bad_uuids())} locations"
         )
+
+
+def format_problem(problem: Problem) -> str:
+    """One report line: uuid, kind, file and message, tab-separated, each :func:`printable`."""
+    fields = (problem.uuid or "-", problem.kind, problem.file, problem.message)
+    return "\t".join(printable(field) for field in fields)
 
 
 def is_safe_uuid(value: object) -> bool:
@@ -398,7 +434,7 @@ def _inspect_image(path: str, uuid: str, deep: bool, max_pixels: int) -> _ImageI
 
     info = _ImageInfo(path, uuid)
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             info.size, info.mode = image.size, image.mode
             width, height = image.size
             if width * height > max_pixels:
@@ -433,19 +469,40 @@ def _inspect_image(path: str, uuid: str, deep: bool, max_pixels: int) -> _ImageI
         info.problem = Problem(uuid, str(path), kind, f"{path}: cannot decode the image ({text})")
     except (ValueError, SyntaxError) as exc:  # Pillow raises these for some malformed headers
         info.problem = Problem(uuid, str(path), "unreadable_image", f"{path}: malformed image ({exc})")
+    except Exception as exc:  # a decoder failing in any other way on hostile bytes
+        info.problem = Problem(
+            uuid, str(path), "unreadable_image", f"{path}: malformed image ({type(exc).__name__}: {exc})"
+        )
     return info
 
 
-def _check_folder(uuid: str, folder: str, problems: list[Problem]) -> list[str]:
-    """List one location folder; report missing and extra files; return the images present."""
+def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Path | None = None) -> list[str]:
+    """List one location folder; report missing, extra and escaping files; return the images present.
+
+    A view that is a symbolic link resolving outside ``image_dir`` is refused: reading it
+    would read (and a map would show) a file from outside the dataset.
+    """
     try:
         names = {name for name in os.listdir(folder) if not name.startswith(".")}
     except OSError as exc:
         problems.append(Problem(uuid, folder, "missing_image", f"{folder}: cannot list the folder ({exc})"))
         return []
+    inside = image_dir.resolve() if image_dir is not None else None
     present = []
     for name in VIEW_FILES:
         path = os.path.join(folder, name)
+        if name in names and inside is not None and os.path.islink(path):
+            target = Path(path).resolve()
+            if not target.is_relative_to(inside):
+                problems.append(
+                    Problem(
+                        uuid,
+                        path,
+                        "outside_root",
+                        f"{path}: symbolic link resolves to {target}, outside {image_dir}; refusing to read it",
+                    )
+                )
+                continue
         if name in names:
             present.append(path)
         else:
@@ -593,7 +650,7 @@ def validate_roots(
                 for column in PATH_COLUMNS:
                     paths[column].append("")
                 continue
-            for path in _check_folder(uuid, folder, problems):
+            for path in _check_folder(uuid, folder, problems, scan.image_dir):
                 images.append((uuid, path))
             for column, name in zip(PATH_COLUMNS, VIEW_FILES, strict=True):
                 paths[column].append(os.path.join(folder, name))

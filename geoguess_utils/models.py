@@ -55,7 +55,7 @@ def _download_state_dict(name: str, url: str) -> dict[str, torch.Tensor]:
         raise GeoguessError(
             f"could not get the ImageNet weights of backbone {name!r} from {url} ({exc}); "
             "this machine seems to be offline. Do one of: "
-            "(1) train from scratch with pretrained=False (command line: --model.init_args.pretrained false); "
+            "(1) train from scratch with pretrained=False (command line: --model.pretrained false); "
             f"(2) download {url} on a machine with internet and copy the file to {target} "
             "(set TORCH_HOME to use another cache folder); "
             f"(3) use backbone {OFFLINE_BACKBONE!r}, whose ImageNet weights are installed with the package."

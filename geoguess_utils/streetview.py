@@ -41,6 +41,7 @@ import pandas as pd
 
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
+from geoguess_utils.lumen import is_safe_uuid
 
 DEFAULT_BASE_URL = "https://maps.googleapis.com/maps/api/streetview"
 """Street View Static API; the metadata endpoint is ``<base>/metadata``."""
@@ -248,6 +249,13 @@ def read_status(path: Path) -> pd.DataFrame | None:
     dup = table["uuid"][table["uuid"].duplicated()]
     if len(dup):
         raise DataError(f"{path}: uuid {dup.iloc[0]} appears more than once")
+    unsafe = table.index[~table["uuid"].map(is_safe_uuid)]
+    if len(unsafe):  # a folder name like ../../x would make the downloader write (and delete) outside its folder
+        row = unsafe[0]
+        raise DataError(
+            f"{path} line {row + 2}: uuid {table.loc[row, 'uuid']!r} is not a plain folder name; "
+            "delete the file to start over"
+        )
     for column in ("panorama_id", "date", "copyright", "error"):
         table[column] = table[column].fillna("")
     return table[list(STATUS_COLUMNS)]

@@ -10,10 +10,17 @@ and can be overridden on the command line, e.g.::
 Checkpoints are kept for the best validation mean km (``checkpoint.*``) and the last
 epoch; early stopping watches the same metric (``early_stopping.*``). Ctrl+C stops
 training cleanly and the best checkpoint so far is still tested (single process).
+
+``--step_checkpoint.every_n_train_steps N`` also rewrites ``last.ckpt`` every N steps.
+A run killed at any moment (even ``kill -9``) resumes from ``last.ckpt`` with
+``--ckpt_path`` and continues exactly where it stood (see :mod:`geoguess_utils.resume`).
+The resumed run logs and checkpoints into a new ``version_N`` folder but remembers the
+interrupted run's best score, so the best checkpoint is chosen over the whole run.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import warnings
@@ -28,9 +35,11 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from geoguess_utils import data
-from geoguess_utils.checkpoint import AtomicCheckpointIO
+from geoguess_utils.checkpoint import AtomicCheckpointIO, load_checkpoint, read_record
 from geoguess_utils.data import GeoDataModule
+from geoguess_utils.errors import CheckpointError
 from geoguess_utils.metrics import MEAN_NAME
+from geoguess_utils.resume import PlateauCatchUp, StepCheckpoint, StepSeed
 from geoguess_utils.tasks import GeoTask
 
 MONITOR = f"val/{MEAN_NAME}"
@@ -53,6 +62,49 @@ class SaveSplitCallback(Callback):
             data.save_split(split, Path(log_dir) / data.SPLIT_FILE)
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is always the latest epoch, and whose best scores survive a resume.
+
+    Lightning rewrites ``last.ckpt`` only at epochs that also wrote a top-k checkpoint;
+    after an epoch without improvement it would still hold an older state, and a resume
+    would silently redo finished epochs. This writes it after every epoch.
+
+    Each ``geoguess fit`` writes to a new ``version_N`` folder, and Lightning forgets the
+    best scores when a resumed run's checkpoint folder differs from the interrupted
+    run's: any score after the resume would then count as the best. This keeps them.
+    The interrupted run's files stay where they are (Lightning only ever deletes
+    superseded checkpoints inside the current folder).
+    """
+
+    def _save_last_if_missed(self, trainer: pl.Trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save top-k as configured, then ``last.ckpt`` if that did not already."""
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save top-k as configured, then ``last.ckpt`` if that did not already."""
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the best scores and paths even when the folder changed."""
+        moved = state_dict.get("dirpath", self.dirpath) != self.dirpath
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The dirpath has changed")
+            super().load_state_dict(state_dict)
+        if moved:
+            self.best_model_score = state_dict["best_model_score"]
+            self.best_k_models = dict(state_dict.get("best_k_models", self.best_k_models))
+            self.kth_best_model_path = state_dict.get("kth_best_model_path", self.kth_best_model_path)
+            self.kth_value = state_dict.get("kth_value", self.kth_value)
+
+
 class GeoguessCLI(LightningCLI):
     """LightningCLI for geoguess tasks and the GeoDataModule, with checkpointing defaults."""
 
@@ -68,7 +120,7 @@ class GeoguessCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add checkpoint, early-stopping and learning-rate callbacks, resume and test switches."""
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": MONITOR,
@@ -86,6 +138,7 @@ class GeoguessCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
         parser.add_lightning_class_args(SaveSplitCallback, "save_split")
+        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume training from this checkpoint")
         parser.add_argument(
             "--test_after_fit", type=bool, default=True, help="test the best checkpoint once training ends"
@@ -97,6 +150,9 @@ class GeoguessCLI(LightningCLI):
         _use_atomic_checkpoints(trainer)
         _share_log_dir(trainer)
         _drop_lr_monitor_without_logger(trainer)
+        for kind in (StepSeed, PlateauCatchUp):  # exact resumption (see geoguess_utils.resume)
+            if not any(isinstance(cb, kind) for cb in trainer.callbacks):
+                trainer.callbacks.append(kind())
         return trainer
 
 
@@ -138,8 +194,35 @@ def best_checkpoint(trainer: pl.Trainer) -> str | None:
     return None
 
 
+def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -> None:
+    """Check a checkpoint before resuming from it.
+
+    The file is read with ``weights_only=True`` (tensors memory-mapped, so this is cheap),
+    which refuses any pickled code; it must be a geoguess checkpoint of the same task
+    and backbone. A different class table is refused when the model loads it.
+
+    Raises:
+        CheckpointError: Unsafe, unreadable, foreign or mismatching checkpoint; the
+            message says what differs.
+    """
+    record = read_record(load_checkpoint(ckpt_path, mmap=True), str(ckpt_path))
+    differences = [
+        f"{name} {record[name]!r} in the checkpoint vs {wanted!r} configured"
+        for name, wanted in (("task", model.task_name), ("backbone", str(model.hparams.backbone)))
+        if record[name] != wanted
+    ]
+    if differences:
+        raise CheckpointError(f"cannot resume from {ckpt_path}: {'; '.join(differences)}")
+
+
 def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_path: str | None = None) -> bool:
-    """Train; return ``True`` when Ctrl+C stopped training early (Lightning shuts down cleanly)."""
+    """Train; return ``True`` when Ctrl+C stopped training early (Lightning shuts down cleanly).
+
+    Raises:
+        CheckpointError: ``ckpt_path`` is unsafe or belongs to another model (see :func:`check_resume_checkpoint`).
+    """
+    if ckpt_path is not None:
+        check_resume_checkpoint(model, ckpt_path)
     try:
         with warnings.catch_warnings():
             # the CSV logger shares the TensorBoard logger's new folder on purpose (see _share_log_dir)

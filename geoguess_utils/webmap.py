@@ -35,6 +35,7 @@ import shapely
 from geoguess_utils import borders, geo, grid
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.io import atomic_write_text
+from geoguess_utils.lumen import DEFAULT_MAX_PIXELS, IMAGE_FORMATS
 
 if TYPE_CHECKING:
     import folium
@@ -78,28 +79,38 @@ def escape(value: object) -> str:
     return text.replace("`", "&#96;").replace("$", "&#36;").replace("\\", "&#92;")
 
 
-def thumbnail_data_uri(path: str | os.PathLike[str], size_px: int = 96, quality: int = 70) -> str:
+def thumbnail_data_uri(
+    path: str | os.PathLike[str], size_px: int = 96, quality: int = 70, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> str:
     """A small JPEG of an image as a ``data:`` URI, for embedding in the page.
 
     Args:
-        path: Image file.
+        path: Image file (JPEG, PNG, GIF, BMP, TIFF or WebP).
         size_px: Longest side of the thumbnail, pixels.
         quality: JPEG quality, 1 to 95.
+        max_pixels: Refuse larger images before decoding them (decompression bombs).
 
     Returns:
         ``"data:image/jpeg;base64,..."``.
 
     Raises:
-        DataError: When the file is missing or cannot be decoded; the message names it.
+        DataError: When the file is missing, too large or cannot be decoded; the message names it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
+            if image.width * image.height > max_pixels:
+                raise DataError(
+                    f"cannot make a thumbnail of {path}: {image.width}x{image.height} pixels exceeds the limit of "
+                    f"{max_pixels} pixels (possible decompression bomb)"
+                )
             image.draft("RGB", (size_px, size_px))
             small = image.convert("RGB")
             small.thumbnail((size_px, size_px))
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError, ValueError) as exc:
+    except DataError:
+        raise
+    except Exception as exc:  # any failure to decode a file from the dataset
         raise DataError(f"cannot make a thumbnail of {path}: {exc}") from exc
     buffer = io.BytesIO()
     small.save(buffer, format="JPEG", quality=int(quality))

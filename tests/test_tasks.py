@@ -51,6 +51,9 @@ def _on_land(latlon: torch.Tensor, variant: str) -> bool:
 
 def test_classification_head_shapes_loss_and_gradients(context, batch):
     task = _task(ClassificationTask, context)
+    assert torch.count_nonzero(task.net.head[-1].weight) == 0  # starts at the class prior
+    with torch.no_grad():
+        task.net.head[-1].weight.normal_(std=0.01)  # as after a few steps: gradients reach the backbone
     logits = task(batch["images"])
     assert logits.shape == (6, context.num_classes)
     loss = task.loss(logits, batch)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     for problem in report.problems:
-        print(f"{problem.uuid or '-'}\t{problem.kind}\t{problem.file}\t{problem.message}")
+        print(lumen.format_problem(problem))
     print(f"{report.summary()} ({seconds:.1f} s)")
     if args.report is not None:
         report.write_csv(args.report)
