@@ -47,10 +47,45 @@ test: lint unit notebooks
 $(SAMPLE)/data.csv: | $(STAMP)
 	$(BIN)/geoguess make-sample --out $(SAMPLE) --locations $(SAMPLE_LOCATIONS) --size $(SAMPLE_SIZE) --seed 0
 
+# The demo trains the classifier with configs/quick_cpu.yaml into $(DEMO_DIR)/classification
+# (TensorBoard and CSV logs, split.csv, checkpoints/best.ckpt), then predicts, scores and maps.
+# A finished run is reused until the config or the sample changes; delete $(DEMO_DIR) to retrain.
+# Extra `geoguess fit` overrides: make demo DEMO_FIT_ARGS="--trainer.max_epochs 3"
+DEMO_DIR      ?= runs/demo
+DEMO_RUN      := $(DEMO_DIR)/classification
+DEMO_CKPT     := $(DEMO_RUN)/checkpoints/best.ckpt
+DEMO_DONE     := $(DEMO_DIR)/classification.done
+DEMO_FIT_ARGS ?=
+DEMO_LOGGERS  := [{class_path: pytorch_lightning.loggers.TensorBoardLogger, init_args: {save_dir: $(DEMO_DIR), name: "", version: classification}}, {class_path: pytorch_lightning.loggers.CSVLogger, init_args: {save_dir: $(DEMO_DIR), name: "", version: classification}}]
+
 demo: install $(SAMPLE)/data.csv
+	@echo "== 1/6 check the synthetic sample"
 	$(BIN)/geoguess validate $(SAMPLE)
+	@echo "== 2/6 the grid of classes"
 	$(BIN)/geoguess grid --spacing 0.3
-	@echo "figures are in figures/"
+	@echo "== 3/6 train the classifier (configs/quick_cpu.yaml)"
+	@if [ -f $(DEMO_DONE) ] && [ $(DEMO_DONE) -nt configs/quick_cpu.yaml ] && [ $(DEMO_DONE) -nt $(SAMPLE)/data.csv ]; then \
+		echo "reusing the model trained in $(DEMO_RUN) (delete $(DEMO_DIR) to train again)"; \
+	else \
+		rm -rf $(DEMO_RUN) $(DEMO_DONE) && \
+		$(BIN)/geoguess fit --config configs/quick_cpu.yaml --data.roots '[$(SAMPLE)]' \
+			--trainer.logger '$(DEMO_LOGGERS)' --checkpoint.filename best \
+			--trainer.enable_progress_bar false $(DEMO_FIT_ARGS) && \
+		touch $(DEMO_DONE); \
+	fi
+	@echo "== 4/6 predict every location of the sample (the competition's submission format)"
+	$(BIN)/geoguess predict --ckpt $(DEMO_CKPT) --data $(SAMPLE) --out $(DEMO_DIR)/predictions.csv
+	@echo "== 5/6 score them (all locations, training ones included, so optimistic; the test-split score is below)"
+	$(BIN)/geoguess evaluate $(DEMO_DIR)/predictions.csv --truth $(SAMPLE)
+	@echo "== 6/6 the interactive map of the test split"
+	$(BIN)/geoguess map --ckpt $(DEMO_CKPT) --data $(SAMPLE) --split test --out figures/predictions_map.html
+	@echo
+	@echo "Done, on the SYNTHETIC sample in $(SAMPLE):"
+	@echo "  map         figures/predictions_map.html (open it in a browser; works offline)"
+	@echo "  figures     figures/grid_0.3.png and the course figures in figures/"
+	@echo "  model       $(DEMO_CKPT) (logs and split.csv next to it in $(DEMO_RUN))"
+	@echo "  predictions $(DEMO_DIR)/predictions.csv"
+	@echo "  the course  jupyter lab notebooks/ (01 to 05, in order)"
 
 clean:
 	rm -rf runs .pytest_cache

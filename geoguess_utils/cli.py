@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("geoguess_utils.commands.validate", "check LUMEN dataset roots and list every problem"),
     "predict": ("geoguess_utils.commands.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
     "evaluate": ("geoguess_utils.commands.evaluate", "score a predictions CSV against the truth (one JSON line)"),
+    "map": ("geoguess_utils.commands.map_cmd", "draw a checkpoint's predictions on an interactive HTML map"),
 }
 
 # Commands that parse their own arguments (LightningCLI); everything after the name is theirs.
