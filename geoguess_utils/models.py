@@ -118,7 +118,39 @@ def _lite0_network(pretrained: bool) -> nn.Module:
         except (OSError, RuntimeError) as exc:
             raise GeoguessError(f"could not read the {OFFLINE_BACKBONE} weights at {path}: {exc}") from exc
         network.load_state_dict(state)
+    _pad_inside_stride1_convs(network)
     return network
+
+
+def _pad_inside_stride1_convs(network: nn.Module) -> None:
+    """Let stride-1 TensorFlow-"same" convolutions pad inside ``nn.Conv2d``.
+
+    With stride 1, dilation 1 and an odd kernel, "same" padding is the same on every
+    side, so the convolution's own zero padding gives identical outputs without the
+    separate padded copy of the activations that the dynamic-padding layer makes on
+    every call (forward and backward). Parameters and their names are kept; strided
+    convolutions, whose "same" padding can be uneven, are left as they are.
+    """
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    for name, module in list(network.named_modules()):
+        if not isinstance(module, Conv2dDynamicSamePadding):
+            continue
+        kh, kw = module.kernel_size
+        if tuple(module.stride) != (1, 1) or tuple(module.dilation) != (1, 1) or kh % 2 == 0 or kw % 2 == 0:
+            continue
+        conv = nn.Conv2d(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            padding=(kh // 2, kw // 2),
+            groups=module.groups,
+            bias=module.bias is not None,
+        )
+        conv.weight = module.weight
+        conv.bias = module.bias
+        parent_name, _, attr = name.rpartition(".")
+        setattr(network.get_submodule(parent_name) if parent_name else network, attr, conv)
 
 
 class LiteClassifier(nn.Module):

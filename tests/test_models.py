@@ -179,3 +179,22 @@ def test_channels_last_gives_the_same_outputs():
     images = torch.randn(2, 4, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(fast(images), net(images), rtol=1e-4, atol=1e-4)
+
+
+def test_lite0_stride1_convolutions_pad_inside_with_identical_outputs():
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
+
+    from geoguess_utils.models import _lite0_network
+
+    torch.manual_seed(0)
+    fast = _lite0_network(pretrained=False).eval()
+    reference = EfficientNet.from_name("efficientnet-lite0", image_size=None).eval()
+    assert list(reference.state_dict()) == list(fast.state_dict())
+    reference.load_state_dict(fast.state_dict())
+    left = [m for m in fast.modules() if isinstance(m, Conv2dDynamicSamePadding)]
+    assert left and all(tuple(m.stride) != (1, 1) for m in left)  # only strided ones keep dynamic padding
+    with torch.no_grad():
+        for size in (64, 57):
+            images = torch.randn(2, 3, size, size)
+            torch.testing.assert_close(fast(images), reference(images), rtol=1e-4, atol=1e-4)
