@@ -454,7 +454,7 @@ def render_markdown(results: dict[str, Any], findings: str | None = None) -> str
     lines = [
         "# Benchmarks",
         "",
-        "Reproduce (CPU suite, 2 cores: about 20 minutes):",
+        "Reproduce (the CPU suite: about 6 minutes on 2 idle cores, 20 or more on a busy machine):",
         "",
         "```",
         results["command"],

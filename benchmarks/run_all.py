@@ -20,8 +20,9 @@ Every ratio compares two measurements of the same run on the same machine. The l
 average before and after each section is recorded, because on a shared machine other
 work slows everything down.
 
-    python benchmarks/run_all.py --scale          # the full suite, about 15-25 minutes on 2 cores
+    python benchmarks/run_all.py --scale          # the full suite, 6 minutes on 2 idle cores
     python benchmarks/run_all.py --quick          # tiny settings, a couple of minutes: checks the suite
+    python benchmarks/run_all.py --render-only    # rewrite BENCHMARKS.md from benchmarks/results.json
 """
 
 from __future__ import annotations
@@ -221,6 +222,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", action="store_true", help="also run the 16,000-location scale section (minutes)")
     parser.add_argument("--quick", action="store_true", help="tiny settings that only check the suite works")
     parser.add_argument(
+        "--render-only", action="store_true", help="measure nothing: rewrite the report from the existing --json"
+    )
+    parser.add_argument(
         "--only", nargs="+", choices=("data", "training_step", "data_wait", "inference", "scale"), default=None
     )
     args = parser.parse_args(argv)
@@ -249,12 +253,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def write_report(results: dict[str, Any], cfg: argparse.Namespace) -> None:
+    """Write the JSON results and the Markdown report (with the hand-written findings, if any)."""
+    from geoguess_utils.io import atomic_write_text
+
+    findings = cfg.findings.read_text() if cfg.findings.is_file() else None
+    atomic_write_text(cfg.json, json.dumps(results, indent=1, default=str))
+    atomic_write_text(cfg.markdown, report.render_markdown(results, findings))
+    print(f"wrote {cfg.json} and {cfg.markdown}")
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
+    if cfg.render_only:
+        results = json.loads(cfg.json.read_text())
+        results["gpu"] = gpu_section(cfg.gpu_json)
+        results["targets"] = [t.to_dict() for t in report.targets(results)]
+        write_report(results, cfg)
+        return 0
     import torch
 
     from geoguess_utils import accel
-    from geoguess_utils.io import atomic_write_text
 
     results: dict[str, Any] = {
         "command": "python benchmarks/run_all.py " + " ".join(cfg.argv),
@@ -290,10 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_end"] = load_average()
     results["finished"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     results["targets"] = [t.to_dict() for t in report.targets(results)]
-    atomic_write_text(cfg.json, json.dumps(results, indent=1, default=str))
-    findings = cfg.findings.read_text() if cfg.findings.is_file() else None
-    atomic_write_text(cfg.markdown, report.render_markdown(results, findings))
-    print(f"wrote {cfg.json} and {cfg.markdown}")
+    write_report(results, cfg)
     for target in report.targets(results):
         print(f"  {target.status:12s} {target.name}: {report.fmt(target.value)} (bound {report.fmt(target.threshold)})")
     failed = [name for name, section in results["sections"].items() if section["error"]]

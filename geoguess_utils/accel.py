@@ -30,39 +30,24 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in cpu_flags() for flag in _BF16_FLAGS)
 
 
-def cpu_bf16_pays(train_backbone: bool) -> bool:
-    """Whether bf16 autocast makes a CPU training step faster than fp32.
-
-    Measured with ``benchmarks/train_step.py`` on an AMD EPYC with ``avx512_bf16``
-    (ResNet-18 and EfficientNet-Lite0, channels_last, see ``BENCHMARKS.md``): with the
-    backbone frozen (forward pass only) bf16 runs the step about 2-2.5x faster, but a
-    step that also trains the backbone runs 2-3x slower than fp32 (the bf16 backward
-    pass). Without native bf16 instructions bf16 is always slower.
-
-    Args:
-        train_backbone: Whether the step computes gradients through the backbone.
-    """
-    return cpu_has_native_bf16() and not train_backbone
-
-
-def auto_precision(accelerator: str = "auto", train_backbone: bool = False) -> str:
+def auto_precision(accelerator: str = "auto") -> str:
     """Lightning ``precision`` string that is fastest here.
+
+    On CPUs this holds for convolutional backbones at 112 px and above; with small
+    images (64 px) a trained EfficientNet-Lite0 ran faster in fp32 (see ``BENCHMARKS.md``).
 
     Args:
         accelerator: ``"cpu"``, ``"gpu"``/``"cuda"`` or ``"auto"`` (GPU when available).
-        train_backbone: Whether the backbone is trained (on CPUs bf16 then loses, see
-            :func:`cpu_bf16_pays`).
 
     Returns:
-        ``"bf16-mixed"`` on a bf16-capable GPU, or on a CPU where :func:`cpu_bf16_pays`;
-        else ``"16-mixed"`` on older GPUs and ``"32-true"`` on CPUs.
+        ``"bf16-mixed"`` on a bf16-capable GPU or a CPU with native bf16, else ``"32-true"``.
     """
     import torch
 
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     if on_gpu:
         return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_bf16_pays(train_backbone) else "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
 
 
 def describe_device() -> str:

@@ -191,10 +191,9 @@ class GeoTask(pl.LightningModule):
                 for long runs (minutes of compilation first); checkpoints are unaffected.
             cpu_bf16_frozen_backbone: While the backbone is frozen and training runs on a CPU
                 with native bf16, run the backbone's forward pass under bf16 autocast (the
-                head stays fp32): about 2x faster steps there. Not applied once the
-                backbone trains, where bf16 is slower on CPUs (see
-                :func:`geoguess_utils.accel.cpu_bf16_pays`), nor on GPUs (use the trainer's
-                ``precision``).
+                head stays fp32): 2-3x faster steps there. Once the backbone trains, the
+                trainer's ``precision`` decides (bf16 then helps or hurts depending on the
+                network and image size; see ``BENCHMARKS.md``). No effect on GPUs.
         """
         super().__init__()
         _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -325,7 +324,7 @@ class GeoTask(pl.LightningModule):
             and self.backbone_frozen
             and self.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu")
-            and accel.cpu_bf16_pays(train_backbone=False)
+            and accel.cpu_has_native_bf16()
         )
 
     def _training_outputs(self, images: torch.Tensor) -> torch.Tensor:

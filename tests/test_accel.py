@@ -5,13 +5,9 @@ def test_flags_drive_the_bf16_choice(monkeypatch):
     monkeypatch.setattr(accel, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
     assert accel.cpu_has_native_bf16()
     assert accel.auto_precision("cpu") == "bf16-mixed"
-    assert accel.cpu_bf16_pays(train_backbone=False)
-    assert not accel.cpu_bf16_pays(train_backbone=True)
-    assert accel.auto_precision("cpu", train_backbone=True) == "32-true"
     monkeypatch.setattr(accel, "cpu_flags", lambda: frozenset({"avx2"}))
     assert not accel.cpu_has_native_bf16()
     assert accel.auto_precision("cpu") == "32-true"
-    assert not accel.cpu_bf16_pays(train_backbone=False)
 
 
 def test_describe_device_names_something():
