@@ -4,7 +4,7 @@ Writes a generated dataset in the LUMEN layout (640x640 photo-like JPEGs of abou
 75 KB, like the real ones) once, then times:
 
 * ``geoguess validate``-style header checks (and ``--deep`` decoding) of all locations;
-* one pass over every location through :class:`geoguess_utils.data.GeoDataset` and a
+* one pass over every location through :class:`geoguess_utils.data.geodataset.GeoDataset` and a
   DataLoader at the chosen size, decoding each JPEG at full size, with
   ``Image.draft`` (DCT scaling), and from a pre-resized memory-mapped cache (whose
   one-off build time is reported separately);
@@ -33,8 +33,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from geoguess_utils import data, lumen
-from geoguess_utils.images import ImageCache
+from geoguess_utils.data import geodataset, layout, loading, validation
+from geoguess_utils.data.images import ImageCache
 from geoguess_utils.io import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -72,7 +72,7 @@ def make_dataset(base: Path, locations: int, processes: int) -> list[Path]:
     return roots
 
 
-def time_epoch(dataset: data.GeoDataset, batch_size: int, workers: int) -> tuple[float, float]:
+def time_epoch(dataset: geodataset.GeoDataset, batch_size: int, workers: int) -> tuple[float, float]:
     """Wall-clock and main-process CPU seconds of one pass over ``dataset``."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     wall, cpu = time.perf_counter(), time.process_time()
@@ -94,7 +94,7 @@ def many_folders(source_roots: list[Path], target: Path, folders: int) -> Path:
     """A root of ``folders`` locations whose images are hard links to the generated ones."""
     if (target / "data.csv").is_file():
         return target
-    table = lumen.load_locations(source_roots)
+    table = loading.load_locations(source_roots)
     rows = []
     image_dir = target / "data"
     image_dir.mkdir(parents=True)
@@ -102,7 +102,7 @@ def many_folders(source_roots: list[Path], target: Path, folders: int) -> Path:
         source = table.iloc[i % len(table)]
         uuid = f"{i:08d}-0000-4000-8000-000000000000"
         (image_dir / uuid).mkdir()
-        for heading in lumen.HEADINGS:
+        for heading in layout.HEADINGS:
             os.link(source[f"path_{heading}"], image_dir / uuid / f"{heading}.jpg")
         rows.append((uuid, source["latitude"], source["longitude"]))
     pd.DataFrame(rows, columns=["uuid", "latitude", "longitude"]).to_csv(target / "data.csv")
@@ -125,17 +125,17 @@ def main() -> None:
     torch.set_num_threads(args.torch_threads)
     roots = make_dataset(args.dir, args.locations, args.processes)
     results: dict[str, tuple[float, float]] = {}
-    lumen.validate_roots(roots)  # warm the page cache and the borders
-    report = timed(results, "validate_headers", lambda: lumen.validate_roots(roots))
+    validation.validate_roots(roots)  # warm the page cache and the borders
+    report = timed(results, "validate_headers", lambda: validation.validate_roots(roots))
     assert report.ok, report.format()
-    timed(results, "validate_deep", lambda: lumen.validate_roots(roots, deep=True))
+    timed(results, "validate_deep", lambda: validation.validate_roots(roots, deep=True))
 
     table = report.locations
     size = args.size
-    full = data.GeoDataset(table, size, use_draft=False)
-    draft = data.GeoDataset(table, size, use_draft=True)
+    full = geodataset.GeoDataset(table, size, use_draft=False)
+    draft = geodataset.GeoDataset(table, size, use_draft=True)
     time_epoch(draft, args.batch_size, 0)  # warm-up pass
-    paths = table[list(lumen.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
+    paths = table[list(layout.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
     cache_dir = args.dir / "cache"
     for stale in cache_dir.glob(f"bench_{size}px.*"):
         stale.unlink()
@@ -143,7 +143,7 @@ def main() -> None:
         results, "cache_build", lambda: ImageCache.open_or_build(paths, size, cache_dir, "bench", progress=False)
     )
     timed(results, "cache_reopen", lambda: ImageCache.open_or_build(paths, size, cache_dir, "bench", progress=False))
-    cached = data.GeoDataset(table, size, image_cache=cache)
+    cached = geodataset.GeoDataset(table, size, image_cache=cache)
     assert (cache[0] == draft.views_uint8(0).permute(0, 2, 3, 1).numpy()).all(), "cache and draft decode differ"
     for workers in args.workers:
         results[f"epoch_full_decode_w{workers}"] = time_epoch(full, args.batch_size, workers)
@@ -152,8 +152,8 @@ def main() -> None:
 
     if args.validate_16k:
         big = many_folders(roots, args.dir / "folders16k", 16_000)
-        lumen.validate_roots([big])
-        report16 = timed(results, "validate_16k_headers", lambda: lumen.validate_roots([big]))
+        validation.validate_roots([big])
+        report16 = timed(results, "validate_16k_headers", lambda: validation.validate_roots([big]))
         assert report16.ok and len(report16.locations) == 16_000
 
     n = len(table)

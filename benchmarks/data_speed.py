@@ -5,7 +5,7 @@
   resize, and a copy out of the pre-resized ``uint8`` cache. The three are timed in
   alternating rounds, so a change in the machine's load hits all of them alike, and
   each ratio is the median of the per-round ratios.
-* :func:`loader_rates` times whole epochs of :class:`geoguess_utils.data.GeoDataset`
+* :func:`loader_rates` times whole epochs of :class:`geoguess_utils.data.geodataset.GeoDataset`
   through a DataLoader with 0, 1 and 2 worker processes.
 
 Files are read from the page cache (a warm-up pass reads them first), as in the second
@@ -25,13 +25,13 @@ import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
-from geoguess_utils import data, lumen
-from geoguess_utils.images import ImageCache, load_view
+from geoguess_utils.data import augment, geodataset, layout
+from geoguess_utils.data.images import ImageCache, load_view
 
 
 def view_paths(table: pd.DataFrame) -> list[list[str]]:
     """The four view paths of each location, in heading order."""
-    return table[list(lumen.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
+    return table[list(layout.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
 
 
 def _timed_pass(work: Callable[[], int], min_seconds: float) -> tuple[int, float, float]:
@@ -143,9 +143,11 @@ def loader_rates(
     """
     cache = ImageCache.open_or_build(view_paths(table), size, cache_dir, "loader", progress=False, in_memory=True)
     sources = {
-        "JPEG draft decode": data.GeoDataset(table, size, use_draft=True),
-        "uint8 cache (memory)": data.GeoDataset(table, size, image_cache=cache),
-        "uint8 cache + augmentation": data.GeoDataset(table, size, image_cache=cache, augment=data.TrainAugmentation()),
+        "JPEG draft decode": geodataset.GeoDataset(table, size, use_draft=True),
+        "uint8 cache (memory)": geodataset.GeoDataset(table, size, image_cache=cache),
+        "uint8 cache + augmentation": geodataset.GeoDataset(
+            table, size, image_cache=cache, augment=augment.TrainAugmentation()
+        ),
     }
     rows = []
     for source, dataset in sources.items():

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.utils.flop_counter import FlopCounterMode
 
-from geoguess_utils import accel, models
+from geoguess_utils import accel
 from geoguess_utils.io import atomic_write_text
+from geoguess_utils.models import multiview
 
 VIEWS = 4
 CLASSES = 118
@@ -54,7 +55,7 @@ def train_flops_per_image(backbone: str, size: int) -> float:
     the weights). Counting it directly is not used because the counter overstates the
     backward of grouped convolutions (ResNeXt) several times over.
     """
-    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False)
+    net = multiview.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False)
     images = torch.randn(1, VIEWS, 3, size, size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(images)
@@ -87,7 +88,7 @@ def _timed(step: Callable[[], None], steps: int, warmup: int, device: torch.devi
 def original_setup(backbone: str, size: int, steps: int, warmup: int, device: torch.device) -> dict[str, object]:
     """fp32, NCHW, batch 8, per-view backbone calls, host-to-device copy each step."""
     batch = 8
-    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False).to(device)
+    net = multiview.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     host_images = torch.randn(batch, VIEWS, 3, size, size)
     target = torch.randint(0, CLASSES, (batch,), device=device)
@@ -108,7 +109,7 @@ def recipe(
     backbone: str, size: int, batch: int, steps: int, warmup: int, device: torch.device, compile_backbone: bool
 ) -> dict[str, object]:
     """bf16 autocast, channels_last, compiled backbone, large batch, uint8 cache on the device."""
-    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False, channels_last=True)
+    net = multiview.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False, channels_last=True)
     net = net.to(device, memory_format=torch.channels_last)
     if compile_backbone:
         torch._dynamo.reset()  # no shapes remembered from another size: keep the kernels static

@@ -40,15 +40,17 @@ import torch
 from PIL import Image
 from torch import nn
 
-from geoguess_utils import geo, synthetic
+from geoguess_utils.data import layout
+from geoguess_utils.datasets.synthetic import write
+from geoguess_utils.geo import distance, projection
 
 
 def load_views(root: Path, table: pd.DataFrame, size: int) -> np.ndarray:
     """Read every location's four JPEGs into uint8 (N, 4, 3, S, S)."""
     out = np.empty((len(table), 4, 3, size, size), dtype=np.uint8)
     for i, name in enumerate(table["uuid"]):
-        for v, heading in enumerate(synthetic.HEADINGS):
-            with Image.open(root / synthetic.IMAGES_DIRNAME / name / f"{heading}.jpg") as picture:
+        for v, heading in enumerate(layout.HEADINGS):
+            with Image.open(root / write.IMAGES_DIRNAME / name / f"{heading}.jpg") as picture:
                 out[i, v] = np.asarray(picture.convert("RGB")).transpose(2, 0, 1)
     return out
 
@@ -114,20 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data or Path(scratch) / "synthetic"
-        if not (root / synthetic.CSV_NAME).exists():
-            synthetic.generate_dataset(root, args.locations, size=args.size, seed=args.seed, workers=args.threads)
+        if not (root / write.CSV_NAME).exists():
+            write.generate_dataset(root, args.locations, size=args.size, seed=args.seed, workers=args.threads)
         gen_s = time.perf_counter() - start
-        table = pd.read_csv(root / synthetic.CSV_NAME)
+        table = pd.read_csv(root / write.CSV_NAME)
         views = load_views(root, table, args.size)
 
     lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()
     train, val, _ = split_indices(len(table), args.seed)
-    x_m, y_m = geo.to_projected(lat, lon)
-    scaler = geo.MinMaxScaler.fit(x_m[train], y_m[train])
+    x_m, y_m = projection.to_projected(lat, lon)
+    scaler = projection.MinMaxScaler.fit(x_m[train], y_m[train])
     xs, ys = scaler.transform(x_m, y_m)
     span_km = torch.tensor([(scaler.x_max - scaler.x_min) / 1000.0, (scaler.y_max - scaler.y_min) / 1000.0])
 
-    baseline_km = float(geo.haversine_km(lat[val], lon[val], lat[train].mean(), lon[train].mean()).mean())
+    baseline_km = float(distance.haversine_km(lat[val], lon[val], lat[train].mean(), lon[train].mean()).mean())
 
     images = torch.from_numpy(views)
     target = torch.tensor(np.column_stack([xs, ys]), dtype=torch.float32)
@@ -173,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         pred = torch.cat([model(prepare(val[i : i + 128])) for i in range(0, len(val), 128)]).numpy()
     px, py = scaler.inverse_transform(pred[:, 0], pred[:, 1])
-    plat, plon = geo.to_latlon(px, py)
-    model_km = float(geo.haversine_km(lat[val], lon[val], plat, plon).mean())
+    plat, plon = projection.to_latlon(px, py)
+    model_km = float(distance.haversine_km(lat[val], lon[val], plat, plon).mean())
     result = {
         "baseline_km": round(baseline_km, 2),
         "model_km": round(model_km, 2),

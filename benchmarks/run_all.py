@@ -65,19 +65,19 @@ def disk_bytes(path: Path) -> int:
 
 def generate(root: Path, locations: int, size: int, seed: int) -> dict[str, Any]:
     """Generate a synthetic dataset; return its table, generation seconds and disk bytes."""
-    from geoguess_utils import synthetic
+    from geoguess_utils.datasets.synthetic import write
 
     start = time.perf_counter()
-    synthetic.generate_dataset(root, locations, size=size, seed=seed)
+    write.generate_dataset(root, locations, size=size, seed=seed)
     seconds = time.perf_counter() - start
     return {"root": root, "seconds": seconds, "bytes": disk_bytes(root), "locations": locations, "size": size}
 
 
 def validated_table(root: Path):
     """The validated location table of a root (raises if the generated data has problems)."""
-    from geoguess_utils import lumen
+    from geoguess_utils.data import validation
 
-    found = lumen.validate_roots([root])
+    found = validation.validate_roots([root])
     if not found.ok:
         raise RuntimeError(found.format())
     return found.locations
@@ -146,19 +146,19 @@ def inference_section(work: Path, cfg: argparse.Namespace, checkpoint: str | Non
 
 def scale_section(work: Path, cfg: argparse.Namespace) -> dict[str, Any]:
     """Generation, validation and cache builds at the real training set's size."""
-    from geoguess_utils import lumen
-    from geoguess_utils.images import ImageCache
+    from geoguess_utils.data import validation
+    from geoguess_utils.data.images import ImageCache
 
     made = generate(work / "scale", cfg.scale_locations, cfg.scale_px, seed=4)
     root = made["root"]
-    lumen.validate_roots([root])  # warm the page cache and the borders, as a second validation would be
+    validation.validate_roots([root])  # warm the page cache and the borders, as a second validation would be
     start = time.perf_counter()
-    headers = lumen.validate_roots([root])
+    headers = validation.validate_roots([root])
     header_s = time.perf_counter() - start
     if not headers.ok or len(headers.locations) != cfg.scale_locations:
         raise RuntimeError(f"scale dataset failed validation: {headers.summary()}")
     start = time.perf_counter()
-    deep = lumen.validate_roots([root], deep=True)
+    deep = validation.validate_roots([root], deep=True)
     deep_s = time.perf_counter() - start
     paths = data_speed.view_paths(headers.locations)
     caches = []

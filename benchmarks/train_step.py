@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from geoguess_utils import accel, models
+from geoguess_utils import accel
+from geoguess_utils.models import multiview
 
 VIEWS = 4
 CLASSES = 100
@@ -70,7 +71,7 @@ def project_recipe(batch: int = 32) -> Recipe:
 def build_step(backbone: str, size: int, recipe: Recipe, frozen: bool) -> Callable[[], None]:
     """A closure running one full training step (forward, backward, AdamW) on fixed random images."""
     torch.manual_seed(0)
-    net = models.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False, channels_last=recipe.channels_last)
+    net = multiview.MultiViewNet(backbone, num_outputs=CLASSES, pretrained=False, channels_last=recipe.channels_last)
     if frozen:
         net.backbone.requires_grad_(False)
     if recipe.channels_last:

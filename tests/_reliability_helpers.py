@@ -9,9 +9,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from geoguess_utils.context import GeoContext
+from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.io import atomic_write_text
-from geoguess_utils.tasks import GeoTask
+from geoguess_utils.tasks.base import GeoTask
 
 TINY_BACKBONE = "shufflenet_v2_x0_5"
 """Smallest torchvision backbone the project accepts (0.34 M parameters): fast on one CPU thread."""

@@ -13,9 +13,9 @@ QUICK_CONFIG = REPO / "configs" / "quick_cpu.yaml"
 
 def make_dataset(root: Path, n_locations: int, size: int = 32, seed: int = 0) -> Path:
     """Write a synthetic dataset in the LUMEN layout and return its root."""
-    from geoguess_utils import synthetic
+    from geoguess_utils.datasets.synthetic import write
 
-    synthetic.generate_dataset(root, n_locations, size=size, seed=seed, workers=1)
+    write.generate_dataset(root, n_locations, size=size, seed=seed, workers=1)
     return root
 
 

@@ -21,6 +21,6 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def croatia_points() -> tuple[np.ndarray, np.ndarray]:
     """1,000 points drawn uniformly on Croatia's mainland (lat, lon degrees)."""
-    from geoguess_utils import borders
+    from geoguess_utils.geo import borders
 
     return borders.sample_points(1000, np.random.default_rng(7), "mainland")

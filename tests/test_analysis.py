@@ -4,9 +4,11 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from geoguess_utils import analysis, borders, geo, grid
-from geoguess_utils.context import CENTROID_KINDS
+from geoguess_utils.cells import square
+from geoguess_utils.cells.context import CENTROID_KINDS
+from geoguess_utils.course import analysis
 from geoguess_utils.errors import ConfigError, DataError
+from geoguess_utils.geo import borders, distance
 
 # Standard parallels of EPSG:3766 (HTRS96 / Croatia LCC): 45 deg 55' and 43 deg 05'.
 LCC_PARALLELS = (45 + 55 / 60, 43 + 5 / 60)
@@ -95,15 +97,15 @@ def test_scale_error_predicts_short_projected_distances():
 
 
 def test_box_cells_number_cells_like_build_grid():
-    box = grid.box_cells(0.5)
-    kept = grid.build_grid(0.5)
+    box = square.box_cells(0.5)
+    kept = square.build_grid(0.5)
     lon0, lat0, lon1, lat1 = borders.croatia_bounds("mainland")
     assert len(box) == int(np.ceil((lon1 - lon0) / 0.5)) * int(np.ceil((lat1 - lat0) / 0.5))
     merged = kept.merge(pd.DataFrame({"cell_id": box.cell_id, "box_geometry": box.geometry}), on="cell_id")
     assert len(merged) == len(kept)
     assert shapely.equals(merged.geometry.values, merged.box_geometry.values).all()
     with pytest.raises(ConfigError):
-        grid.box_cells(-1)
+        square.box_cells(-1)
 
 
 def test_grid_steps_shrink_step_by_step(croatia_points):
@@ -118,7 +120,7 @@ def test_grid_steps_shrink_step_by_step(croatia_points):
 def test_cell_counts_agree_with_the_grid(croatia_points):
     lat, lon = croatia_points
     counts = analysis.cell_counts((0.7, 0.3), lat, lon)
-    assert counts.n_cells.tolist() == [len(grid.build_grid(0.7)), len(grid.build_grid(0.3))]
+    assert counts.n_cells.tolist() == [len(square.build_grid(0.7)), len(square.build_grid(0.3))]
     assert (counts.n_box_cells > counts.n_cells).all()
     assert (counts.n_cells >= counts.n_classes).all()
     assert counts.n_classes.iloc[1] > counts.n_classes.iloc[0]
@@ -131,12 +133,12 @@ def test_floor_kinds_are_the_context_kinds():
 
 def test_centroid_distances_by_hand(croatia_points):
     lat, lon = croatia_points
-    table = grid.fit_class_table(grid.build_grid(0.5), lat, lon)
+    table = square.fit_class_table(square.build_grid(0.5), lat, lon)
     dist = analysis.centroid_distances(table, lat[:5], lon[:5])
     for i in range(5):
         row = table[table.class_index == dist.class_index.iloc[i]].iloc[0]
         for kind in analysis.FLOOR_KINDS:
-            expected = geo.haversine_km(lat[i], lon[i], row[f"{kind}_lat"], row[f"{kind}_lon"])
+            expected = distance.haversine_km(lat[i], lon[i], row[f"{kind}_lat"], row[f"{kind}_lon"])
             assert dist[f"{kind}_km"].iloc[i] == pytest.approx(expected)
 
 
@@ -171,11 +173,11 @@ def test_weighted_centroids_beat_geometric_on_training_points():
 def test_training_distances_stay_within_the_cell(croatia_points):
     lat, lon = croatia_points
     spacing = 0.4
-    table = grid.fit_class_table(grid.build_grid(spacing), lat, lon)
+    table = square.fit_class_table(square.build_grid(spacing), lat, lon)
     dist = analysis.centroid_distances(table, lat, lon)
     # A cell's geometric and weighted centroids lie inside the (convex) cell, so no
     # training point in the cell is further away than the cell's diagonal.
-    diagonal_km = geo.haversine_km(42.3, 13.5, 42.3 + spacing, 13.5 + spacing)
+    diagonal_km = distance.haversine_km(42.3, 13.5, 42.3 + spacing, 13.5 + spacing)
     assert dist.geometric_km.max() <= diagonal_km
     assert dist.weighted_km.max() <= diagonal_km
 
@@ -184,11 +186,11 @@ def test_training_distances_stay_within_the_cell(croatia_points):
 
 
 def test_grid_progression_figure(croatia_points, tmp_path):
-    from geoguess_utils import maps
+    from geoguess_utils.viz import basemap, cell_maps
 
     lat, lon = croatia_points
     steps = analysis.grid_steps(lat[:300], lon[:300], 0.4)
-    fig = maps.plot_grid_progression(steps, lat[:300], lon[:300])
+    fig = cell_maps.plot_grid_progression(steps, lat[:300], lon[:300])
     titles = [ax.get_title() for ax in fig.axes]
     assert len(titles) == 5 and titles[0].startswith("1.") and titles[4].startswith("5.")
     assert str(len(steps.box_cells)) in titles[1]
@@ -196,30 +198,30 @@ def test_grid_progression_figure(croatia_points, tmp_path):
     assert str(len(steps.class_table)) in titles[4]
     aspect = 1 / np.cos(np.radians(44.5))
     assert all(ax.get_aspect() == pytest.approx(aspect) for ax in fig.axes)
-    path = maps.save_figure(fig, tmp_path / "progression.png")
+    path = basemap.save_figure(fig, tmp_path / "progression.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_course_figures_draw_what_they_are_given(croatia_points, pairs_table):
-    from geoguess_utils import maps
+    from geoguess_utils.viz import cell_maps, projection_maps
 
     lat, lon = croatia_points
-    fig = maps.plot_distance_errors(pairs_table)
+    fig = projection_maps.plot_distance_errors(pairs_table)
     assert len(fig.axes) == 2
     ppm = analysis.scale_error_ppm(lat[:100], lon[:100])
-    fig = maps.plot_scale_error(lat[:100], lon[:100], ppm, "EPSG:3766")
+    fig = projection_maps.plot_scale_error(lat[:100], lon[:100], ppm, "EPSG:3766")
     assert "EPSG:3766" in fig.axes[0].get_title()
     steps = [analysis.grid_steps(lat, lon, s) for s in (0.7, 0.3)]
-    fig = maps.plot_grid_spacings(steps)
+    fig = cell_maps.plot_grid_spacings(steps)
     assert [ax.get_title() for ax in fig.axes] == [
         f"0.7 deg: {len(steps[0].class_table)} classes",
         f"0.3 deg: {len(steps[1].class_table)} classes",
     ]
-    fig = maps.plot_centroid_kinds(steps[1].class_table, lat, lon, bounds=(14.0, 44.3, 16.6, 45.7))
+    fig = cell_maps.plot_centroid_kinds(steps[1].class_table, lat, lon, bounds=(14.0, 44.3, 16.6, 45.7))
     assert fig.axes[0].get_xlim() == (14.0, 16.6)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert {"geometric", "clipped", "weighted"} <= set(labels)
     floor = analysis.error_floor(lat[:800], lon[:800], (0.7, 0.3), lat[800:], lon[800:])
-    fig = maps.plot_error_floor(floor)
+    fig = cell_maps.plot_error_floor(floor)
     assert [ax.get_title().split(" ")[0] for ax in fig.axes] == ["train", "held-out"]
     assert all(len(ax.get_lines()) == len(analysis.FLOOR_KINDS) for ax in fig.axes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 from pathlib import Path
@@ -44,10 +45,10 @@ def test_target_status():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    from geoguess_utils import synthetic
+    from geoguess_utils.datasets.synthetic import write
 
     root = tmp_path_factory.mktemp("bench") / "tiny"
-    synthetic.generate_dataset(root, 3, size=64, seed=5, workers=1)
+    write.generate_dataset(root, 3, size=64, seed=5, workers=1)
     return root, run_all.validated_table(root)
 
 
@@ -165,10 +166,9 @@ def test_gpu_script_helpers():
 
 @pytest.mark.parametrize("config", ["quick_cpu.yaml", "gpu_full.yaml"])
 def test_config_model_settings_are_task_parameters(config):
-    from geoguess_utils import tasks
-
     settings = yaml.safe_load((REPO / "configs" / config).read_text())["model"]
-    cls = getattr(tasks, settings["class_path"].rsplit(".", 1)[1])
+    module, name = settings["class_path"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
     accepted = set(inspect.signature(cls.__init__).parameters)
     assert set(settings["init_args"]) <= accepted
 
@@ -184,8 +184,8 @@ def test_gpu_recipe_config():
 
 
 def test_compile_backbone_compiles_only_the_backbone_when_training_starts():
-    from geoguess_utils.models import MultiViewNet
-    from geoguess_utils.tasks import ClassificationTask
+    from geoguess_utils.models.multiview import MultiViewNet
+    from geoguess_utils.tasks.classification import ClassificationTask
 
     task = ClassificationTask(backbone="resnet18", pretrained=False, compile_backbone=True)
     task.net = MultiViewNet("resnet18", num_outputs=3, pretrained=False)
@@ -211,8 +211,8 @@ def test_quick_arguments_are_small():
 @pytest.mark.parametrize("frozen_epochs, expected", [(1, torch.bfloat16), (0, torch.float32)])
 def test_frozen_backbone_runs_in_bf16_on_cpus_where_it_pays(monkeypatch, croatia_points, frozen_epochs, expected):
     from geoguess_utils import accel
-    from geoguess_utils.context import GeoContext
-    from geoguess_utils.tasks import ClassificationTask
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.tasks.classification import ClassificationTask
 
     monkeypatch.setattr(accel, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     torch.manual_seed(0)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import shapely
 
-from geoguess_utils import borders
 from geoguess_utils.errors import ConfigError
+from geoguess_utils.geo import borders
 
 ZAGREB = (45.815, 15.982)
 DUBROVNIK = (42.650, 18.094)
@@ -43,7 +43,7 @@ def test_nearest_land_point_moves_only_what_is_off_land():
     assert borders.is_on_land(new_lat, new_lon, "mainland").all()
     assert (new_lat[0], new_lon[0]) == ZAGREB
     moved_km = borders.distance_to_land_km(lat, lon, "mainland")
-    from geoguess_utils.geo import haversine_km
+    from geoguess_utils.geo.distance import haversine_km
 
     actual = haversine_km(lat, lon, new_lat, new_lon)
     # The move is the distance to land plus the small inset, never a jump elsewhere.

@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 import torch
 
-from geoguess_utils import geo
-from geoguess_utils.context import GeoContext
+from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import ConfigError
+from geoguess_utils.geo import distance
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_enrich_adds_columns(ctx, croatia_points):
         assert col in out
     assert "x_m" not in df  # the input is not modified
     back_lat, back_lon = ctx.scaled_to_latlon(out.x_scaled, out.y_scaled)
-    assert geo.haversine_km(lat, lon, back_lat, back_lon).max() < 1e-6
+    assert distance.haversine_km(lat, lon, back_lat, back_lon).max() < 1e-6
     centres = ctx.centroids_latlon()[out.class_index]
     np.testing.assert_array_equal(centres[:, 0], out.centroid_lat)
 

@@ -8,9 +8,11 @@ import pytest
 import torch
 from _lumen_fixtures import coded_level, write_lumen_root
 
-from geoguess_utils import data, geo, lumen
-from geoguess_utils.context import GeoContext
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.data import augment, datamodule, enrich, geodataset, loading, splits
 from geoguess_utils.errors import ConfigError, DataError
+from geoguess_utils.geo import projection
+from geoguess_utils.models import normalization
 
 SIZE = 24  # source images are 48 px: the draft path decodes at 1/2
 
@@ -37,8 +39,8 @@ def truth(fixtures):
 
 
 def to_uint8_levels(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(data.IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(data.IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(normalization.IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(normalization.IMAGENET_STD).view(3, 1, 1)
     return (images * std + mean) * 255.0
 
 
@@ -62,7 +64,7 @@ def check_batch(batch, fixtures, context, size=SIZE, labelled=True):
         lat, lon = fx.latitude[index], fx.longitude[index]
         assert batch["latlon"][row].tolist() == [lat, lon]
         assert batch["class_index"][row] == int(context.assign(np.array([lat]), np.array([lon]))[0])
-        xs, ys = context.scaler.transform(*geo.to_projected(lat, lon, context.crs))
+        xs, ys = context.scaler.transform(*projection.to_projected(lat, lon, context.crs))
         np.testing.assert_allclose(batch["xy_scaled"][row].numpy(), [xs, ys], rtol=1e-6)
 
 
@@ -71,7 +73,7 @@ def make_module(roots, tmp_path, **kwargs):
     kwargs.setdefault("batch_size", 4)
     kwargs.setdefault("cache_dir", str(tmp_path / "cache"))
     kwargs.setdefault("run_dir", str(tmp_path / "run"))
-    return data.GeoDataModule(roots=[str(r) for r in roots], **kwargs)
+    return datamodule.GeoDataModule(roots=[str(r) for r in roots], **kwargs)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -79,63 +81,63 @@ def make_module(roots, tmp_path, **kwargs):
 
 def test_split_is_seeded_sized_and_order_independent():
     uuids = [f"u{i:03d}" for i in range(100)]
-    split = data.make_split(uuids, (0.8, 0.1, 0.1), seed=0)
+    split = splits.make_split(uuids, (0.8, 0.1, 0.1), seed=0)
     assert split["split"].value_counts().to_dict() == {"train": 80, "val": 10, "test": 10}
     assert split["uuid"].tolist() == sorted(uuids)
-    pd.testing.assert_frame_equal(split, data.make_split(list(reversed(uuids)), (0.8, 0.1, 0.1), seed=0))
-    assert not split.equals(data.make_split(uuids, (0.8, 0.1, 0.1), seed=1))
-    seed_split = data.make_split(uuids, (0.9, 0.05, 0.05), seed=0)
+    pd.testing.assert_frame_equal(split, splits.make_split(list(reversed(uuids)), (0.8, 0.1, 0.1), seed=0))
+    assert not split.equals(splits.make_split(uuids, (0.8, 0.1, 0.1), seed=1))
+    seed_split = splits.make_split(uuids, (0.9, 0.05, 0.05), seed=0)
     assert seed_split["split"].value_counts().to_dict() == {"train": 90, "val": 5, "test": 5}
-    tiny = data.make_split(["a", "b"], (0.8, 0.1, 0.1))
+    tiny = splits.make_split(["a", "b"], (0.8, 0.1, 0.1))
     assert (tiny["split"] == "train").sum() >= 1
 
 
 @pytest.mark.parametrize("fractions", [(0.5, 0.5, 0.5), (-0.1, 0.6, 0.5), (0.0, 0.5, 0.5), (1.0, 0.0)])
 def test_invalid_split_fractions(fractions):
     with pytest.raises(ConfigError, match="fractions"):
-        data.make_split(["a", "b", "c"], fractions)
+        splits.make_split(["a", "b", "c"], fractions)
 
 
 def test_split_rejects_repeats_and_empty():
     with pytest.raises(DataError, match="repeat"):
-        data.make_split(["a", "a", "b"])
+        splits.make_split(["a", "a", "b"])
     with pytest.raises(DataError, match="empty"):
-        data.make_split([])
+        splits.make_split([])
 
 
 def test_split_csv_round_trip_and_mismatch(tmp_path):
     uuids = [f"u{i}" for i in range(20)]
-    split = data.make_split(uuids, seed=3)
-    path = data.save_split(split, tmp_path / "split.csv")
-    pd.testing.assert_frame_equal(data.load_split(path, uuids), split)
+    split = splits.make_split(uuids, seed=3)
+    path = splits.save_split(split, tmp_path / "split.csv")
+    pd.testing.assert_frame_equal(splits.load_split(path, uuids), split)
     with pytest.raises(DataError, match=r"1 dataset uuids are not in it \(e\.g\. zzz\)"):
-        data.load_split(path, [*uuids, "zzz"])
+        splits.load_split(path, [*uuids, "zzz"])
     with pytest.raises(DataError, match=r"1 of its uuids are not in the dataset \(e\.g\. u0\)"):
-        data.load_split(path, uuids[1:])
+        splits.load_split(path, uuids[1:])
     bad = split.copy()
     bad.loc[4, "split"] = "holdout"
-    data.save_split(bad, tmp_path / "bad.csv")
+    splits.save_split(bad, tmp_path / "bad.csv")
     with pytest.raises(DataError, match=r"bad\.csv line 6: split 'holdout'"):
-        data.load_split(tmp_path / "bad.csv")
+        splits.load_split(tmp_path / "bad.csv")
     (tmp_path / "cols.csv").write_text("id,part\na,train\n")
     with pytest.raises(DataError, match="needs the columns uuid and split"):
-        data.load_split(tmp_path / "cols.csv")
+        splits.load_split(tmp_path / "cols.csv")
     with pytest.raises(DataError, match="does not exist"):
-        data.load_split(tmp_path / "missing.csv")
+        splits.load_split(tmp_path / "missing.csv")
 
 
 # ----------------------------------------------------------------------------- enriched table
 
 
 def test_enriched_table_is_cached_and_rebuilt_when_an_input_changes(two_roots, tmp_path, monkeypatch):
-    locations = lumen.load_locations([fx.root for fx in two_roots])
-    split = data.make_split(locations["uuid"], seed=0)
+    locations = loading.load_locations([fx.root for fx in two_roots])
+    split = splits.make_split(locations["uuid"], seed=0)
     train = locations[locations["uuid"].isin(split.loc[split["split"] == "train", "uuid"])]
     context = GeoContext.fit(train["latitude"], train["longitude"])
-    fresh = data.enrich_locations(locations, context, split, cache_dir=tmp_path)
+    fresh = enrich.enrich_locations(locations, context, split, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("enriched-*.csv"))) == 1
     expected = context.enrich(locations)
-    for column in data.ENRICHED_COLUMNS:
+    for column in enrich.ENRICHED_COLUMNS:
         np.testing.assert_array_equal(fresh[column].to_numpy(), expected[column].to_numpy())
     assert fresh["split"].tolist() == split.set_index("uuid").loc[locations["uuid"], "split"].tolist()
 
@@ -143,27 +145,27 @@ def test_enriched_table_is_cached_and_rebuilt_when_an_input_changes(two_roots, t
         raise AssertionError("enrich must not run: the cached table is valid")
 
     monkeypatch.setattr(GeoContext, "enrich", refuse)
-    cached = data.enrich_locations(locations, context, split, cache_dir=tmp_path)
+    cached = enrich.enrich_locations(locations, context, split, cache_dir=tmp_path)
     pd.testing.assert_frame_equal(cached, fresh)  # bit-identical, paths from the live table
     monkeypatch.undo()
 
-    keys = {data.enriched_cache_key(locations, split, context)}
+    keys = {enrich.enriched_cache_key(locations, split, context)}
     moved = locations.copy()
     moved.loc[0, "latitude"] += 0.01
-    keys.add(data.enriched_cache_key(moved, split, context))
-    other_split = data.make_split(locations["uuid"], seed=5)
-    keys.add(data.enriched_cache_key(locations, other_split, context))
+    keys.add(enrich.enriched_cache_key(moved, split, context))
+    other_split = splits.make_split(locations["uuid"], seed=5)
+    keys.add(enrich.enriched_cache_key(locations, other_split, context))
     other_context = GeoContext.fit(train["latitude"], train["longitude"], spacing_deg=0.5)
-    keys.add(data.enriched_cache_key(locations, split, other_context))
+    keys.add(enrich.enriched_cache_key(locations, split, other_context))
     assert len(keys) == 4
-    data.enrich_locations(moved, context, split, cache_dir=tmp_path)
+    enrich.enrich_locations(moved, context, split, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("enriched-*.csv"))) == 2
 
 
 def test_unlabelled_rows_are_marked_not_guessed(predict_root, two_roots):
-    locations = lumen.load_locations([predict_root.root], require_labels=False)
+    locations = loading.load_locations([predict_root.root], require_labels=False)
     context = GeoContext.fit(two_roots[0].latitude, two_roots[0].longitude)
-    table = data.enrich_locations(locations, context)
+    table = enrich.enrich_locations(locations, context)
     assert (table["class_index"] == -1).all() and table["x_scaled"].isna().all()
 
 
@@ -172,9 +174,9 @@ def test_unlabelled_rows_are_marked_not_guessed(predict_root, two_roots):
 
 def test_dataset_sample(two_roots):
     fx = two_roots[0]
-    locations = lumen.load_locations([fx.root])
+    locations = loading.load_locations([fx.root])
     context = GeoContext.fit(fx.latitude, fx.longitude)
-    dataset = data.GeoDataset(data.enrich_locations(locations, context), image_size=SIZE)
+    dataset = geodataset.GeoDataset(enrich.enrich_locations(locations, context), image_size=SIZE)
     sample = dataset[3]
     assert set(sample) == {"images", "class_index", "xy_scaled", "latlon", "uuid"}
     assert sample["images"].shape == (4, 3, SIZE, SIZE)
@@ -185,9 +187,9 @@ def test_dataset_sample(two_roots):
 
 def test_augmentation_keeps_orientation_and_changes_pixels(two_roots):
     fx = two_roots[0]
-    table = lumen.load_locations([fx.root])
-    plain = data.GeoDataset(table, image_size=SIZE)
-    augmented = data.GeoDataset(table, image_size=SIZE, augment=data.TrainAugmentation())
+    table = loading.load_locations([fx.root])
+    plain = geodataset.GeoDataset(table, image_size=SIZE)
+    augmented = geodataset.GeoDataset(table, image_size=SIZE, augment=augment.TrainAugmentation())
     torch.manual_seed(0)
     changed = 0
     for index in range(len(table)):
@@ -198,7 +200,7 @@ def test_augmentation_keeps_orientation_and_changes_pixels(two_roots):
         left, right = levels[..., : SIZE // 2].mean(dim=(1, 2)), levels[..., SIZE // 2 :].mean(dim=(1, 2))
         assert (left < right).all(), "a horizontal flip would reverse the left-to-right ramp"
     assert changed == len(table)
-    flips = [t for t in data.TrainAugmentation()._transform(SIZE).transforms if "Flip" in type(t).__name__]
+    flips = [t for t in augment.TrainAugmentation()._transform(SIZE).transforms if "Flip" in type(t).__name__]
     assert flips == []
 
 
@@ -322,7 +324,7 @@ def test_workers_persistent_workers_and_memmap_cache(two_roots, tmp_path):
 def test_predict_loader_over_unlabelled_root(two_roots, predict_root, tmp_path):
     trained = make_module([fx.root for fx in two_roots], tmp_path / "fit")
     trained.setup("fit")
-    dm = data.GeoDataModule(
+    dm = datamodule.GeoDataModule(
         predict_roots=[str(predict_root.root)],
         image_size=SIZE,
         batch_size=2,
@@ -342,7 +344,7 @@ def test_predict_loader_over_unlabelled_root(two_roots, predict_root, tmp_path):
     assert both.context.fingerprint() == trained.context.fingerprint()
     assert len(both.dataset("predict")) == 3
 
-    orphan = data.GeoDataModule(predict_roots=[str(predict_root.root)], cache_dir=str(tmp_path / "c"))
+    orphan = datamodule.GeoDataModule(predict_roots=[str(predict_root.root)], cache_dir=str(tmp_path / "c"))
     with pytest.raises(ConfigError, match="fitted context"):
         orphan.setup("predict")
     orphan.set_context(trained.context)
@@ -372,24 +374,24 @@ def test_image_sizes_and_drop_last(two_roots, tmp_path):
 
 def test_constructor_checks_arguments():
     with pytest.raises(ConfigError, match="image_cache"):
-        data.GeoDataModule(roots=["x"], image_cache="disk")
+        datamodule.GeoDataModule(roots=["x"], image_cache="disk")
     with pytest.raises(ConfigError, match="centroid"):
-        data.GeoDataModule(roots=["x"], centroid="middle")
+        datamodule.GeoDataModule(roots=["x"], centroid="middle")
     with pytest.raises(ConfigError, match="fractions"):
-        data.GeoDataModule(roots=["x"], split_fractions=(0.7, 0.7, 0.1))
+        datamodule.GeoDataModule(roots=["x"], split_fractions=(0.7, 0.7, 0.1))
     with pytest.raises(ConfigError, match="image_size"):
-        data.GeoDataModule(roots=["x"], image_size=0)
+        datamodule.GeoDataModule(roots=["x"], image_size=0)
     with pytest.raises(ConfigError, match="roots"):
-        data.GeoDataModule()
+        datamodule.GeoDataModule()
     with pytest.raises(ConfigError, match="setup"):
-        _ = data.GeoDataModule(roots=["x"]).context
+        _ = datamodule.GeoDataModule(roots=["x"]).context
 
 
 def test_flat_arguments_work_with_jsonargparse():
     from jsonargparse import ArgumentParser
 
     parser = ArgumentParser()
-    parser.add_class_arguments(data.GeoDataModule, "data")
+    parser.add_class_arguments(datamodule.GeoDataModule, "data")
     config = parser.parse_args(
         [
             "--data.roots=[/a, /b]",

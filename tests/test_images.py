@@ -12,7 +12,7 @@ import pytest
 from _lumen_fixtures import _photo_image, write_lumen_root
 from PIL import Image, JpegImagePlugin
 
-from geoguess_utils import images, lumen
+from geoguess_utils.data import images, layout, loading
 from geoguess_utils.errors import DataError
 
 
@@ -21,8 +21,8 @@ def photos(tmp_path_factory):
     """Four locations of realistic-looking 256x256 JPEGs (view paths per location)."""
     root = tmp_path_factory.mktemp("photos") / "root"
     fx = write_lumen_root(root, 4, image_size=256, pattern="photo", seed=11)
-    table = lumen.load_locations([fx.root])
-    return table[list(lumen.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
+    table = loading.load_locations([fx.root])
+    return table[list(layout.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
 
 
 @pytest.fixture(scope="module")

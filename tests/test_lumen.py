@@ -12,7 +12,8 @@ import pytest
 from _lumen_fixtures import FAULTS, write_lumen_root
 from PIL import Image
 
-from geoguess_utils import cli, lumen
+from geoguess_utils import cli
+from geoguess_utils.data import layout, loading, reader, validation
 from geoguess_utils.errors import DataError
 
 DEEP_ONLY = {"corrupt_data"}
@@ -27,7 +28,7 @@ def faulty(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def faulty_reports(faulty):
-    return lumen.validate_roots([faulty.root]), lumen.validate_roots([faulty.root], deep=True)
+    return validation.validate_roots([faulty.root]), validation.validate_roots([faulty.root], deep=True)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -37,13 +38,13 @@ def test_reads_data_layout_with_unnamed_index_column(tmp_path):
     fx = write_lumen_root(tmp_path / "a", 5, layout="data")
     header = (fx.root / "data.csv").read_text().splitlines()[0]
     assert header == ",uuid,latitude,longitude"  # as the organisers' file
-    table = lumen.load_locations([fx.root])
-    assert list(table.columns) == list(lumen.LOCATION_COLUMNS)
+    table = loading.load_locations([fx.root])
+    assert list(table.columns) == list(layout.LOCATION_COLUMNS)
     assert table["uuid"].tolist() == fx.uuids
     np.testing.assert_array_equal(table["latitude"].to_numpy(), fx.latitude)
     np.testing.assert_array_equal(table["longitude"].to_numpy(), fx.longitude)
     assert (table["root"] == str(fx.root)).all()
-    for heading in lumen.HEADINGS:
+    for heading in layout.HEADINGS:
         expected = [str(fx.image_dir / u / f"{heading}.jpg") for u in fx.uuids]
         assert table[f"path_{heading}"].tolist() == expected
         assert all(os.path.isfile(p) for p in expected)
@@ -54,7 +55,7 @@ def test_reads_images_layout_with_extra_columns_in_any_order(tmp_path):
     columns = pd.read_csv(fx.root / "data.csv").columns.tolist()
     assert {"Unnamed: 0", "sample_longitude", "status", "radius", "panorama_id"} <= set(columns)
     assert columns.index("latitude") > columns.index("uuid") or columns.index("uuid") > 1  # shuffled order
-    table = lumen.load_locations([fx.root])
+    table = loading.load_locations([fx.root])
     assert table["uuid"].tolist() == fx.uuids
     np.testing.assert_array_equal(table["latitude"].to_numpy(), fx.latitude)
     assert table["path_90"].str.contains("/images/").all()
@@ -63,30 +64,30 @@ def test_reads_images_layout_with_extra_columns_in_any_order(tmp_path):
 def test_merges_several_roots(tmp_path):
     a = write_lumen_root(tmp_path / "a", 3, layout="data", seed=1)
     b = write_lumen_root(tmp_path / "b", 4, layout="images", extra_columns=True, seed=2)
-    table = lumen.load_locations([a.root, b.root])
+    table = loading.load_locations([a.root, b.root])
     assert table["uuid"].tolist() == a.uuids + b.uuids
     assert table["root"].tolist() == [str(a.root)] * 3 + [str(b.root)] * 4
 
 
 def test_predict_only_root_lists_folders_without_coordinates(tmp_path):
     fx = write_lumen_root(tmp_path / "test", 4, with_csv=False, seed=9)
-    table = lumen.load_locations([fx.root], require_labels=False)
+    table = loading.load_locations([fx.root], require_labels=False)
     assert sorted(table["uuid"]) == sorted(fx.uuids)
     assert table["latitude"].isna().all() and table["longitude"].isna().all()
     with pytest.raises(DataError, match=r"has no data\.csv"):
-        lumen.load_locations([fx.root], require_labels=True)
+        loading.load_locations([fx.root], require_labels=True)
 
 
 def test_root_errors_name_the_path(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
-        lumen.validate_roots([tmp_path / "nope"])
+        validation.validate_roots([tmp_path / "nope"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no image folder"):
-        lumen.validate_roots([tmp_path / "empty"])
+        validation.validate_roots([tmp_path / "empty"])
     fx = write_lumen_root(tmp_path / "both", 1)
     (fx.root / "images").mkdir()
     with pytest.raises(DataError, match="both data/ and images/"):
-        lumen.validate_roots([fx.root])
+        validation.validate_roots([fx.root])
 
 
 def test_csv_without_required_column_names_file_and_columns(tmp_path):
@@ -94,10 +95,10 @@ def test_csv_without_required_column_names_file_and_columns(tmp_path):
     frame = pd.read_csv(fx.root / "data.csv").rename(columns={"longitude": "lng"})
     frame.to_csv(fx.root / "data.csv", index=False)
     with pytest.raises(DataError, match=r"data\.csv lacks the column\(s\) longitude"):
-        lumen.validate_roots([fx.root])
+        validation.validate_roots([fx.root])
     (fx.root / "data.csv").write_bytes(b"")
     with pytest.raises(DataError, match="not a readable CSV"):
-        lumen.validate_roots([fx.root])
+        validation.validate_roots([fx.root])
 
 
 # ----------------------------------------------------------------------------- validation
@@ -106,7 +107,7 @@ def test_csv_without_required_column_names_file_and_columns(tmp_path):
 def test_clean_dataset_has_no_problems(tmp_path):
     fx = write_lumen_root(tmp_path / "clean", 6, extra_columns=True)
     for deep in (False, True):
-        report = lumen.validate_roots([fx.root], deep=deep)
+        report = validation.validate_roots([fx.root], deep=deep)
         assert report.ok, report.format()
         assert report.n_images == 24 and len(report.locations) == 6
         assert "no problems" in report.summary()
@@ -158,13 +159,13 @@ def test_path_traversal_uuid_is_refused(faulty, faulty_reports, tmp_path):
     assert problem.uuid == "../../etc" and "data.csv line" in problem.message
     assert "../../etc" not in faulty_reports[0].locations["uuid"].tolist()
     with pytest.raises(DataError, match=r"refusing uuid '\.\./\.\./etc'"):
-        lumen.view_paths(faulty.image_dir, "../../etc")
+        reader.view_paths(faulty.image_dir, "../../etc")
     for bad in ("..", ".", "/etc", "a/b", "a\\b", "", " x", "\x00"):
-        assert not lumen.is_safe_uuid(bad)
-    assert lumen.is_safe_uuid("2a4d4844-15ea-4845-b206-97df98803cae")
+        assert not reader.is_safe_uuid(bad)
+    assert reader.is_safe_uuid("2a4d4844-15ea-4845-b206-97df98803cae")
     # a strict load refuses the whole dataset, naming the CSV and the row
     with pytest.raises(DataError, match=r"data\.csv line \d+: uuid '\.\./\.\./etc'"):
-        lumen.load_locations([faulty.root])
+        loading.load_locations([faulty.root])
 
 
 def test_symlinked_folder_pointing_outside_is_refused(tmp_path):
@@ -175,7 +176,7 @@ def test_symlinked_folder_pointing_outside_is_refused(tmp_path):
     target = fx.image_dir / uuid
     target.rename(outside / uuid)
     os.symlink(outside / uuid, target)
-    report = lumen.validate_roots([fx.root])
+    report = validation.validate_roots([fx.root])
     kinds = {(p.uuid, p.kind) for p in report.problems}
     assert (uuid, "bad_uuid") in kinds
     assert "outside" in next(p.message for p in report.problems if p.kind == "bad_uuid")
@@ -184,7 +185,7 @@ def test_symlinked_folder_pointing_outside_is_refused(tmp_path):
 def test_duplicate_uuid_across_roots(tmp_path):
     a = write_lumen_root(tmp_path / "a", 2, seed=1)
     b = write_lumen_root(tmp_path / "b", 2, seed=1)  # same seed: same uuids
-    report = lumen.validate_roots([a.root, b.root])
+    report = validation.validate_roots([a.root, b.root])
     duplicates = [p for p in report.problems if p.kind == "duplicate_uuid"]
     assert sorted(p.uuid for p in duplicates) == sorted(a.uuids)
     assert str(a.root) in duplicates[0].message and str(b.root) in duplicates[0].message
@@ -196,7 +197,7 @@ def test_stray_files_are_reported_and_hidden_files_ignored(tmp_path):
     (fx.image_dir / ".DS_Store").write_bytes(b"\0")
     (fx.image_dir / fx.uuids[0] / ".DS_Store").write_bytes(b"\0")
     (fx.image_dir / fx.uuids[0] / "readme.txt").write_text("x")
-    report = lumen.validate_roots([fx.root])
+    report = validation.validate_roots([fx.root])
     assert sorted((p.uuid, p.kind) for p in report.problems) == sorted(
         [("", "extra_file"), (fx.uuids[0], "extra_file")]
     )
@@ -204,12 +205,12 @@ def test_stray_files_are_reported_and_hidden_files_ignored(tmp_path):
 
 def test_expected_size_mode_and_pixel_cap(tmp_path):
     fx = write_lumen_root(tmp_path / "r", 2, image_size=32)
-    report = lumen.validate_roots([fx.root], expected_size=(640, 640))
+    report = validation.validate_roots([fx.root], expected_size=(640, 640))
     assert {p.kind for p in report.problems} == {"unexpected_size"} and len(report.problems) == 8
     assert "expected 640x640" in report.problems[0].message
-    report = lumen.validate_roots([fx.root], expected_mode="L")
+    report = validation.validate_roots([fx.root], expected_mode="L")
     assert {p.kind for p in report.problems} == {"unexpected_mode"}
-    report = lumen.validate_roots([fx.root], max_pixels=32 * 32 - 1)
+    report = validation.validate_roots([fx.root], max_pixels=32 * 32 - 1)
     assert {p.kind for p in report.problems} == {"image_too_large"}
     assert "decompression bomb" in report.problems[0].message
 
@@ -218,12 +219,12 @@ def test_png_named_jpg_is_flagged(tmp_path):
     fx = write_lumen_root(tmp_path / "r", 2)
     path = fx.image_dir / fx.uuids[0] / "0.jpg"
     Image.open(path).save(path, format="PNG")
-    report = lumen.validate_roots([fx.root])
+    report = validation.validate_roots([fx.root])
     assert [(p.kind, p.file) for p in report.problems] == [("not_jpeg", str(path))]
 
 
 def test_coast_tolerance_accepts_seaside_points_but_not_open_sea(tmp_path):
-    from geoguess_utils import borders
+    from geoguess_utils.geo import borders
 
     fx = write_lumen_root(tmp_path / "r", 3)
     frame = pd.read_csv(fx.root / "data.csv", index_col=0)
@@ -233,9 +234,9 @@ def test_coast_tolerance_accepts_seaside_points_but_not_open_sea(tmp_path):
     frame.loc[0, ["latitude", "longitude"]] = seaside
     frame.loc[1, ["latitude", "longitude"]] = (43.0, 15.0)  # open Adriatic
     frame.to_csv(fx.root / "data.csv")
-    report = lumen.validate_roots([fx.root])
+    report = validation.validate_roots([fx.root])
     assert [(p.uuid, p.kind) for p in report.problems] == [(fx.uuids[1], "outside_croatia")]
-    assert lumen.validate_roots([fx.root], coast_tolerance_km=0.0).bad_uuids() == {fx.uuids[0], fx.uuids[1]}
+    assert validation.validate_roots([fx.root], coast_tolerance_km=0.0).bad_uuids() == {fx.uuids[0], fx.uuids[1]}
 
 
 def test_non_numeric_coordinate_text_is_quoted(tmp_path):
@@ -243,7 +244,7 @@ def test_non_numeric_coordinate_text_is_quoted(tmp_path):
     frame = pd.read_csv(fx.root / "data.csv", index_col=0, dtype=str)
     frame.loc[1, "longitude"] = "16,5"
     frame.to_csv(fx.root / "data.csv")
-    report = lumen.validate_roots([fx.root])
+    report = validation.validate_roots([fx.root])
     assert [p.kind for p in report.problems] == ["nan_coordinate"]
     assert "longitude '16,5'" in report.problems[0].message and "line 3" in report.problems[0].message
 
@@ -254,7 +255,7 @@ def test_non_numeric_coordinate_text_is_quoted(tmp_path):
 def test_strict_load_lists_every_problem(faulty, tmp_path):
     report_path = tmp_path / "problems.csv"
     with pytest.raises(DataError) as info:
-        lumen.load_locations([faulty.root], report_path=report_path)
+        loading.load_locations([faulty.root], report_path=report_path)
     message = str(info.value)
     for fault, uuid in faulty.faults.items():
         if fault not in DEEP_ONLY:
@@ -265,10 +266,10 @@ def test_strict_load_lists_every_problem(faulty, tmp_path):
 def test_lenient_load_skips_bad_locations_and_reports_exactly_what_and_why(faulty, tmp_path):
     report_path = tmp_path / "skipped.csv"
     with pytest.warns(UserWarning, match="skipped"):
-        table = lumen.load_locations([faulty.root], lenient=True, report_path=report_path, deep=True)
+        table = loading.load_locations([faulty.root], lenient=True, report_path=report_path, deep=True)
     assert table["uuid"].tolist() == faulty.uuids
     written = pd.read_csv(report_path, dtype=str, keep_default_na=False)
-    assert list(written.columns) == list(lumen.REPORT_COLUMNS)
+    assert list(written.columns) == list(validation.REPORT_COLUMNS)
     expected = {(u, FAULTS[f]) for f, u in faulty.faults.items()}
     assert set(zip(written["uuid"], written["kind"], strict=True)) == expected
     assert len(written) == len(expected)
@@ -278,7 +279,7 @@ def test_lenient_load_skips_bad_locations_and_reports_exactly_what_and_why(fault
 def test_lenient_without_report_path_warns_with_the_full_list(faulty):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        lumen.load_locations([faulty.root], lenient=True)
+        loading.load_locations([faulty.root], lenient=True)
     text = "\n".join(str(w.message) for w in caught)
     for fault, uuid in faulty.faults.items():
         if fault not in DEEP_ONLY:
@@ -321,7 +322,7 @@ def test_validation_is_fast(tmp_path):
     """About 1,000 folders must take well under a second per thousand (16,000 in seconds)."""
     root = tmp_path / "many"
     fx = write_lumen_root(root, 1, image_size=16)
-    views = {h: (fx.image_dir / fx.uuids[0] / f"{h}.jpg").read_bytes() for h in lumen.HEADINGS}
+    views = {h: (fx.image_dir / fx.uuids[0] / f"{h}.jpg").read_bytes() for h in layout.HEADINGS}
     rows = [(fx.uuids[0], fx.latitude[0], fx.longitude[0])]
     for i in range(999):
         uuid = f"00000000-0000-4000-8000-{i:012d}"
@@ -331,9 +332,9 @@ def test_validation_is_fast(tmp_path):
             (folder / f"{heading}.jpg").write_bytes(data)
         rows.append((uuid, fx.latitude[0], fx.longitude[0]))
     pd.DataFrame(rows, columns=["uuid", "latitude", "longitude"]).to_csv(root / "data.csv")
-    lumen.validate_roots([root])  # warm the borders cache
+    validation.validate_roots([root])  # warm the borders cache
     start = time.perf_counter()
-    report = lumen.validate_roots([root])
+    report = validation.validate_roots([root])
     seconds = time.perf_counter() - start
     assert report.ok and report.n_images == 4000
     assert seconds < 3.0, f"validating 1,000 folders took {seconds:.2f} s"

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from geoguess_utils import geo
-from geoguess_utils.metrics import HaversineMetrics, metric_names, summarise_km
+from geoguess_utils.evaluation import metric_names, summarise_km
+from geoguess_utils.geo import distance
+from geoguess_utils.tasks.metrics import HaversineMetrics
 
 
 def _offsets_north(lat: np.ndarray, lon: np.ndarray, km: np.ndarray) -> np.ndarray:
     """Points ``km`` due north of (lat, lon): a meridian arc is exact on the sphere."""
-    return np.column_stack([lat + np.degrees(km / geo.EARTH_RADIUS_KM), lon])
+    return np.column_stack([lat + np.degrees(km / distance.EARTH_RADIUS_KM), lon])
 
 
 def test_metric_names_are_stable():
@@ -52,7 +53,7 @@ def test_matches_the_numpy_summary(rng):
     metric = HaversineMetrics()
     metric.update(torch.from_numpy(pred), torch.from_numpy(true))
     out = metric.compute()
-    summary = summarise_km(geo.haversine_km(pred[:, 0], pred[:, 1], true[:, 0], true[:, 1]))
+    summary = summarise_km(distance.haversine_km(pred[:, 0], pred[:, 1], true[:, 0], true[:, 1]))
     assert summary["count"] == 200
     assert float(out["haversine_km"]) == pytest.approx(summary["mean_km"], rel=1e-6)
     assert float(out["median_km"]) == pytest.approx(summary["median_km"], rel=1e-6)

@@ -11,8 +11,8 @@ import torch
 from matplotlib import cbook
 from PIL import Image
 
-from geoguess_utils import models
 from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.models import backbones, multiview
 
 IMAGENET_MILITARY_UNIFORM = 652
 IMAGENET_CLOTHING = {
@@ -54,7 +54,7 @@ def grace_hopper() -> torch.Tensor:
 
 
 def test_bundled_lite0_weights_recognise_a_navy_uniform(grace_hopper):
-    classifier = models.imagenet_classifier("efficientnet_lite0", pretrained=True).eval()
+    classifier = backbones.imagenet_classifier("efficientnet_lite0", pretrained=True).eval()
     with torch.no_grad():
         probs = classifier(grace_hopper).softmax(dim=1)[0]
     top5 = probs.topk(5).indices.tolist()
@@ -69,15 +69,15 @@ def test_bundled_lite0_weights_recognise_a_navy_uniform(grace_hopper):
 
 def test_untrained_lite0_does_not_recognise_it(grace_hopper):
     torch.manual_seed(0)
-    classifier = models.imagenet_classifier("efficientnet_lite0", pretrained=False).eval()
+    classifier = backbones.imagenet_classifier("efficientnet_lite0", pretrained=False).eval()
     with torch.no_grad():
         probs = classifier(grace_hopper).softmax(dim=1)[0]
     assert probs.max() < 0.05
 
 
 def test_pretrained_backbone_features_match_the_classifier(grace_hopper):
-    classifier = models.imagenet_classifier("efficientnet_lite0", pretrained=True).eval()
-    backbone = models.build_backbone("efficientnet_lite0", pretrained=True).eval()
+    classifier = backbones.imagenet_classifier("efficientnet_lite0", pretrained=True).eval()
+    backbone = backbones.build_backbone("efficientnet_lite0", pretrained=True).eval()
     with torch.no_grad():
         features = backbone(grace_hopper)
         logits = classifier.network._fc(features)
@@ -88,16 +88,16 @@ def test_pretrained_backbone_features_match_the_classifier(grace_hopper):
 
 @pytest.mark.parametrize("name", ["efficientnet_lite0", "resnet18", "efficientnet_b0", "mobilenet_v3_small"])
 def test_backbones_by_name_without_weights(name):
-    backbone = models.build_backbone(name, pretrained=False).eval()
+    backbone = backbones.build_backbone(name, pretrained=False).eval()
     with torch.no_grad():
         out = backbone(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, backbone.num_features)
-    assert name in models.list_backbones()
+    assert name in backbones.list_backbones()
 
 
 def test_unknown_backbone_is_refused():
     with pytest.raises(ConfigError, match="unknown backbone 'resnet9000'"):
-        models.build_backbone("resnet9000", pretrained=False)
+        backbones.build_backbone("resnet9000", pretrained=False)
 
 
 def test_offline_download_failure_says_what_to_do(monkeypatch, tmp_path):
@@ -108,7 +108,7 @@ def test_offline_download_failure_says_what_to_do(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
     with pytest.raises(GeoguessError) as info:
-        models.build_backbone("mobilenet_v3_small", pretrained=True)
+        backbones.build_backbone("mobilenet_v3_small", pretrained=True)
     message = str(info.value)
     assert "pretrained=False" in message
     assert str(tmp_path / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth") in message
@@ -123,18 +123,18 @@ def test_weights_placed_in_the_hub_cache_are_used_offline(monkeypatch, tmp_path)
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     torch.manual_seed(3)
-    reference = models.imagenet_classifier("mobilenet_v3_small", pretrained=False)
+    reference = backbones.imagenet_classifier("mobilenet_v3_small", pretrained=False)
     cached = Path(tmp_path) / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
     cached.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), cached)
-    loaded = models.imagenet_classifier("mobilenet_v3_small", pretrained=True)
+    loaded = backbones.imagenet_classifier("mobilenet_v3_small", pretrained=True)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[key], value)
 
 
 @pytest.mark.parametrize("pooling, width", [("concat", 4 * 1280), ("mean", 1280)])
 def test_multiview_shapes(pooling, width):
-    net = models.MultiViewNet("efficientnet_lite0", num_outputs=7, pretrained=False, pooling=pooling).eval()
+    net = multiview.MultiViewNet("efficientnet_lite0", num_outputs=7, pretrained=False, pooling=pooling).eval()
     images = torch.randn(3, 4, 3, 48, 48)
     with torch.no_grad():
         assert net.features(images).shape == (3, width)
@@ -143,7 +143,7 @@ def test_multiview_shapes(pooling, width):
 
 def test_views_are_folded_into_the_batch_and_concatenated_in_heading_order():
     torch.manual_seed(1)
-    net = models.MultiViewNet("resnet18", num_outputs=2, pretrained=False).eval()
+    net = multiview.MultiViewNet("resnet18", num_outputs=2, pretrained=False).eval()
     images = torch.randn(2, 4, 3, 40, 40)
     with torch.no_grad():
         feats = net.features(images)
@@ -156,24 +156,24 @@ def test_views_are_folded_into_the_batch_and_concatenated_in_heading_order():
 
 def test_mean_pooling_ignores_view_order():
     torch.manual_seed(2)
-    net = models.MultiViewNet("resnet18", num_outputs=3, pretrained=False, pooling="mean").eval()
+    net = multiview.MultiViewNet("resnet18", num_outputs=3, pretrained=False, pooling="mean").eval()
     images = torch.randn(2, 4, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(net(images[:, [3, 1, 0, 2]]), net(images), rtol=1e-4, atol=1e-5)
 
 
 def test_multiview_checks_its_input():
-    net = models.MultiViewNet("efficientnet_lite0", num_outputs=2, pretrained=False)
+    net = multiview.MultiViewNet("efficientnet_lite0", num_outputs=2, pretrained=False)
     with pytest.raises(ValueError, match=r"\(B, 4, 3, H, W\)"):
         net(torch.randn(2, 3, 3, 32, 32))
     with pytest.raises(ConfigError, match="pooling"):
-        models.MultiViewNet("efficientnet_lite0", pooling="max", pretrained=False)  # type: ignore[arg-type]
+        multiview.MultiViewNet("efficientnet_lite0", pooling="max", pretrained=False)  # type: ignore[arg-type]
 
 
 def test_channels_last_gives_the_same_outputs():
     torch.manual_seed(4)
-    net = models.MultiViewNet("resnet18", num_outputs=2, pretrained=False).eval()
-    fast = models.MultiViewNet("resnet18", num_outputs=2, pretrained=False, channels_last=True).eval()
+    net = multiview.MultiViewNet("resnet18", num_outputs=2, pretrained=False).eval()
+    fast = multiview.MultiViewNet("resnet18", num_outputs=2, pretrained=False, channels_last=True).eval()
     fast.load_state_dict(net.state_dict())
     fast.to(memory_format=torch.channels_last)
     images = torch.randn(2, 4, 3, 40, 40)
@@ -185,7 +185,7 @@ def test_lite0_stride1_convolutions_pad_inside_with_identical_outputs():
     from efficientnet_lite_pytorch import EfficientNet
     from efficientnet_lite_pytorch.utils import Conv2dDynamicSamePadding
 
-    from geoguess_utils.models import _lite0_network
+    from geoguess_utils.models.efficientnet_lite import _lite0_network
 
     torch.manual_seed(0)
     fast = _lite0_network(pretrained=False).eval()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from geoguess_utils import paths
+from geoguess_utils.course import paths
 from geoguess_utils.errors import DataError
 
 

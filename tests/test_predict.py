@@ -13,11 +13,13 @@ import pytest
 import torch
 from _training_helpers import fit_args, make_dataset
 
-from geoguess_utils import borders, cli, training
-from geoguess_utils.checkpoint import load_checkpoint, load_task
-from geoguess_utils.commands.evaluate import evaluate
-from geoguess_utils.context import GeoContext
+from geoguess_utils import cli
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.cli.evaluate import evaluate
 from geoguess_utils.errors import CheckpointError, DataError
+from geoguess_utils.geo import borders
+from geoguess_utils.training import lightning_cli
+from geoguess_utils.training.checkpoint import load_checkpoint, load_task
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,8 @@ def trained(tmp_path_factory):
     old = Path.cwd()
     os.chdir(work)
     try:
-        run = training.GeoguessCLI(args=fit_args(root, work, "--trainer.logger", "false", epochs=1))
-        training.fit(run.trainer, run.model, run.datamodule)
+        run = lightning_cli.GeoguessCLI(args=fit_args(root, work, "--trainer.logger", "false", epochs=1))
+        lightning_cli.fit(run.trainer, run.model, run.datamodule)
     finally:
         os.chdir(old)
     return run, Path(run.trainer.checkpoint_callback.last_model_path), root

@@ -33,7 +33,7 @@ BUFFER_NAMES = {"buffer", "buf", "stream"}
 
 ALLOWED: dict[tuple[str, str], str] = {
     # (module, source of the call) -> why it is safe
-    ("synthetic.py", '(target / f"{heading}.jpg").write_bytes(encode_jpeg(picture, quality))'): (
+    ("write.py", '(target / f"{heading}.jpg").write_bytes(encode_jpeg(picture, quality))'): (
         "images go to a hidden staging folder that is renamed into place in one os.replace"
     ),
 }

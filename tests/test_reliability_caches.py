@@ -25,10 +25,11 @@ import pytest
 from _reliability_helpers import tiny_task, write_checkpoint
 from PIL import Image
 
-from geoguess_utils import cli, data, images, lumen
-from geoguess_utils.context import GeoContext
+from geoguess_utils import cli
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.data import enrich, images, layout, loading
 from geoguess_utils.errors import GeoguessError
-from geoguess_utils.tasks import ClassificationTask
+from geoguess_utils.tasks.classification import ClassificationTask
 
 SIZE = 16
 
@@ -43,7 +44,7 @@ def sample(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def locations(sample) -> pd.DataFrame:
-    return lumen.load_locations([sample])
+    return loading.load_locations([sample])
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def context(locations) -> GeoContext:
 
 
 def _view_paths(locations: pd.DataFrame) -> list[list[str]]:
-    return locations[list(lumen.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
+    return locations[list(layout.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -124,7 +125,7 @@ def _enriched_file(cache_dir: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["truncated", "edited", "no_sidecar", "garbage"])
 def test_damaged_enriched_table_is_recomputed_not_used(damage, locations, context, tmp_path, monkeypatch):
-    fresh = data.enrich_locations(locations, context, cache_dir=tmp_path)
+    fresh = enrich.enrich_locations(locations, context, cache_dir=tmp_path)
     table = _enriched_file(tmp_path)
     text = table.read_text()
     if damage == "truncated":  # cut inside the last number: same rows, one value wrong
@@ -138,20 +139,20 @@ def test_damaged_enriched_table_is_recomputed_not_used(damage, locations, contex
     calls = []
     original = GeoContext.enrich
     monkeypatch.setattr(GeoContext, "enrich", lambda self, df: calls.append(1) or original(self, df))
-    again = data.enrich_locations(locations, context, cache_dir=tmp_path)
+    again = enrich.enrich_locations(locations, context, cache_dir=tmp_path)
     assert calls == [1]  # recomputed
     pd.testing.assert_frame_equal(again, fresh)
     assert table.read_text() == text  # and rewritten whole
 
 
 def test_enriched_table_key_follows_the_code_version(locations, context, tmp_path, monkeypatch):
-    data.enrich_locations(locations, context, cache_dir=tmp_path)
+    enrich.enrich_locations(locations, context, cache_dir=tmp_path)
     old = _enriched_file(tmp_path)
-    monkeypatch.setattr(data, "ENRICH_FORMAT", data.ENRICH_FORMAT + 1)
+    monkeypatch.setattr(enrich, "ENRICH_FORMAT", enrich.ENRICH_FORMAT + 1)
     calls = []
     original = GeoContext.enrich
     monkeypatch.setattr(GeoContext, "enrich", lambda self, df: calls.append(1) or original(self, df))
-    data.enrich_locations(locations, context, cache_dir=tmp_path)
+    enrich.enrich_locations(locations, context, cache_dir=tmp_path)
     assert calls == [1]
     assert len(list(tmp_path.glob("enriched-*.csv"))) == 2 and old.exists()
 
@@ -193,7 +194,7 @@ def test_image_cache_failing_at_the_rename_keeps_the_old_data(locations, tmp_pat
 def test_enriched_table_in_a_full_or_read_only_folder(code, words, locations, context, tmp_path, monkeypatch):
     _fail_with(monkeypatch, tempfile, "mkstemp", code)
     with pytest.raises(GeoguessError, match=rf"could not write {tmp_path}.*enriched-\w+\.csv: {words}"):
-        data.enrich_locations(locations, context, cache_dir=tmp_path)
+        enrich.enrich_locations(locations, context, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 

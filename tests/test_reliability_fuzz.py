@@ -22,8 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from geoguess_utils import borders, images, lumen, webmap
+from geoguess_utils.data import images, layout, reader, validation
 from geoguess_utils.errors import DataError, GeoguessError
+from geoguess_utils.geo import borders
+from geoguess_utils.viz import webmap_html
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")  # corrupt EXIF, by design
 
@@ -67,7 +69,7 @@ def lumen_root(workdir) -> Path:
     for uuid in ("a1", "b2"):
         folder = root / "data" / uuid
         folder.mkdir(parents=True)
-        for heading in lumen.HEADINGS:
+        for heading in layout.HEADINGS:
             pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(folder / f"{heading}.jpg", quality=80)
     return root
@@ -98,7 +100,7 @@ def real_images(real_jpeg) -> list[bytes]:
 def _read_csv_or_project_error(path: Path) -> None:
     try:
         with no_hang():
-            table = lumen.read_data_csv(path)
+            table = reader.read_data_csv(path)
     except DataError as exc:
         assert str(path) in str(exc)
         return
@@ -110,7 +112,7 @@ def _read_csv_or_project_error(path: Path) -> None:
 def _validate_or_project_error(root: Path) -> None:
     try:
         with no_hang():
-            report = lumen.validate_roots([root])
+            report = validation.validate_roots([root])
     except GeoguessError:
         return
     text = report.format()  # every problem printable on one line each
@@ -172,11 +174,11 @@ def _load_or_project_error(path: Path) -> None:
         assert view.shape == (16, 16, 3) and view.dtype == np.uint8
     with no_hang():
         for deep in (False, True):
-            info = lumen._inspect_image(str(path), "u", deep, lumen.DEFAULT_MAX_PIXELS)
-            assert info.problem is None or info.problem.kind in lumen.PROBLEM_KINDS
+            info = validation._inspect_image(str(path), "u", deep, reader.DEFAULT_MAX_PIXELS)
+            assert info.problem is None or info.problem.kind in validation.PROBLEM_KINDS
     try:
         with no_hang():
-            uri = webmap.thumbnail_data_uri(path, 24)
+            uri = webmap_html.thumbnail_data_uri(path, 24)
     except DataError as exc:
         assert str(path) in str(exc)
     else:
@@ -240,7 +242,7 @@ def test_png_with_a_damaged_chunk(workdir):
     path = workdir / "png.jpg"
     path.write_bytes(BROKEN_PNG)
     with pytest.raises(DataError, match="cannot make a thumbnail"):
-        webmap.thumbnail_data_uri(path, 24)
+        webmap_html.thumbnail_data_uri(path, 24)
     _load_or_project_error(path)
 
 
@@ -253,12 +255,12 @@ def test_rare_formats_are_not_decoded(workdir):
     path.write_bytes(bytes(payload))
     with pytest.raises(DataError, match=r"dds\.jpg: cannot decode the image"):
         images.load_view(path, 16)
-    problem = lumen._inspect_image(str(path), "u", True, lumen.DEFAULT_MAX_PIXELS).problem
+    problem = validation._inspect_image(str(path), "u", True, reader.DEFAULT_MAX_PIXELS).problem
     assert problem is not None and problem.kind == "unreadable_image"
     eps = workdir / "eps.jpg"
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\nshowpage\n")
     with pytest.raises(DataError, match="cannot decode"):
         images.load_view(eps, 16)
     with pytest.raises(DataError, match="cannot make a thumbnail"):
-        webmap.thumbnail_data_uri(eps, 24)
+        webmap_html.thumbnail_data_uri(eps, 24)
     _load_or_project_error(path)

@@ -22,11 +22,16 @@ import torch
 from _reliability_helpers import tiny_task, write_checkpoint
 from PIL import Image
 
-from geoguess_utils import borders, cli, data, grid, images, lumen, streetview, webmap
-from geoguess_utils.checkpoint import load_checkpoint, load_task
-from geoguess_utils.context import GeoContext
+from geoguess_utils import cli
+from geoguess_utils.cells import square
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.data import datamodule, images, layout, loading, reader, validation
+from geoguess_utils.datasets import streetview
 from geoguess_utils.errors import CheckpointError, DataError
-from geoguess_utils.tasks import ClassificationTask
+from geoguess_utils.geo import borders
+from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+from geoguess_utils.viz import webmap, webmap_html
 
 HOSTILE_TEXT = {
     "script": "<script>alert(1)</script>",
@@ -45,7 +50,7 @@ HOSTILE_TEXT = {
 @pytest.fixture(scope="module")
 def class_table():
     lat, lon = borders.sample_points(100, np.random.default_rng(5))
-    return grid.fit_class_table(grid.build_grid(0.5), lat, lon)
+    return square.fit_class_table(square.build_grid(0.5), lat, lon)
 
 
 def _predictions(n: int = 4) -> pd.DataFrame:
@@ -66,7 +71,7 @@ def test_hostile_uuids_paths_and_titles_stay_text_in_the_map(name, class_table, 
     benign = webmap.map_html(webmap.build_map(_predictions(), class_table, thumbnails=False))
     preds = _predictions()
     preds.loc[1, "uuid"] = hostile
-    for column in webmap.THUMBNAIL_COLUMNS:
+    for column in webmap_html.THUMBNAIL_COLUMNS:
         preds[column] = str(tmp_path / f"{hostile[:100]}.jpg")  # missing files: their names go in the popup
     probs = np.full((len(preds), len(class_table)), 1.0 / len(class_table))
     with pytest.warns(UserWarning, match="could not be shown"):
@@ -75,7 +80,7 @@ def test_hostile_uuids_paths_and_titles_stay_text_in_the_map(name, class_table, 
     assert _tag_counts(page) == _tag_counts(benign)  # no element, handler or bold text came in with the data
     if any(c in hostile for c in "<>\"'`$&\\"):
         assert hostile not in page
-    assert webmap.escape(hostile) in page  # shown, as text
+    assert webmap_html.escape(hostile) in page  # shown, as text
     webmap.save_map(fmap, tmp_path / "map.html")
     assert _tag_counts((tmp_path / "map.html").read_text(encoding="utf-8")) == _tag_counts(benign)
 
@@ -112,7 +117,7 @@ def _assert_inert_line(line: str) -> None:
 
 
 def test_validation_report_text_has_one_line_per_problem(hostile_root, capsys):
-    report = lumen.validate_roots([hostile_root])
+    report = validation.validate_roots([hostile_root])
     assert {p.uuid for p in report.problems} >= set(HOSTILE_UUIDS)
     lines = report.format().split("\n")
     assert len(lines) == len(report.problems) + 1  # a newline in a uuid cannot forge a problem line
@@ -120,7 +125,7 @@ def test_validation_report_text_has_one_line_per_problem(hostile_root, capsys):
         _assert_inert_line(line)
         assert line.count("\t") in (0, 3)
     with pytest.raises(DataError) as raised:
-        lumen.load_locations([hostile_root])
+        loading.load_locations([hostile_root])
     _assert_inert_line(str(raised.value))
     assert cli.main(["validate", str(hostile_root)]) == 1
     out = capsys.readouterr().out
@@ -129,7 +134,7 @@ def test_validation_report_text_has_one_line_per_problem(hostile_root, capsys):
 
 
 def test_validation_report_csv_is_one_row_per_problem_and_never_a_formula(hostile_root, tmp_path):
-    report = lumen.validate_roots([hostile_root])
+    report = validation.validate_roots([hostile_root])
     path = report.write_csv(tmp_path / "report.csv")
     raw = path.read_bytes()
     assert raw.count(b"\n") == len(report.problems) + 1  # one physical line per problem
@@ -150,7 +155,7 @@ def test_validation_report_csv_is_one_row_per_problem_and_never_a_formula(hostil
 def _good_location(folder: Path, seed: int) -> None:
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    for heading in lumen.HEADINGS:
+    for heading in layout.HEADINGS:
         Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"{heading}.jpg")
 
 
@@ -168,12 +173,12 @@ def test_traversal_and_escaping_links_never_read_or_write_outside_the_root(tmp_p
     rows = [(n, 45.80 + 0.01 * i, 15.97) for i, n in enumerate(names)] + [(u, 45.8, 15.97) for u in traversal]
     pd.DataFrame(rows, columns=["uuid", "latitude", "longitude"]).to_csv(root / "data.csv", index=False)
 
-    report = lumen.validate_roots([root])
+    report = validation.validate_roots([root])
     kinds = {(p.uuid, p.kind) for p in report.problems}
     assert {(u, "bad_uuid") for u in traversal} <= kinds
     assert ("linked", "outside_root") in kinds
     with pytest.raises(DataError, match=r"linked/90\.jpg: symbolic link resolves to .*private"):
-        lumen.load_locations([root])
+        loading.load_locations([root])
 
     opened: list[Path] = []
     real_open = Image.open
@@ -186,7 +191,7 @@ def test_traversal_and_escaping_links_never_read_or_write_outside_the_root(tmp_p
     before = {p for p in tmp_path.rglob("*")}
     run_dir, cache_dir = tmp_path / "run", tmp_path / "cache"
     with pytest.warns(UserWarning, match="skipped"):
-        module = data.GeoDataModule(
+        module = datamodule.GeoDataModule(
             roots=[str(root)],
             image_size=16,
             batch_size=2,
@@ -246,8 +251,8 @@ def test_a_tiny_file_declaring_30000_by_30000_pixels_is_refused(kind, tmp_path):
     with pytest.raises(DataError, match=r"0\.jpg: .*(30000x30000 pixels exceeds the limit|decompression bomb)"):
         images.load_view(bomb, 32)
     with pytest.raises(DataError, match="decompression bomb"):
-        webmap.thumbnail_data_uri(bomb)
-    problem = lumen._inspect_image(str(bomb), "u", True, lumen.DEFAULT_MAX_PIXELS).problem
+        webmap_html.thumbnail_data_uri(bomb)
+    problem = validation._inspect_image(str(bomb), "u", True, reader.DEFAULT_MAX_PIXELS).problem
     assert problem is not None and problem.kind in ("image_too_large", "unreadable_image")
     assert "30000" in problem.message or "decompression bomb" in problem.message
 

@@ -16,10 +16,12 @@ import pytest
 import torch
 from _reliability_helpers import tiny_task, write_checkpoint
 
-from geoguess_utils import borders, cli
-from geoguess_utils.context import GeoContext
-from geoguess_utils.models import MultiViewNet
-from geoguess_utils.tasks import ClassificationTask, RegressionTask
+from geoguess_utils import cli
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.geo import borders
+from geoguess_utils.models.multiview import MultiViewNet
+from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.tasks.regression import RegressionTask
 
 BAD_OUTPUTS = {
     "nan": lambda shape: torch.full(shape, float("nan")),

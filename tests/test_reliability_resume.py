@@ -28,9 +28,10 @@ import torch
 from _reliability_helpers import TINY_BACKBONE
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from geoguess_utils import cli, training
-from geoguess_utils.checkpoint import load_checkpoint
+from geoguess_utils import cli
 from geoguess_utils.errors import CheckpointError
+from geoguess_utils.training import callbacks, lightning_cli
+from geoguess_utils.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -52,7 +53,7 @@ def _fit_argv(root: Path, cache: Path, *extra: str) -> list[str]:
         "--config",
         str(CONFIG),
         "--model.class_path",
-        "geoguess_utils.tasks.ClassificationTask",
+        "geoguess_utils.tasks.classification.ClassificationTask",
         "--model.init_args.backbone",
         TINY_BACKBONE,
         "--model.init_args.pretrained",
@@ -219,16 +220,16 @@ def test_resuming_from_an_unsafe_or_foreign_checkpoint_is_refused(sample, tmp_pa
 
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
-    model = training.GeoguessCLI(args=_fit_argv(sample, tmp_path / "cache", "--trainer.logger", "false")).model
+    model = lightning_cli.GeoguessCLI(args=_fit_argv(sample, tmp_path / "cache", "--trainer.logger", "false")).model
     with pytest.raises(CheckpointError, match="not written by a geoguess task"):
-        training.check_resume_checkpoint(model, foreign)
+        lightning_cli.check_resume_checkpoint(model, foreign)
 
     other = tmp_path / "other_backbone.ckpt"
     record = {"format": 1, "task": "classification", "backbone": "resnet18", "image_size": 32}
     record.update({"normalization": {}, "context": {}, "context_fingerprint": ""})
     torch.save({"state_dict": {}, "geoguess": record}, other)
     with pytest.raises(CheckpointError, match=r"backbone 'resnet18' in the checkpoint vs 'shufflenet_v2_x0_5'"):
-        training.check_resume_checkpoint(model, other)
+        lightning_cli.check_resume_checkpoint(model, other)
 
 
 def test_resume_from_an_epoch_end_checkpoint_keeps_the_plateau_schedule(sample, tmp_path, monkeypatch):
@@ -250,11 +251,11 @@ def test_resume_from_an_epoch_end_checkpoint_keeps_the_plateau_schedule(sample, 
         for name in ("reference", "interrupted"):
             (tmp_path / name).mkdir()
         monkeypatch.chdir(tmp_path / "reference")
-        assert training.run([*base, "--trainer.max_epochs", "2"]) == 0
+        assert lightning_cli.run([*base, "--trainer.max_epochs", "2"]) == 0
         monkeypatch.chdir(tmp_path / "interrupted")
-        assert training.run([*base, "--trainer.max_epochs", "1"]) == 0
+        assert lightning_cli.run([*base, "--trainer.max_epochs", "1"]) == 0
         first = _run_dir(tmp_path / "interrupted", 0) / "checkpoints" / "last.ckpt"
-        assert training.run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(first)]) == 0
+        assert lightning_cli.run([*base, "--trainer.max_epochs", "2", "--ckpt_path", str(first)]) == 0
     finally:
         torch.set_num_threads(threads)
     ref = load_checkpoint(_run_dir(tmp_path / "reference", 0) / "checkpoints" / "last.ckpt")
@@ -267,14 +268,14 @@ def test_resume_from_an_epoch_end_checkpoint_keeps_the_plateau_schedule(sample, 
 
 def test_the_best_score_survives_a_resume_into_a_new_folder(tmp_path):
     """Each run logs to a new version folder; the interrupted run's best score must still count."""
-    saved = training.RunCheckpoint(dirpath=tmp_path / "version_0", monitor="val/km", mode="min")
+    saved = callbacks.RunCheckpoint(dirpath=tmp_path / "version_0", monitor="val/km", mode="min")
     best_path = str(tmp_path / "version_0" / "best-epoch00.ckpt")
     saved.best_model_score = torch.tensor(12.5)
     saved.best_model_path = saved.kth_best_model_path = best_path
     saved.best_k_models = {best_path: torch.tensor(12.5)}
     saved.kth_value = torch.tensor(12.5)
     state = saved.state_dict()
-    resumed = training.RunCheckpoint(dirpath=tmp_path / "version_1", monitor="val/km", mode="min")
+    resumed = callbacks.RunCheckpoint(dirpath=tmp_path / "version_1", monitor="val/km", mode="min")
     resumed.load_state_dict(state)
     assert resumed.best_model_path == best_path and float(resumed.best_model_score) == 12.5
     assert resumed.best_k_models == {best_path: torch.tensor(12.5)}

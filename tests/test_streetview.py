@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from geoguess_utils import streetview
+from geoguess_utils.datasets import streetview
 from geoguess_utils.errors import ConfigError
 
 KEY = "test-key-0123456789"
@@ -240,7 +240,7 @@ def test_settings_are_checked(tmp_path: Path) -> None:
 
 
 def test_plan_is_deterministic_and_on_the_mainland(tmp_path: Path) -> None:
-    from geoguess_utils import borders
+    from geoguess_utils.geo import borders
 
     a = streetview.plan_samples(20, 5, 500)
     b = streetview.plan_samples(20, 5, 500)
@@ -256,7 +256,7 @@ def test_plan_is_deterministic_and_on_the_mainland(tmp_path: Path) -> None:
 def test_command_line_help_states_the_terms() -> None:
     import argparse
 
-    from geoguess_utils.commands import download_streetview
+    from geoguess_utils.cli import download_streetview
 
     parser = argparse.ArgumentParser()
     download_streetview.add_arguments(parser)

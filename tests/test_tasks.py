@@ -7,15 +7,13 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from geoguess_utils import borders, geo
-from geoguess_utils.context import GeoContext
+from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import CheckpointError, ConfigError
-from geoguess_utils.tasks import (
-    ClassificationTask,
-    RegressionTask,
-    haversine_soft_targets,
-    weighted_geometric_median,
-)
+from geoguess_utils.geo import borders, distance, projection
+from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.tasks.decoding import weighted_geometric_median
+from geoguess_utils.tasks.losses import haversine_soft_targets
+from geoguess_utils.tasks.regression import RegressionTask
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,7 @@ def context(croatia_points) -> GeoContext:
 @pytest.fixture(scope="module")
 def batch(croatia_points, context) -> dict:
     lat, lon = croatia_points[0][600:606], croatia_points[1][600:606]
-    xs, ys = context.scaler.transform(*geo.to_projected(lat, lon))
+    xs, ys = context.scaler.transform(*projection.to_projected(lat, lon))
     torch.manual_seed(0)
     return {
         "images": torch.randn(6, 4, 3, 32, 32),
@@ -80,7 +78,7 @@ def test_regression_decodes_exact_targets_back_to_the_truth(context, batch):
     task = _task(RegressionTask, context)
     latlon = task.decode(batch["xy_scaled"].double())
     true = batch["latlon"]
-    km = geo.haversine_km(latlon[:, 0], latlon[:, 1], true[:, 0], true[:, 1])
+    km = distance.haversine_km(latlon[:, 0], latlon[:, 1], true[:, 0], true[:, 1])
     assert km.max() < 0.5  # points already on land come back unchanged (float32 targets: metres off)
 
 
@@ -95,7 +93,7 @@ def test_initial_predictions_sit_at_the_training_mean(context, batch):
     for task in (reg, cls):
         with torch.no_grad():
             latlon = task.decode(task.net.head(zero_features))[0]
-        assert float(geo.haversine_km(latlon[0], latlon[1], *mean)) < 15.0
+        assert float(distance.haversine_km(latlon[0], latlon[1], *mean)) < 15.0
 
 
 @pytest.mark.parametrize("cls", [ClassificationTask, RegressionTask])
@@ -131,7 +129,7 @@ def test_confident_logits_decode_to_that_class_point(context):
     for decoding in ("weighted_mean", "geometric_median"):
         task.decoding = decoding
         latlon = task.decode(logits).numpy()
-        km = geo.haversine_km(latlon[:, 0], latlon[:, 1], expected[:, 0], expected[:, 1])
+        km = distance.haversine_km(latlon[:, 0], latlon[:, 1], expected[:, 0], expected[:, 1])
         # class points at sea are moved onto the nearest land: allow a little
         assert km.max() < 10.0, decoding
 
@@ -139,7 +137,7 @@ def test_confident_logits_decode_to_that_class_point(context):
 def test_soft_targets_properties(context):
     centroids = torch.as_tensor(context.centroids_latlon(), dtype=torch.float64)
     true = torch.tensor([[45.81, 15.98], [43.51, 16.44], [45.55, 18.69]], dtype=torch.float64)
-    d = geo.haversine_km(true[:, 0:1], true[:, 1:2], centroids[None, :, 0], centroids[None, :, 1])
+    d = distance.haversine_km(true[:, 0:1], true[:, 1:2], centroids[None, :, 0], centroids[None, :, 1])
     nearest = d.argmin(dim=1)
     q = haversine_soft_targets(true, centroids, tau_km=25.0)
     torch.testing.assert_close(q.sum(dim=1), torch.ones(3, dtype=q.dtype))
@@ -165,7 +163,7 @@ def test_smoothed_loss_tends_to_cross_entropy_at_the_nearest_class(context, batc
     logits = torch.randn(6, context.num_classes)
     centroids = torch.as_tensor(context.centroids_latlon())
     true = batch["latlon"]
-    nearest = geo.haversine_km(true[:, 0:1], true[:, 1:2], centroids[None, :, 0], centroids[None, :, 1]).argmin(1)
+    nearest = distance.haversine_km(true[:, 0:1], true[:, 1:2], centroids[None, :, 0], centroids[None, :, 1]).argmin(1)
     expected = torch.nn.functional.cross_entropy(logits, nearest)
     torch.testing.assert_close(smooth.loss(logits, batch), expected, rtol=1e-5, atol=1e-5)
     # the smoothed loss is smallest when the predicted distribution equals the soft targets

@@ -15,11 +15,13 @@ import pytorch_lightning as pl
 import torch
 from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset
 
-from geoguess_utils import geo, training
-from geoguess_utils.checkpoint import AtomicCheckpointIO, load_checkpoint
-from geoguess_utils.data import GeoDataModule
-from geoguess_utils.metrics import summarise_km
-from geoguess_utils.tasks import ClassificationTask, RegressionTask
+from geoguess_utils.data.datamodule import GeoDataModule
+from geoguess_utils.evaluation import summarise_km
+from geoguess_utils.geo import distance, projection
+from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.tasks.regression import RegressionTask
+from geoguess_utils.training import lightning_cli
+from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +39,7 @@ def _run_dirs(work: Path) -> list[Path]:
 
 def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert training.run(fit_args(tiny_root, tmp_path)) == 0
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path)) == 0
     (run,) = _run_dirs(tmp_path)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in names and any(n.startswith("best-epoch") for n in names)
@@ -98,11 +100,11 @@ def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path):
 
 def test_resume_continues_from_the_last_checkpoint(tiny_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert training.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
     (first,) = _run_dirs(tmp_path)
     last = first / "checkpoints" / "last.ckpt"
     args = fit_args(tiny_root, tmp_path, "--ckpt_path", str(last), "--test_after_fit", "false", epochs=2)
-    assert training.run(args) == 0
+    assert lightning_cli.run(args) == 0
     second = _run_dirs(tmp_path)[-1]
     epochs = _metrics(second)["epoch"].dropna().unique()
     assert list(epochs) == [1]  # only the missing epoch was trained
@@ -114,7 +116,7 @@ def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     callback = '[{"class_path": "_training_helpers.InterruptAtBatch", "init_args": {"epoch": 1, "batch": 1}}]'
     args = fit_args(tiny_root, tmp_path, "--trainer.callbacks", callback, epochs=3)
-    assert training.run(args) == training.INTERRUPTED_EXIT_CODE
+    assert lightning_cli.run(args) == lightning_cli.INTERRUPTED_EXIT_CODE
     (run,) = _run_dirs(tmp_path)
     metrics = _metrics(run)
     assert metrics["test/haversine_km"].notna().any()
@@ -123,7 +125,7 @@ def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatc
 
 
 def test_checkpoints_are_written_atomically(tiny_root, tmp_path):
-    cli = training.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
+    cli = lightning_cli.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert cli.model.hparams.backbone == "efficientnet_lite0"
     assert isinstance(cli.model, ClassificationTask)
@@ -218,14 +220,14 @@ def test_short_training_beats_the_training_mean_baseline(tmp_path, monkeypatch):
         "--test_after_fit",
         "false",
     ]
-    assert training.run(args) == 0
+    assert lightning_cli.run(args) == 0
     (run,) = _run_dirs(tmp_path)
     split = pd.read_csv(run / "split.csv")
     table = pd.read_csv(root / "data.csv").merge(split, on="uuid")
     train, val = table[table["split"] == "train"], table[table["split"] == "val"]
-    x, y = geo.to_projected(train["latitude"].to_numpy(), train["longitude"].to_numpy())
-    mean_lat, mean_lon = geo.to_latlon(np.mean(x), np.mean(y))
-    baseline = summarise_km(geo.haversine_km(val["latitude"], val["longitude"], mean_lat, mean_lon))["mean_km"]
+    x, y = projection.to_projected(train["latitude"].to_numpy(), train["longitude"].to_numpy())
+    mean_lat, mean_lon = projection.to_latlon(np.mean(x), np.mean(y))
+    baseline = summarise_km(distance.haversine_km(val["latitude"], val["longitude"], mean_lat, mean_lon))["mean_km"]
     val_km = _metrics(run)["val/haversine_km"].dropna()
     assert len(val_km) == 5
     assert val_km.iloc[-1] < 0.85 * baseline, (val_km.tolist(), baseline)

@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from geoguess_utils import borders, geo, grid, webmap
+from geoguess_utils.cells import square
+from geoguess_utils.data import layout
 from geoguess_utils.errors import ConfigError, DataError
+from geoguess_utils.geo import borders, distance
+from geoguess_utils.viz import webmap, webmap_html
 
 HOSTILE_UUID = "<script>alert(1)</script>\"'`${document.title='x'}`\\"
 
@@ -16,7 +19,7 @@ HOSTILE_UUID = "<script>alert(1)</script>\"'`${document.title='x'}`\\"
 @pytest.fixture(scope="module")
 def class_table():
     lat, lon = borders.sample_points(200, np.random.default_rng(5))
-    return grid.fit_class_table(grid.build_grid(0.5), lat, lon)
+    return square.fit_class_table(square.build_grid(0.5), lat, lon)
 
 
 def _predictions(n=12, seed=0):
@@ -31,7 +34,7 @@ def _predictions(n=12, seed=0):
             "true_lon": lon,
             "pred_lat": pred_lat,
             "pred_lon": pred_lon,
-            "error_km": geo.haversine_km(lat, lon, pred_lat, pred_lon),
+            "error_km": distance.haversine_km(lat, lon, pred_lat, pred_lon),
         }
     )
 
@@ -39,7 +42,7 @@ def _predictions(n=12, seed=0):
 def _write_views(folder, size=64):
     folder.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for i, heading in enumerate(webmap.HEADINGS):
+    for i, heading in enumerate(layout.HEADINGS):
         path = folder / f"{heading}.jpg"
         Image.new("RGB", (size, size), (40 * i, 100, 200 - 40 * i)).save(path, quality=90)
         paths[f"path_{heading}"] = str(path)
@@ -47,7 +50,7 @@ def _write_views(folder, size=64):
 
 
 def test_escape_neutralises_html_and_template_strings():
-    text = webmap.escape(HOSTILE_UUID)
+    text = webmap_html.escape(HOSTILE_UUID)
     for raw in "<>\"'`$\\":
         assert raw not in text
     assert "&lt;script&gt;" in text
@@ -57,7 +60,7 @@ def test_hostile_strings_never_reach_the_page_raw(class_table, tmp_path):
     preds = _predictions()
     preds.loc[0, "uuid"] = HOSTILE_UUID
     hostile_path = str(tmp_path / "<img src=x onerror=alert(2)>.jpg")
-    for column in webmap.THUMBNAIL_COLUMNS:
+    for column in webmap_html.THUMBNAIL_COLUMNS:
         preds[column] = hostile_path
     probs = np.full((len(preds), len(class_table)), 1.0 / len(class_table))
     with pytest.warns(UserWarning, match="could not be shown"):
@@ -69,7 +72,7 @@ def test_hostile_strings_never_reach_the_page_raw(class_table, tmp_path):
     assert "${document.title" not in page
     assert "`${1}`" not in page
     assert "<b>title</b>" not in page
-    assert webmap.escape(HOSTILE_UUID) in page  # shown, as text
+    assert webmap_html.escape(HOSTILE_UUID) in page  # shown, as text
     assert "image unavailable" in page
 
 
@@ -101,13 +104,13 @@ def test_thumbnail_of_a_broken_file_names_it(tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(DataError, match=r"bad\.jpg"):
-        webmap.thumbnail_data_uri(bad)
+        webmap_html.thumbnail_data_uri(bad)
 
 
 def test_cell_errors_are_per_cell_means(class_table):
     preds = _predictions(30, seed=2)
     table = webmap.cell_errors(class_table, preds)
-    classes = grid.assign_classes(class_table, preds.true_lat, preds.true_lon)
+    classes = square.assign_classes(class_table, preds.true_lat, preds.true_lon)
     assert table.n.sum() == len(preds)
     for class_index in np.unique(classes):
         row = table[table.class_index == class_index].iloc[0]
@@ -119,7 +122,7 @@ def test_cell_errors_are_per_cell_means(class_table):
 def test_error_km_is_computed_when_missing(class_table):
     preds = _predictions().drop(columns="error_km")
     checked = webmap.check_predictions(preds)
-    expected = geo.haversine_km(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon)
+    expected = distance.haversine_km(preds.true_lat, preds.true_lon, preds.pred_lat, preds.pred_lon)
     np.testing.assert_allclose(checked.error_km, expected)
 
 
@@ -171,4 +174,4 @@ def test_save_map_writes_the_page_atomically(class_table, tmp_path):
     ("value", "expected"), [(0.0, 1.0), (0.7, 1.0), (1.0, 1.0), (1.2, 2.0), (23.0, 25.0), (26.0, 50.0), (260.0, 500.0)]
 )
 def test_nice_ceiling(value, expected):
-    assert webmap.nice_ceiling(value) == pytest.approx(expected)
+    assert webmap_html.nice_ceiling(value) == pytest.approx(expected)

@@ -1,0 +1,227 @@
+"""Square grid over Croatia and the class table a classifier predicts over.
+
+The seed's recipe, step by step:
+
+1. lay square cells of ``spacing_deg`` degrees over Croatia's bounding box, anchored
+   at its lower-left corner (:func:`build_grid`);
+2. keep the cells that intersect Croatia;
+3. keep only cells that hold at least one *training* location (:func:`fit_class_table`);
+4. give each kept cell a representative point: the centroid of the cell's part of
+   Croatia (``geometric``), that centroid moved onto land when it falls at sea or
+   abroad (``clipped``), and the mean training position in the cell (``weighted``);
+5. give every location the class of the kept cell it falls in, or of the nearest kept
+   cell when it falls in none (:func:`assign_classes`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import shapely
+from numpy.typing import ArrayLike
+
+from geoguess_utils.errors import DataError
+from geoguess_utils.geo import borders, projection
+
+CLASS_TABLE_COLUMNS = (
+    "class_index",
+    "cell_id",
+    "lon_min",
+    "lat_min",
+    "lon_max",
+    "lat_max",
+    "n_train",
+    "geometric_lat",
+    "geometric_lon",
+    "clipped_lat",
+    "clipped_lon",
+    "weighted_lat",
+    "weighted_lon",
+)
+
+
+def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
+    """Every cell of the square grid over Croatia's bounding box, kept or not.
+
+    Cells are anchored at the lower-left corner of the variant's bounds and numbered
+    row by row from there, so a cell's ``cell_id`` is the same here and in
+    :func:`build_grid`.
+
+    Args:
+        spacing_deg: Cell side in degrees (both latitude and longitude), > 0.
+        variant: Croatia variant whose bounding box is covered.
+
+    Returns:
+        GeoDataFrame in EPSG:4326, one row per cell, with columns ``cell_id``,
+        ``col``, ``row``, ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max`` and the
+        cell polygon as ``geometry``. ``attrs`` holds ``spacing_deg``, ``variant`` and
+        the anchor ``origin_lon``/``origin_lat``.
+    """
+    import geopandas as gpd
+
+    if not spacing_deg > 0:
+        from geoguess_utils.errors import ConfigError
+
+        raise ConfigError(f"grid spacing must be positive, got {spacing_deg}")
+    lon0, lat0, lon1, lat1 = borders.croatia(variant).bounds
+    n_cols = int(np.ceil((lon1 - lon0) / spacing_deg))
+    n_rows = int(np.ceil((lat1 - lat0) / spacing_deg))
+    rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
+    lon_min = lon0 + cols * spacing_deg
+    lat_min = lat0 + rows * spacing_deg
+    frame = gpd.GeoDataFrame(
+        {
+            "cell_id": rows * n_cols + cols,
+            "col": cols,
+            "row": rows,
+            "lon_min": lon_min,
+            "lat_min": lat_min,
+            "lon_max": lon_min + spacing_deg,
+            "lat_max": lat_min + spacing_deg,
+        },
+        geometry=shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
+        crs="EPSG:4326",
+    )
+    frame.attrs.update(spacing_deg=float(spacing_deg), variant=variant, origin_lon=lon0, origin_lat=lat0)
+    return frame
+
+
+def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
+    """Square cells of ``spacing_deg`` degrees that intersect Croatia.
+
+    Args:
+        spacing_deg: Cell side in degrees (both latitude and longitude), > 0.
+        variant: Which Croatia the cells must intersect (``"mainland"`` or ``"full"``).
+
+    Returns:
+        The rows of :func:`box_cells` whose cell intersects the variant, same columns
+        and ``attrs``, re-indexed from 0.
+    """
+    cells = box_cells(spacing_deg, variant)
+    kept = cells[shapely.intersects(borders.croatia(variant), cells.geometry.values)].reset_index(drop=True)
+    kept.attrs.update(cells.attrs)
+    return kept
+
+
+def _cell_index(boxes: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Row of ``boxes`` holding each point (half-open cells), nearest row when in none.
+
+    Args:
+        boxes: Frame with ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max`` (K rows).
+        lat: Latitudes, degrees, shape (N,), finite.
+        lon: Longitudes, degrees, shape (N,), finite.
+
+    Returns:
+        Row positions, int64 array of shape (N,).
+    """
+    lo_x = boxes["lon_min"].to_numpy()[None, :]
+    hi_x = boxes["lon_max"].to_numpy()[None, :]
+    lo_y = boxes["lat_min"].to_numpy()[None, :]
+    hi_y = boxes["lat_max"].to_numpy()[None, :]
+    out = np.empty(len(lat), dtype=np.int64)
+    chunk = 4096
+    for start in range(0, len(lat), chunk):
+        la = lat[start : start + chunk, None]
+        lo = lon[start : start + chunk, None]
+        # Distance to each box in degrees, longitude shrunk by cos(lat); zero inside.
+        dx = np.maximum(np.maximum(lo_x - lo, lo - hi_x), 0.0) * np.cos(np.radians(la))
+        dy = np.maximum(np.maximum(lo_y - la, la - hi_y), 0.0)
+        inside = (lo >= lo_x) & (lo < hi_x) & (la >= lo_y) & (la < hi_y)
+        dist = np.where(inside, -1.0, np.hypot(dx, dy))
+        out[start : start + chunk] = np.argmin(dist, axis=1)
+    return out
+
+
+def _finite_points(lat: ArrayLike, lon: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+    lat_a = np.asarray(lat, dtype=np.float64).ravel()
+    lon_a = np.asarray(lon, dtype=np.float64).ravel()
+    if lat_a.shape != lon_a.shape:
+        raise DataError(f"{what}: latitude and longitude have different lengths ({lat_a.size} vs {lon_a.size})")
+    bad = np.flatnonzero(~(np.isfinite(lat_a) & np.isfinite(lon_a)))
+    if bad.size:
+        raise DataError(f"{what}: non-finite coordinates at positions {bad[:10].tolist()}")
+    return lat_a, lon_a
+
+
+def fit_class_table(
+    grid: pd.DataFrame,
+    train_lat: ArrayLike,
+    train_lon: ArrayLike,
+    crs: str = projection.DEFAULT_CRS,
+    variant: borders.Variant = "mainland",
+) -> pd.DataFrame:
+    """Turn grid cells into classes using training locations only.
+
+    Args:
+        grid: Output of :func:`build_grid`.
+        train_lat: Latitudes of the training locations, degrees, shape (N,), N >= 1.
+        train_lon: Longitudes of the training locations, degrees, shape (N,).
+        crs: Projected CRS in which centroids and means are computed.
+        variant: Which Croatia counts as land for clipping.
+
+    Returns:
+        DataFrame with the columns in :data:`CLASS_TABLE_COLUMNS`, one row per cell
+        that holds at least one training location, ``class_index`` 0..K-1 in
+        ``cell_id`` order.
+    """
+    lat, lon = _finite_points(train_lat, train_lon, "training locations")
+    if lat.size == 0:
+        raise DataError("cannot build classes from an empty training split")
+    which = _cell_index(grid, lat, lon)
+    counts = np.bincount(which, minlength=len(grid))
+    kept = grid.iloc[np.flatnonzero(counts)].copy()
+    kept["n_train"] = counts[counts > 0]
+
+    # Geometric centroid of the cell's part of Croatia, computed in metres.
+    land_xy = borders._projected(variant, crs)
+    cell_xy = shapely.transform(
+        kept.geometry.values,
+        lambda c: np.column_stack(projection.to_projected(c[:, 1], c[:, 0], crs)),
+    )
+    centres = shapely.get_coordinates(shapely.centroid(shapely.intersection(cell_xy, land_xy)))
+    g_lat, g_lon = projection.to_latlon(centres[:, 0], centres[:, 1], crs)
+    c_lat, c_lon = borders.nearest_land_point(g_lat, g_lon, variant)
+
+    # Mean training position per cell, in metres.
+    x, y = projection.to_projected(lat, lon, crs)
+    pos = np.searchsorted(kept.index.to_numpy(), which)
+    n = kept["n_train"].to_numpy()
+    mean_x = np.bincount(pos, weights=x, minlength=len(kept)) / n
+    mean_y = np.bincount(pos, weights=y, minlength=len(kept)) / n
+    w_lat, w_lon = projection.to_latlon(mean_x, mean_y, crs)
+
+    table = pd.DataFrame(
+        {
+            "class_index": np.arange(len(kept), dtype=np.int64),
+            "cell_id": kept["cell_id"].to_numpy(dtype=np.int64),
+            "lon_min": kept["lon_min"].to_numpy(),
+            "lat_min": kept["lat_min"].to_numpy(),
+            "lon_max": kept["lon_max"].to_numpy(),
+            "lat_max": kept["lat_max"].to_numpy(),
+            "n_train": n.astype(np.int64),
+            "geometric_lat": g_lat,
+            "geometric_lon": g_lon,
+            "clipped_lat": c_lat,
+            "clipped_lon": c_lon,
+            "weighted_lat": w_lat,
+            "weighted_lon": w_lon,
+        }
+    )
+    return table
+
+
+def assign_classes(class_table: pd.DataFrame, lat: ArrayLike, lon: ArrayLike) -> np.ndarray:
+    """Class index of each location: its kept cell, or the nearest kept cell.
+
+    Args:
+        class_table: Output of :func:`fit_class_table`.
+        lat: Latitudes, degrees, shape (N,), finite.
+        lon: Longitudes, degrees, shape (N,), finite.
+
+    Returns:
+        int64 array of shape (N,) with values in ``[0, K)``; each location gets
+        exactly one class (cells are half-open, so a point on an edge is not shared).
+    """
+    lat_a, lon_a = _finite_points(lat, lon, "locations to classify")
+    rows = _cell_index(class_table, lat_a, lon_a)
+    return class_table["class_index"].to_numpy(dtype=np.int64)[rows]

@@ -1,0 +1,60 @@
+"""``geoguess download-streetview``: collect real Street View data with your own API key.
+
+Street View images belong to Google. You bring your own key, pay for its requests and
+accept Google's terms; the project never bundles or shares the images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+KEY_VARIABLE = "GEOGUESS_STREETVIEW_KEY"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options."""
+    from geoguess_utils.datasets import streetview
+
+    parser.description = (
+        "Sample points on Croatia's mainland, find the nearest Street View panorama of each and download its "
+        "four views (0/90/180/270, 640x640) in the LUMEN layout. Running it again resumes."
+    )
+    parser.epilog = streetview.TERMS_NOTICE
+    parser.add_argument(
+        "--key",
+        default=os.environ.get(KEY_VARIABLE),
+        help=f"YOUR Google Maps Platform API key (or set {KEY_VARIABLE}); never written to disk",
+    )
+    parser.add_argument("--locations", type=int, required=True, help="number of points to sample")
+    parser.add_argument("--out", type=Path, required=True, help="dataset root to write or resume")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled points (default 0)")
+    parser.add_argument("--radius", type=int, default=1000, help="search radius for a panorama, metres (default 1000)")
+    parser.add_argument("--concurrency", type=int, default=8, help="locations fetched at once (default 8)")
+    parser.add_argument("--rate", type=float, default=20.0, help="most requests per second (default 20)")
+    parser.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per request (default 30)")
+    parser.add_argument("--base-url", default=streetview.DEFAULT_BASE_URL, help="Street View Static API address")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the download."""
+    from geoguess_utils.datasets import streetview
+
+    settings = streetview.DownloadSettings(
+        key=args.key or "",
+        n_locations=args.locations,
+        out_dir=args.out,
+        seed=args.seed,
+        radius_m=args.radius,
+        concurrency=args.concurrency,
+        rate_per_s=args.rate,
+        max_retries=args.retries,
+        timeout_s=args.timeout,
+        base_url=args.base_url,
+    )
+    table = streetview.download_streetview(settings)
+    complete = int((table["status"] == "OK").sum())
+    print(f"{complete} complete locations in {args.out} ({streetview.DATA_CSV}, {streetview.STATUS_CSV})")
+    return 0

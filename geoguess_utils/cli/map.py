@@ -1,0 +1,99 @@
+"""``geoguess map``: draw a checkpoint's predictions on an interactive map (one HTML file).
+
+The page shows true and predicted points joined by lines coloured by the error, a popup
+per location with its uuid, error and four views, the grid cells coloured by their mean
+error and, for a classifier, one location's probability over the cells as a layer that
+can be switched on. Leaflet is embedded, so the page opens offline; only the optional
+OpenStreetMap tiles need the internet.
+
+Examples::
+
+    geoguess map --ckpt runs/demo/classification/checkpoints/best.ckpt --data data/synthetic --split test
+    geoguess map --ckpt model.ckpt --data /data/lumen_external --out figures/external_map.html
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("figures") / "predictions_map.html"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options."""
+    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by geoguess fit")
+    parser.add_argument(
+        "--data", required=True, nargs="+", type=Path, help="dataset root(s) with data.csv (the truth is needed)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "val", "test"),
+        help="draw only this split of the training run (needs its split.csv); default: every location in --data",
+    )
+    parser.add_argument(
+        "--split-csv",
+        type=Path,
+        help="the run's split.csv (default: split.csv in the checkpoint's run folder, <run>/checkpoints/../)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"HTML file to write (default {DEFAULT_OUT.as_posix()})"
+    )
+    parser.add_argument("--title", help="heading of the legend (default: the task and the data drawn)")
+    parser.add_argument(
+        "--focus", help="uuid whose class probabilities the optional layer shows (default: the median-error location)"
+    )
+    parser.add_argument(
+        "--max-locations", type=int, default=400, help="draw at most this many locations (default 400; 0: all)"
+    )
+    parser.add_argument("--thumbnail-px", type=int, default=64, help="side of the thumbnails in popups (default 64)")
+    parser.add_argument("--no-thumbnails", action="store_true", help="leave the views out of the popups (smaller file)")
+    parser.add_argument("--batch-size", type=int, default=64, help="locations per batch (default 64)")
+    parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu', 'cuda', ...")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict, draw and write the map; print a summary line and where the file is."""
+    from geoguess_utils import evaluation, inference
+    from geoguess_utils.course import maps
+    from geoguess_utils.errors import ConfigError, DataError
+    from geoguess_utils.training import runs
+    from geoguess_utils.viz import webmap
+
+    if args.max_locations < 0 or args.thumbnail_px < 8:
+        raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
+    split_csv = args.split_csv
+    if args.split is not None and split_csv is None:
+        split_csv = runs.run_files_of_checkpoint(args.ckpt).split_csv
+        if not split_csv.is_file():
+            raise ConfigError(
+                f"--split {args.split} needs the run's split.csv; {split_csv} does not exist (give --split-csv)"
+            )
+    predictions = inference.predict(
+        args.ckpt,
+        list(args.data),
+        split=args.split,
+        split_csv=split_csv,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    if not predictions.labelled:
+        raise DataError(f"{', '.join(map(str, args.data))}: the map needs true positions (a data.csv with coordinates)")
+    summary = evaluation.summarise(predictions)
+    drawn = "every location" if args.split is None else f"{args.split} split"
+    title = args.title or f"{predictions.task_name} model, {drawn} ({', '.join(p.name for p in args.data)})"
+    fmap = maps.prediction_map(
+        predictions,
+        title=title,
+        focus=args.focus,
+        thumbnail_px=None if args.no_thumbnails else args.thumbnail_px,
+        max_locations=args.max_locations or None,
+    )
+    path = webmap.save_map(fmap, args.out)
+    shown = min(len(predictions.table), args.max_locations or len(predictions.table))
+    print(
+        f"{drawn}: {summary['count']} locations, mean {summary['mean_km']:.1f} km, "
+        f"median {summary['median_km']:.1f} km, within 25 km {summary['acc_25_km']:.1%}"
+    )
+    print(f"wrote the map of {shown} locations to {path} (open it in a browser)")
+    return 0

@@ -1,0 +1,128 @@
+"""``geoguess predict``: locate every folder of a dataset root with a trained checkpoint.
+
+Needs only the checkpoint (it carries the projection, the classes, the image size and
+the backbone) and the images; ``data.csv`` is optional. Writes ``uuid,latitude,longitude``
+with one row per folder, the competition's submission format.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options."""
+    parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by geoguess fit")
+    parser.add_argument("--data", required=True, nargs="+", type=Path, help="dataset root(s) holding data/ or images/")
+    parser.add_argument("--out", required=True, type=Path, help="CSV to write (uuid,latitude,longitude)")
+    parser.add_argument("--batch-size", type=int, default=32, help="locations per batch (default 32)")
+    parser.add_argument("--num-workers", type=int, default=0, help="image-loading processes (default 0)")
+    parser.add_argument(
+        "--device", default="auto", help="'auto' (a GPU when there is one), 'cpu', 'cuda', 'cuda:1', ..."
+    )
+    parser.add_argument(
+        "--decoding",
+        choices=("weighted_mean", "geometric_median"),
+        help="classification only: how class probabilities become a location (default: the checkpoint's)",
+    )
+    parser.add_argument("--cache-dir", type=Path, help="folder for the dataset's enriched-table cache")
+    parser.add_argument(
+        "--lenient",
+        action="store_true",
+        help="skip broken locations (listed in a warning) instead of stopping",
+    )
+
+
+def _device(name: str):  # noqa: ANN202 - torch.device
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def predict_roots(
+    ckpt: Path,
+    roots: list[Path],
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "auto",
+    decoding: str | None = None,
+    cache_dir: Path | None = None,
+    lenient: bool = False,
+) -> pd.DataFrame:
+    """Predict every location under ``roots`` with the checkpoint ``ckpt``.
+
+    Returns:
+        DataFrame with columns uuid, latitude, longitude (degrees), one row per location,
+        in the order the dataset lists them.
+    """
+    import pandas as pd
+    import torch
+
+    from geoguess_utils.data.datamodule import GeoDataModule
+    from geoguess_utils.errors import CheckpointError, ConfigError, DataError
+    from geoguess_utils.tasks.classification import ClassificationTask
+    from geoguess_utils.training.checkpoint import load_task
+
+    task = load_task(ckpt)
+    if decoding is not None:
+        if not isinstance(task, ClassificationTask):
+            raise ConfigError("--decoding applies to classification checkpoints only")
+        task.decoding = decoding
+    if task.image_size is None:
+        raise CheckpointError(f"{ckpt} does not record the image size it was trained at")
+    datamodule = GeoDataModule(
+        predict_roots=[str(r) for r in roots],
+        image_size=task.image_size,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        lenient=lenient,
+        augment=False,
+        context=task.context.to_dict(),
+    )
+    datamodule.setup("predict")
+    target = _device(device)
+    task.to(target)
+    uuids: list[str] = []
+    latlon = []
+    with torch.inference_mode():
+        for batch in datamodule.predict_dataloader():
+            latlon.append(task.predict_latlon(batch["images"].to(target)))
+            uuids += list(batch["uuid"])
+    expected = list(datamodule.predict_locations["uuid"])
+    if uuids != expected:
+        raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(expected)}")
+    points = torch.cat(latlon).numpy() if latlon else None
+    return pd.DataFrame(
+        {
+            "uuid": uuids,
+            "latitude": [] if points is None else points[:, 0],
+            "longitude": [] if points is None else points[:, 1],
+        }
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict and write the CSV atomically."""
+    from geoguess_utils.io import atomic_write_csv
+
+    table = predict_roots(
+        args.ckpt,
+        list(args.data),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        decoding=args.decoding,
+        cache_dir=args.cache_dir,
+        lenient=args.lenient,
+    )
+    atomic_write_csv(table, args.out)
+    print(f"wrote {len(table)} predictions to {args.out}")
+    return 0

@@ -1,1 +1,0 @@
-"""Sub-commands of the ``geoguess`` command line, one module each."""

@@ -1,0 +1,47 @@
+"""Glue that only the course notebooks use: paths, measurements, exploration and the course map.
+
+Names below are importable from the package itself (``from geoguess_utils.course import X``);
+each module is imported on first use, so importing the package costs nothing.
+"""
+
+from geoguess_utils._lazy import lazy_namespace
+
+_EXPORTS = {
+    "DATA_DIR_ENV": "paths",
+    "DEFAULT_SPACINGS_DEG": "analysis",
+    "DENSITY_MIN_AREA_KM2": "exploration",
+    "DISTANCE_METHODS": "analysis",
+    "FAULT_KINDS": "exploration",
+    "FLOOR_KINDS": "analysis",
+    "GridSteps": "analysis",
+    "KM_PER_DEGREE": "analysis",
+    "SAMPLE_LOCATIONS": "paths",
+    "SAMPLE_SEED": "paths",
+    "SAMPLE_SIZE_PX": "paths",
+    "SAMPLE_SUBDIR": "paths",
+    "SYNTHETIC_SOURCE": "paths",
+    "cell_counts": "analysis",
+    "cell_density": "exploration",
+    "centroid_distances": "analysis",
+    "data_roots": "paths",
+    "dataset_layout": "exploration",
+    "density_dispersion": "exploration",
+    "distance_table": "analysis",
+    "distortion_summary": "analysis",
+    "error_floor": "analysis",
+    "figures_dir": "paths",
+    "grid_steps": "analysis",
+    "is_synthetic": "paths",
+    "location_summary": "exploration",
+    "location_views": "exploration",
+    "make_sample": "paths",
+    "on_islands": "exploration",
+    "prediction_map": "maps",
+    "project_root": "paths",
+    "sample_dir": "paths",
+    "sample_pairs": "analysis",
+    "scale_error_ppm": "analysis",
+    "write_faulty_copy": "exploration",
+}
+
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

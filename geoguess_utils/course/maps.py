@@ -1,0 +1,60 @@
+"""The course's interactive map of a checkpoint's predictions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from geoguess_utils.evaluation import summarise
+from geoguess_utils.inference import Predictions
+
+if TYPE_CHECKING:
+    import folium
+
+
+def prediction_map(
+    predictions: Predictions,
+    title: str = "Predictions",
+    focus: int | str | None = None,
+    thumbnail_px: int | None = 64,
+    max_locations: int | None = 400,
+) -> folium.Map:
+    """The interactive map of :mod:`geoguess_utils.webmap` for a set of predictions.
+
+    Lines join true and predicted points, coloured by error; popups show the uuid,
+    the error and the four views; the grid is coloured by per-cell mean error; for a
+    classifier, a layer (off at first) shows one location's probability over the cells.
+
+    Args:
+        predictions: Labelled predictions.
+        title: Heading of the legend.
+        focus: Location of the probability layer (row position or uuid); the location
+            with the median error when ``None``, a typical case rather than an outlier.
+        thumbnail_px: Side of the embedded thumbnails; ``None`` embeds none (smaller file).
+        max_locations: Draw at most this many locations (the first ones), which keeps
+            the page small; ``None`` draws all.
+
+    Returns:
+        The folium map (save it with :func:`geoguess_utils.viz.webmap.save_map`).
+    """
+    from geoguess_utils.viz import webmap
+
+    summarise(predictions)
+    table = predictions.table
+    probabilities = predictions.probabilities
+    if max_locations is not None and len(table) > max_locations:
+        table = table.iloc[:max_locations]
+        probabilities = None if probabilities is None else probabilities[:max_locations]
+    if focus is None and probabilities is not None:
+        errors = table["error_km"].to_numpy()
+        focus = int(np.argsort(errors)[len(errors) // 2])
+    return webmap.build_map(
+        table,
+        predictions.class_table,
+        probabilities=probabilities,
+        focus=focus,
+        title=title,
+        thumbnails=thumbnail_px is not None,
+        thumbnail_px=thumbnail_px or 64,
+    )

@@ -1,0 +1,133 @@
+"""Great-circle error metrics and summaries of predictions (NumPy and pandas only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from geoguess_utils import evaluation
+from geoguess_utils.errors import DataError
+from geoguess_utils.geo import distance, projection
+from geoguess_utils.inference import Predictions
+
+if TYPE_CHECKING:
+    pass
+
+THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750)
+"""Distances (km) at which the share of close-enough predictions is reported."""
+
+MEAN_NAME = "haversine_km"
+"""Logged name of the mean great-circle error, e.g. ``val/haversine_km``."""
+
+
+def metric_names(thresholds_km: Sequence[float] = THRESHOLDS_KM) -> list[str]:
+    """Names :class:`HaversineMetrics` reports, in order: mean, median, then each ``acc_<t>_km``."""
+    return [MEAN_NAME, "median_km", *(f"acc_{_label(t)}_km" for t in thresholds_km)]
+
+
+def _label(threshold_km: float) -> str:
+    return str(int(threshold_km)) if float(threshold_km).is_integer() else str(threshold_km)
+
+
+def summarise_km(distances_km: ArrayLike, thresholds_km: Sequence[float] = THRESHOLDS_KM) -> dict[str, float]:
+    """Mean, median and within-threshold shares of a set of errors.
+
+    Args:
+        distances_km: Errors in km, shape (N,), N >= 1.
+        thresholds_km: Thresholds for the ``acc_<t>_km`` shares.
+
+    Returns:
+        ``{"mean_km", "median_km", "acc_<t>_km" for each threshold, "count"}``; shares are
+        fractions in [0, 1].
+    """
+    d = np.asarray(distances_km, dtype=np.float64).ravel()
+    if d.size == 0:
+        raise ValueError("no distances to summarise")
+    out: dict[str, float] = {"mean_km": float(d.mean()), "median_km": float(np.median(d))}
+    for t in thresholds_km:
+        out[f"acc_{_label(t)}_km"] = float(np.mean(d <= t))
+    out["count"] = int(d.size)
+    return out
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def summarise(predictions: Predictions | pd.DataFrame) -> dict[str, float]:
+    """Mean and median error and the shares within 1/25/200/750 km (see :func:`geoguess_utils.evaluation.summarise_km`).
+
+    Raises:
+        DataError: When some location has no true position.
+    """
+    table = predictions.table if isinstance(predictions, Predictions) else predictions
+    errors = table["error_km"].to_numpy(dtype=np.float64)
+    if not np.isfinite(errors).all():
+        missing = table.loc[~np.isfinite(errors), "uuid"].head(5).tolist()
+        raise DataError(f"some locations have no true position, e.g. {missing}: their error is unknown")
+    return evaluation.summarise_km(errors)
+
+
+def compare(runs: Mapping[str, Predictions | pd.DataFrame]) -> pd.DataFrame:
+    """The summary of several models side by side, one row per model.
+
+    Args:
+        runs: ``{model name: predictions}``.
+
+    Returns:
+        Columns ``mean_km``, ``median_km``, ``acc_<t>_km`` and ``count``, indexed by name.
+    """
+    return pd.DataFrame({name: summarise(p) for name, p in runs.items()}).T.astype({"count": int})
+
+
+def prediction_spread(predictions: Predictions | pd.DataFrame) -> dict[str, float]:
+    """How far points lie from their own mean position, for the true and the predicted points.
+
+    A model that is unsure hedges towards the middle of the country, so its predictions
+    spread less than the truth (for the ideal mean-squared-error predictor this follows
+    from the law of total variance).
+
+    Returns:
+        ``{"true_km": ..., "pred_km": ...}``: mean great-circle distance of the true,
+        respectively predicted, points to their mean (computed in projected metres).
+    """
+    table = predictions.table if isinstance(predictions, Predictions) else predictions
+    out = {}
+    for name in ("true", "pred"):
+        lat = table[f"{name}_lat"].to_numpy(dtype=np.float64)
+        lon = table[f"{name}_lon"].to_numpy(dtype=np.float64)
+        x, y = projection.to_projected(lat, lon)
+        mid_lat, mid_lon = projection.to_latlon(np.array([x.mean()]), np.array([y.mean()]))
+        out[f"{name}_km"] = float(distance.haversine_km(lat, lon, mid_lat[0], mid_lon[0]).mean())
+    return out
+
+
+def per_cell_errors(predictions: Predictions) -> pd.DataFrame:
+    """Errors grouped by the grid cell the true location falls in.
+
+    Args:
+        predictions: Labelled predictions.
+
+    Returns:
+        One row per class of the model (class table order): ``class_index``,
+        ``cell_id``, the cell bounds, ``n_train`` (training locations of the class),
+        ``n`` (predicted locations in it), ``mean_error_km`` and ``median_error_km``
+        (NaN where ``n`` is 0).
+    """
+    from geoguess_utils.cells import square
+
+    summarise(predictions)  # refuses unlabelled predictions
+    table = predictions.class_table.sort_values("class_index").reset_index(drop=True)
+    frame = predictions.table
+    classes = square.assign_classes(table, frame["true_lat"], frame["true_lon"])
+    stats = pd.DataFrame({"class_index": classes, "error_km": frame["error_km"].to_numpy()}).groupby("class_index")
+    errors = stats["error_km"]
+    columns = ["class_index", "cell_id", "lon_min", "lat_min", "lon_max", "lat_max", "n_train"]
+    out = table[columns].copy()
+    out["n"] = out["class_index"].map(errors.size()).fillna(0).astype(np.int64)
+    out["mean_error_km"] = out["class_index"].map(errors.mean())
+    out["median_error_km"] = out["class_index"].map(errors.median())
+    return out

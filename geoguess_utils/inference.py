@@ -1,0 +1,154 @@
+"""Predictions of a trained task over dataset roots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from geoguess_utils.data import layout
+from geoguess_utils.errors import CheckpointError, ConfigError, DataError
+from geoguess_utils.geo import distance
+
+if TYPE_CHECKING:
+    from geoguess_utils.tasks.base import GeoTask
+
+# ----------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class Predictions:
+    """Predicted and true points of a set of locations.
+
+    Attributes:
+        table: One row per location: ``uuid``, ``true_lat``, ``true_lon``,
+            ``pred_lat``, ``pred_lon`` (degrees), ``error_km`` (NaN without truth) and
+            the view paths ``path_0`` ... ``path_270``.
+        probabilities: Class probabilities, shape (N, K), rows in ``table`` order,
+            columns in ``class_index`` order; ``None`` for a regression model.
+        task_name: ``"classification"`` or ``"regression"``.
+        class_table: The model's classes (``GeoContext.class_table``).
+    """
+
+    table: pd.DataFrame
+    probabilities: np.ndarray | None
+    task_name: str
+    class_table: pd.DataFrame
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every location has a true position (and thus an error)."""
+        return bool(np.isfinite(self.table["error_km"].to_numpy(dtype=np.float64)).all())
+
+
+def _as_task(task_or_checkpoint: GeoTask | str | os.PathLike[str]) -> GeoTask:
+    from geoguess_utils.training.checkpoint import load_task
+
+    if isinstance(task_or_checkpoint, (str, os.PathLike)):
+        return load_task(task_or_checkpoint)
+    return task_or_checkpoint
+
+
+def predict(
+    task_or_checkpoint: GeoTask | str | os.PathLike[str],
+    roots: Sequence[str | os.PathLike[str]],
+    split: str | None = None,
+    split_csv: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    device: str = "auto",
+    num_workers: int = 0,
+) -> Predictions:
+    """Predict locations with a trained task: one split of its training data, or whole roots.
+
+    Args:
+        task_or_checkpoint: A trained task (its GeoContext and image size set) or a
+            checkpoint file written by ``geoguess fit``.
+        roots: Dataset roots. With ``split``: the roots the model was trained on.
+            Without: every location in them (``data.csv`` optional; without it there
+            is no truth and ``error_km`` is NaN).
+        split: ``"train"``, ``"val"`` or ``"test"``, or ``None`` for every location.
+        split_csv: The training run's ``split.csv``; required with ``split``.
+        batch_size: Locations per batch.
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ...
+        num_workers: DataLoader worker processes.
+
+    Returns:
+        The predictions, in the dataset's order.
+
+    Raises:
+        ConfigError: For an unknown split, or a split without ``split_csv``.
+        CheckpointError: When the task has no context or image size.
+        DataError: When the dataset is invalid (every problem is listed).
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from geoguess_utils.data.datamodule import GeoDataModule
+    from geoguess_utils.data.splits import SPLITS
+    from geoguess_utils.tasks.classification import ClassificationTask
+
+    task = _as_task(task_or_checkpoint)
+    if task.context is None or task.image_size is None:
+        raise CheckpointError("the task has no GeoContext or image size: train it first or load a checkpoint")
+    common = {
+        "image_size": task.image_size,
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "augment": False,
+        "context": task.context.to_dict(),
+        "expected_source_size": None,
+    }
+    root_list = [str(r) for r in roots]
+    if split is not None:
+        if split not in SPLITS:
+            raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+        if split_csv is None or not Path(split_csv).is_file():
+            raise ConfigError(f"predicting the {split} split needs the training run's split.csv (got {split_csv})")
+        module = GeoDataModule(roots=root_list, split_csv=str(split_csv), **common)
+        module.setup("test")
+        dataset = module.dataset(split)
+        assert module.locations is not None
+        locations = module.locations[module.locations["split"] == split].reset_index(drop=True)
+    else:
+        module = GeoDataModule(predict_roots=root_list, **common)
+        module.setup("predict")
+        dataset = module.dataset("predict")
+        assert module.predict_locations is not None
+        locations = module.predict_locations.reset_index(drop=True)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device)
+    task = task.to(target).eval()
+    classify = isinstance(task, ClassificationTask)
+    points, probs, uuids = [], [], []
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
+            outputs = task(batch["images"].to(target))
+            points.append(task.decode(outputs).numpy())
+            if classify:
+                probs.append(task.class_probabilities(outputs).numpy())
+            uuids += list(batch["uuid"])
+    if uuids != locations["uuid"].tolist():
+        raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(locations)}")
+    pred = np.concatenate(points) if points else np.empty((0, 2))
+    true_lat = locations["latitude"].to_numpy(dtype=np.float64)
+    true_lon = locations["longitude"].to_numpy(dtype=np.float64)
+    table = pd.DataFrame(
+        {
+            "uuid": uuids,
+            "true_lat": true_lat,
+            "true_lon": true_lon,
+            "pred_lat": pred[:, 0],
+            "pred_lon": pred[:, 1],
+            "error_km": distance.haversine_km(true_lat, true_lon, pred[:, 0], pred[:, 1]),
+        }
+    )
+    for column in layout.PATH_COLUMNS:
+        table[column] = locations[column].to_numpy()
+    probabilities = np.concatenate(probs) if probs else None
+    return Predictions(table, probabilities, task.task_name, task.context.class_table.copy())

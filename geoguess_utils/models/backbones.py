@@ -1,0 +1,127 @@
+"""Image backbones by name: builders, feature sizes and offline weight loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.error import URLError
+from urllib.parse import urlparse
+
+import torch
+from torch import nn
+
+from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE, LiteClassifier, _LiteFeatures
+
+
+def list_backbones() -> list[str]:
+    """Names accepted by :func:`build_backbone`: the offline default plus torchvision's classifiers."""
+    import torchvision
+
+    return [OFFLINE_BACKBONE, *torchvision.models.list_models(module=torchvision.models)]
+
+
+def torch_hub_checkpoint_dir() -> Path:
+    """Folder where torchvision looks for (and stores) downloaded weight files."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _download_state_dict(name: str, url: str) -> dict[str, torch.Tensor]:
+    target = torch_hub_checkpoint_dir() / Path(urlparse(url).path).name
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=True, weights_only=True)
+    except (URLError, OSError, TimeoutError) as exc:
+        raise GeoguessError(
+            f"could not get the ImageNet weights of backbone {name!r} from {url} ({exc}); "
+            "this machine seems to be offline. Do one of: "
+            "(1) train from scratch with pretrained=False (command line: --model.pretrained false); "
+            f"(2) download {url} on a machine with internet and copy the file to {target} "
+            "(set TORCH_HOME to use another cache folder); "
+            f"(3) use backbone {OFFLINE_BACKBONE!r}, whose ImageNet weights are installed with the package."
+        ) from exc
+    except RuntimeError as exc:
+        raise GeoguessError(
+            f"the cached weight file {target} for backbone {name!r} is unreadable ({exc}); delete it and try again"
+        ) from exc
+
+
+def _torchvision_classifier(name: str, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ConfigError(f"unknown backbone {name!r}; choose {OFFLINE_BACKBONE!r} or one of: {', '.join(known)}")
+    model = torchvision.models.get_model(name, weights=None)
+    if pretrained:
+        weights = torchvision.models.get_model_weights(name).DEFAULT
+        model.load_state_dict(_download_state_dict(name, weights.url))
+    return model
+
+
+def imagenet_classifier(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> nn.Module:
+    """The full ImageNet classifier behind a backbone (for checking its weights).
+
+    Args:
+        name: Backbone name, see :func:`list_backbones`.
+        pretrained: Load ImageNet weights.
+
+    Returns:
+        A module mapping ImageNet-normalised images (N, 3, H, W) to logits (N, 1000).
+    """
+    if name == OFFLINE_BACKBONE:
+        return LiteClassifier(pretrained)
+    return _torchvision_classifier(name, pretrained)
+
+
+class Backbone(nn.Module):
+    """Feature extractor: ImageNet-normalised images (N, 3, H, W) -> features (N, F).
+
+    Attributes:
+        name: Backbone name.
+        num_features: Feature size F.
+    """
+
+    def __init__(self, name: str, body: nn.Module, num_features: int) -> None:
+        super().__init__()
+        self.name = name
+        self.body = body
+        self.num_features = int(num_features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Features of shape (N, F)."""
+        return torch.flatten(self.body(images), 1)
+
+
+def _drop_last_linear(model: nn.Module) -> int:
+    """Replace the model's final ``nn.Linear`` by identity; return its input size."""
+    last_name, last = None, None
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            last_name, last = module_name, module
+    if last is None or last_name is None:
+        raise ConfigError(f"{type(model).__name__} has no final linear layer to use it as a backbone")
+    parent = model.get_submodule(last_name.rpartition(".")[0]) if "." in last_name else model
+    setattr(parent, last_name.rpartition(".")[2], nn.Identity())
+    return last.in_features
+
+
+def build_backbone(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> Backbone:
+    """Build a feature extractor by name.
+
+    Args:
+        name: ``"efficientnet_lite0"`` or a torchvision classification model name
+            (``"resnext101_32x8d"``, ``"resnet18"``, ``"resnet50"``, ``"efficientnet_b0"``, ...).
+        pretrained: Load ImageNet weights (torchvision's need the internet once; the
+            file is cached in :func:`torch_hub_checkpoint_dir`).
+
+    Returns:
+        A :class:`Backbone` mapping (N, 3, H, W) ImageNet-normalised images to (N, F).
+
+    Raises:
+        ConfigError: Unknown name.
+        GeoguessError: Weights cannot be downloaded or read; the message says what to do.
+    """
+    if name == OFFLINE_BACKBONE:
+        return Backbone(name, _LiteFeatures(LiteClassifier(pretrained)), 1280)
+    model = _torchvision_classifier(name, pretrained)
+    num_features = _drop_last_linear(model)
+    return Backbone(name, model, num_features)

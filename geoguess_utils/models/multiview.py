@@ -1,0 +1,84 @@
+"""The multi-view network: one backbone over four views, fused, then a head."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from geoguess_utils.errors import ConfigError
+from geoguess_utils.models.backbones import build_backbone
+from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
+
+Pooling = Literal["concat", "mean"]
+POOLINGS: tuple[str, ...] = ("concat", "mean")
+
+
+class MultiViewNet(nn.Module):
+    """One backbone over the four views of a location, one linear layer on top.
+
+    The views are folded into the batch, ``(B, V, 3, H, W) -> (B * V, 3, H, W)``, passed
+    through the backbone once, unfolded to ``(B, V, F)`` and either concatenated in view
+    (heading) order to ``(B, V * F)`` or averaged to ``(B, F)``.
+
+    Attributes:
+        backbone: The shared :class:`Backbone`.
+        head: Dropout then a linear layer to ``num_outputs``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = OFFLINE_BACKBONE,
+        num_outputs: int = 2,
+        pretrained: bool = True,
+        pooling: Pooling = "concat",
+        num_views: int = 4,
+        dropout: float = 0.0,
+        channels_last: bool = False,
+    ) -> None:
+        """Build the network.
+
+        Args:
+            backbone: Backbone name, see :func:`build_backbone`.
+            num_outputs: Output size: the number of classes, or 2 for scaled (x, y).
+            pretrained: Start the backbone from ImageNet weights.
+            pooling: ``"concat"`` (the original design) or ``"mean"`` over the views.
+            num_views: Views per location (4: headings 0, 90, 180, 270).
+            dropout: Dropout probability before the linear layer.
+            channels_last: Feed the backbone NHWC-strided images (faster convolutions on
+                recent GPUs; move the module with ``.to(memory_format=torch.channels_last)``).
+        """
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if num_outputs < 1 or num_views < 1:
+            raise ConfigError(f"num_outputs and num_views must be positive, got {num_outputs} and {num_views}")
+        self.pooling = pooling
+        self.num_views = int(num_views)
+        self.channels_last = bool(channels_last)
+        self.backbone = build_backbone(backbone, pretrained)
+        width = self.backbone.num_features * (self.num_views if pooling == "concat" else 1)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_outputs))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features of a batch of locations.
+
+        Args:
+            images: Shape (B, V, 3, H, W), views in heading order.
+
+        Returns:
+            Shape (B, V * F) for ``"concat"``, (B, F) for ``"mean"``.
+        """
+        if images.ndim != 5 or images.shape[1] != self.num_views:
+            raise ValueError(f"expected images of shape (B, {self.num_views}, 3, H, W), got {tuple(images.shape)}")
+        batch, views = images.shape[:2]
+        flat = images.reshape(batch * views, *images.shape[2:])
+        if self.channels_last:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        feats = self.backbone(flat).reshape(batch, views, -1)
+        return feats.flatten(1) if self.pooling == "concat" else feats.mean(dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W)."""
+        return self.head(self.features(images))

@@ -1,0 +1,396 @@
+"""GeoTask: the Lightning machinery shared by every task."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from geoguess_utils import accel
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.errors import CheckpointError, ConfigError
+from geoguess_utils.evaluation import MEAN_NAME
+from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
+from geoguess_utils.models.multiview import MultiViewNet, Pooling
+from geoguess_utils.tasks.decoding import clip_to_land
+from geoguess_utils.tasks.metrics import HaversineMetrics
+from geoguess_utils.training import checkpoint
+
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
+SCHEDULERS: tuple[str, ...] = ("plateau", "onecycle", "none")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+class GeoTask(pl.LightningModule):
+    """Shared machinery of the classification and regression tasks.
+
+    Subclasses define the output size, the loss and how outputs become ``(lat, lon)``.
+    Batches are dicts with ``images`` (B, 4, 3, H, W), ``class_index`` (B,),
+    ``xy_scaled`` (B, 2), ``latlon`` (B, 2) degrees and ``uuid``.
+    """
+
+    task_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        backbone: str = OFFLINE_BACKBONE,
+        pretrained: bool = True,
+        pooling: Pooling = "concat",
+        dropout: float = 0.0,
+        optimizer: Literal["adam", "adamw"] = "adamw",
+        lr: float = 1e-3,
+        backbone_lr_factor: float = 0.1,
+        weight_decay: float = 1e-4,
+        scheduler: Literal["plateau", "onecycle", "none"] = "plateau",
+        plateau_patience: int = 2,
+        plateau_factor: float = 0.1,
+        onecycle_pct_start: float = 0.3,
+        monitor: str = f"val/{MEAN_NAME}",
+        monitor_mode: Literal["min", "max"] = "min",
+        freeze_backbone_epochs: int = 1,
+        channels_last: bool = False,
+        compile_backbone: bool = False,
+        cpu_bf16_frozen_backbone: bool = False,
+    ) -> None:
+        """Configure the task; the network is built once the GeoContext is known.
+
+        Args:
+            backbone: Backbone name (see :func:`geoguess_utils.models.backbones.list_backbones`).
+            pretrained: Start the backbone from ImageNet weights.
+            pooling: ``"concat"`` the four views' features or take their ``"mean"``.
+            dropout: Dropout before the output layer.
+            optimizer: ``"adam"`` or ``"adamw"``.
+            lr: Learning rate of the output layer (the peak rate for one-cycle).
+            backbone_lr_factor: Backbone learning rate = ``lr * backbone_lr_factor`` once unfrozen.
+            weight_decay: Weight decay of the optimiser.
+            scheduler: ``"plateau"`` (ReduceLROnPlateau on ``monitor``), ``"onecycle"`` or ``"none"``.
+            plateau_patience: Epochs without improvement before the rate is reduced.
+            plateau_factor: Factor the rate is multiplied by on a plateau.
+            onecycle_pct_start: Share of the steps spent warming up in one-cycle.
+            monitor: Logged metric the plateau scheduler watches.
+            monitor_mode: Whether ``monitor`` improves when it goes ``"min"`` or ``"max"``.
+            freeze_backbone_epochs: Epochs during which only the output layer learns.
+            channels_last: Use NHWC memory format for the convolutions (faster on GPUs and on
+                CPUs alike).
+            compile_backbone: Compile the backbone with ``torch.compile`` (static shapes) when
+                training starts; the head, loss and metrics stay eager. Pays off on GPUs
+                for long runs (minutes of compilation first); checkpoints are unaffected.
+            cpu_bf16_frozen_backbone: While the backbone is frozen and training runs on a CPU
+                with native bf16, run the backbone's forward pass under bf16 autocast (the
+                head stays fp32): 2-3x faster steps there. Once the backbone trains, the
+                trainer's ``precision`` decides (bf16 then helps or hurts depending on the
+                network and image size; see ``BENCHMARKS.md``). No effect on GPUs.
+        """
+        super().__init__()
+        _check_choice("optimizer", optimizer, OPTIMIZERS)
+        _check_choice("scheduler", scheduler, SCHEDULERS)
+        if monitor_mode not in ("min", "max"):
+            raise ConfigError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+        if freeze_backbone_epochs < 0:
+            raise ConfigError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
+        self.save_hyperparameters()
+        self.context: GeoContext | None = None
+        self.image_size: int | None = None
+        self.net: MultiViewNet | None = None
+        self.val_km = HaversineMetrics()
+        self.test_km = HaversineMetrics()
+
+    # ------------------------------------------------------------------ context and network
+    def num_outputs(self, context: GeoContext) -> int:
+        """Size of the output layer for ``context``."""
+        raise NotImplementedError
+
+    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
+        """Initialise the output layer's bias from the training set (subclasses)."""
+
+    def _configure_extras(self, context: GeoContext) -> None:
+        """Create context-dependent metrics and buffers (subclasses)."""
+
+    def configure_context(self, context: GeoContext, image_size: int | None = None) -> None:
+        """Attach the fitted context and build the network for it.
+
+        Calling again with an identical context changes nothing; a different one after
+        the network exists is refused.
+
+        Args:
+            context: Everything fitted on the training split.
+            image_size: Side of the square input images in pixels (recorded in checkpoints).
+
+        Raises:
+            CheckpointError: A network for a different context already exists.
+        """
+        if self.context is not None:
+            if self.context.fingerprint() != context.fingerprint():
+                raise CheckpointError(checkpoint.describe_context_difference(self.context, context))
+            if image_size is not None:
+                self.image_size = int(image_size)
+            return
+        self.context = context
+        self.image_size = None if image_size is None else int(image_size)
+        hp = self.hparams
+        self.net = MultiViewNet(
+            backbone=hp.backbone,
+            num_outputs=self.num_outputs(context),
+            pretrained=hp.pretrained,
+            pooling=hp.pooling,
+            dropout=hp.dropout,
+            channels_last=hp.channels_last,
+        )
+        if hp.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        head = self.net.head[-1]
+        with torch.no_grad():
+            head.weight.zero_()  # start from the training prior; features then move predictions away from it
+            head.bias.zero_()
+        self._init_head(head, context)
+        self._configure_extras(context)
+        lat, lon = context.centroids_latlon("weighted").T
+        n = context.class_table["n_train"].to_numpy(dtype=np.float64)
+        weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / max(len(n), 1))
+        self._fallback_latlon = (float(weights @ lat), float(weights @ lon))
+
+    def setup(self, stage: str) -> None:
+        """Take the GeoContext (and image size) from the trainer's datamodule."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        try:
+            context = getattr(datamodule, "context", None)
+        except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
+            context = None
+        if context is None:
+            if self.context is None:
+                raise ConfigError(
+                    "the task has no GeoContext: train it through a GeoDataModule, or call configure_context()"
+                )
+            return
+        image_size = getattr(datamodule, "image_size", None)
+        if image_size is None and hasattr(datamodule, "hparams"):
+            image_size = datamodule.hparams.get("image_size")
+        self.configure_context(context, image_size)
+
+    def on_fit_start(self) -> None:
+        """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
+        if self.hparams.get("compile_backbone", False) and self.net is not None:
+            self.net.backbone.compile(dynamic=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W)."""
+        if self.net is None:
+            raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
+        return self.net(images)
+
+    # ------------------------------------------------------------------ subclass hooks
+    def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        """Training loss of a batch (scalar)."""
+        raise NotImplementedError
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Turn raw outputs (B, num_outputs) into ``[lat, lon]`` degrees, (B, 2) float64 on CPU.
+
+        Every returned point is finite and on land, whatever the outputs hold.
+        """
+        raise NotImplementedError
+
+    def _log_extra(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        """Log task-specific metrics of a batch (subclasses)."""
+
+    def _land(self, lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
+        assert self.context is not None
+        lat, lon = clip_to_land(lat, lon, self._fallback_latlon, self.context.variant)
+        return torch.from_numpy(np.column_stack([lat, lon]))
+
+    def predict_latlon(self, images: torch.Tensor) -> torch.Tensor:
+        """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
+        return self.decode(self(images))
+
+    # ------------------------------------------------------------------ steps
+    def _bf16_backbone_now(self) -> bool:
+        """Whether this training step runs the frozen backbone under CPU bf16 autocast."""
+        return (
+            bool(self.hparams.get("cpu_bf16_frozen_backbone", False))
+            and self.backbone_frozen
+            and self.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")
+            and accel.cpu_has_native_bf16()
+        )
+
+    def _training_outputs(self, images: torch.Tensor) -> torch.Tensor:
+        if self.net is None or not self._bf16_backbone_now():
+            return self(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features = self.net.features(images)
+        return self.net.head(features.float())
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """One optimisation step; logs ``train/loss``."""
+        outputs = self._training_outputs(batch["images"])
+        loss = self.loss(outputs, batch)
+        size = len(batch["images"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
+        self._log_extra("train", outputs, batch)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Any], stage: str, km: HaversineMetrics) -> torch.Tensor:
+        outputs = self(batch["images"])
+        loss = self.loss(outputs, batch)
+        size = len(batch["images"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
+        self._log_extra(stage, outputs, batch)
+        km.update(self.decode(outputs).to(self.device), batch["latlon"])
+        return loss
+
+    def _log_km(self, stage: str, km: HaversineMetrics) -> None:
+        values = km.compute()
+        km.reset()
+        for name, value in values.items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == MEAN_NAME)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and great-circle errors of a validation batch."""
+        return self._evaluate(batch, "val", self.val_km)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/haversine_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
+        self._log_km("val", self.val_km)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Loss and great-circle errors of a test batch."""
+        return self._evaluate(batch, "test", self.test_km)
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/haversine_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
+        self._log_km("test", self.test_km)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Return ``{"uuid": list[str], "latlon": (B, 2) float64 degrees}``."""
+        return {"uuid": list(batch["uuid"]), "latlon": self.predict_latlon(batch["images"])}
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        """Adam/AdamW with two parameter groups (head, backbone) and the chosen scheduler.
+
+        Both groups stay in the optimiser for the whole run; the backbone's rate is held
+        at 0 while it is frozen (see :meth:`on_train_batch_start`).
+        """
+        if self.net is None:
+            raise ConfigError("cannot build the optimiser before the network: no GeoContext yet")
+        hp = self.hparams
+        backbone_ids = {id(p) for p in self.net.backbone.parameters()}
+        head = [p for p in self.net.parameters() if id(p) not in backbone_ids]
+        backbone_lr = hp.lr * hp.backbone_lr_factor
+        groups = [
+            {"params": head, "lr": hp.lr, "name": "head"},
+            {"params": list(self.net.backbone.parameters()), "lr": backbone_lr, "name": "backbone"},
+        ]
+        if self.backbone_frozen and hp.scheduler != "onecycle":
+            groups[1]["lr"] = 0.0  # raised to lr * backbone_lr_factor at the unfreeze epoch
+        optimizer_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        optimizer = optimizer_cls(groups, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return optimizer
+        if hp.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode=hp.monitor_mode, factor=hp.plateau_factor, patience=hp.plateau_patience
+            )
+            config = {"scheduler": scheduler, "monitor": hp.monitor, "interval": "epoch", "frequency": 1}
+            return {"optimizer": optimizer, "lr_scheduler": config}
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[hp.lr, backbone_lr], total_steps=max(total, 1), pct_start=hp.onecycle_pct_start
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """Whether the current epoch is one of the first ``freeze_backbone_epochs``."""
+        return self.current_epoch < self.hparams.freeze_backbone_epochs
+
+    def _backbone_groups(self) -> list[dict[str, Any]]:
+        groups = []
+        for optimizer in self.trainer.optimizers:
+            groups += [g for g in optimizer.param_groups if g.get("name") == "backbone"]
+        return groups
+
+    def on_train_epoch_start(self) -> None:
+        """Freeze or unfreeze the backbone for this epoch.
+
+        In a single process, frozen backbone parameters also stop requiring gradients
+        (saves the backward pass through the backbone). Under DDP they keep requiring
+        gradients so every process reduces the same set of parameters; the zero learning
+        rate alone keeps them fixed.
+        """
+        assert self.net is not None
+        frozen = self.backbone_frozen
+        trainable = not (frozen and self.trainer.world_size == 1)
+        for parameter in self.net.backbone.parameters():
+            parameter.requires_grad_(trainable)
+        if frozen:
+            for group in self._backbone_groups():
+                group["lr"] = 0.0
+        else:
+            self._thaw_backbone_lr()
+
+    def on_train_epoch_end(self) -> None:
+        """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
+        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs:
+            self._thaw_backbone_lr()
+
+    def _thaw_backbone_lr(self) -> None:
+        """Give a backbone group held at 0 the rate ``head rate * backbone_lr_factor``.
+
+        One-cycle sets every group's rate itself, so nothing is done under it.
+        """
+        if self.hparams.scheduler == "onecycle":
+            return
+        head_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        for group in self._backbone_groups():
+            if group["lr"] == 0.0:
+                group["lr"] = head_lr * self.hparams.backbone_lr_factor
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Hold the backbone's learning rate at 0 while it is frozen (schedulers may have moved it)."""
+        if self.backbone_frozen:
+            for group in self._backbone_groups():
+                group["lr"] = 0.0
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_record(self) -> dict[str, Any]:
+        """Everything needed to use a checkpoint on its own (plain, ``weights_only``-safe types)."""
+        if self.context is None:
+            raise CheckpointError("cannot describe a task without a GeoContext")
+        from geoguess_utils.data.layout import HEADINGS
+        from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+        return {
+            "format": checkpoint.RECORD_FORMAT,
+            "task": self.task_name,
+            "backbone": str(self.hparams.backbone),
+            "pooling": str(self.hparams.pooling),
+            "image_size": self.image_size,
+            "normalization": {"mean": [float(v) for v in IMAGENET_MEAN], "std": [float(v) for v in IMAGENET_STD]},
+            "headings": [int(h) for h in HEADINGS],
+            "context": self.context.to_dict(),
+            "context_fingerprint": self.context.fingerprint(),
+        }
+
+    def on_save_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
+        """Store :meth:`checkpoint_record` under the ``"geoguess"`` key."""
+        checkpoint_dict[checkpoint.RECORD_KEY] = self.checkpoint_record()
+
+    def on_load_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
+        """Rebuild (or check) the context and network from the checkpoint's record."""
+        record = checkpoint.read_record(checkpoint_dict)
+        if record["task"] != self.task_name:
+            raise CheckpointError(f"the checkpoint holds a {record['task']} model, not a {self.task_name} model")
+        if record["backbone"] != self.hparams.backbone:
+            raise CheckpointError(
+                f"the checkpoint was trained with backbone {record['backbone']!r}, "
+                f"but this model uses {self.hparams.backbone!r}"
+            )
+        self.configure_context(GeoContext.from_dict(record["context"]), record.get("image_size"))

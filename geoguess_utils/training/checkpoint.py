@@ -1,0 +1,210 @@
+"""Self-contained checkpoints: written atomically, read without unpickling code.
+
+A geoguess checkpoint is a Lightning checkpoint with one extra entry, ``"geoguess"``,
+holding everything fitted on the training split (the GeoContext as a plain dict), the
+task, the backbone name, the image size and the normalisation. Every value is a plain
+type or a tensor, so ``torch.load(..., weights_only=True)`` reads it; a file that needs
+anything more is refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.errors import CheckpointError, ConfigError
+from geoguess_utils.io import atomic_path
+
+if TYPE_CHECKING:
+    from geoguess_utils.tasks.base import GeoTask
+
+RECORD_KEY = "geoguess"
+"""Key of the geoguess record inside a checkpoint dict."""
+
+RECORD_FORMAT = 1
+_RECORD_FIELDS = ("format", "task", "backbone", "image_size", "normalization", "context", "context_fingerprint")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", *, mmap: bool = False
+) -> dict[str, Any]:
+    """Read a checkpoint file safely (``weights_only=True``).
+
+    Args:
+        path: Checkpoint file (``.ckpt``).
+        map_location: Where tensors are loaded.
+        mmap: Map the tensors from the file instead of reading them (cheap, for
+            inspecting a large checkpoint).
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        CheckpointError: The file is missing, unreadable, not a checkpoint, or holds
+            pickled Python objects (which could run code when loaded).
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint {file} does not exist")
+    try:
+        data = torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        globals_named = [line for line in lines if "GLOBAL" in line]
+        if globals_named:
+            raise CheckpointError(
+                f"refusing to load {file}: it holds pickled Python objects beyond tensors and plain containers, "
+                f"which could run arbitrary code when loaded ({globals_named[0]}). geoguess checkpoints never need "
+                "that; only open such a file with plain torch.load(weights_only=False) if you fully trust its source"
+            ) from exc
+        detail = next((line for line in lines if "Unsupported" in line), lines[-1] if lines else type(exc).__name__)
+        raise CheckpointError(
+            f"{file} is not a readable PyTorch checkpoint, or holds data that cannot be loaded safely ({detail})"
+        ) from exc
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(f"{file} is not a readable PyTorch checkpoint: {exc}") from exc
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{file} is not a Lightning checkpoint (no 'state_dict' entry)")
+    return data
+
+
+def read_record(checkpoint: dict[str, Any], source: str = "the checkpoint") -> dict[str, Any]:
+    """Return the geoguess record of a checkpoint dict, checked for completeness.
+
+    Raises:
+        CheckpointError: The record is missing, from an unknown format, or incomplete.
+    """
+    record = checkpoint.get(RECORD_KEY)
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{source} has no {RECORD_KEY!r} entry: it was not written by a geoguess task")
+    if record.get("format") != RECORD_FORMAT:
+        raise CheckpointError(f"{source} has record format {record.get('format')!r}; expected {RECORD_FORMAT}")
+    missing = [name for name in _RECORD_FIELDS if name not in record]
+    if missing:
+        raise CheckpointError(f"{source} record lacks {', '.join(missing)}")
+    return record
+
+
+def _check_normalization(record: dict[str, Any], source: str) -> None:
+    from geoguess_utils.data.layout import HEADINGS
+    from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+    norm = record["normalization"]
+    saved = ([float(v) for v in norm["mean"]], [float(v) for v in norm["std"]])
+    current = ([float(v) for v in IMAGENET_MEAN], [float(v) for v in IMAGENET_STD])
+    if saved != current:
+        raise CheckpointError(
+            f"{source} was trained on images normalised with mean/std {saved}, but the data pipeline uses {current}"
+        )
+    headings = record.get("headings")
+    if headings is not None and [int(h) for h in headings] != [int(h) for h in HEADINGS]:
+        raise CheckpointError(
+            f"{source} expects views at headings {headings}, the data pipeline gives {list(HEADINGS)}"
+        )
+
+
+def describe_context_difference(saved: GeoContext, requested: GeoContext) -> str:
+    """Say in words how two contexts (class tables, projections, scalers) differ."""
+    parts = []
+    if saved.num_classes != requested.num_classes:
+        parts.append(f"{saved.num_classes} classes in the checkpoint vs {requested.num_classes} requested")
+    for name in ("crs", "spacing_deg", "variant", "centroid"):
+        a, b = getattr(saved, name), getattr(requested, name)
+        if a != b:
+            parts.append(f"{name} {a!r} vs {b!r}")
+    if saved.num_classes == requested.num_classes:
+        cells_a = list(saved.class_table["cell_id"])
+        cells_b = list(requested.class_table["cell_id"])
+        if cells_a != cells_b:
+            parts.append("the grid cells of the classes differ")
+        elif saved.to_dict()["class_table"] != requested.to_dict()["class_table"]:
+            parts.append("the class points (centroids fitted on a different training split) differ")
+    if saved.scaler.to_dict() != requested.scaler.to_dict():
+        parts.append(f"min-max scaler {saved.scaler.to_dict()} vs {requested.scaler.to_dict()}")
+    detail = "; ".join(parts) or "their fingerprints differ"
+    return (
+        f"class table / GeoContext mismatch (checkpoint {saved.fingerprint()} vs requested "
+        f"{requested.fingerprint()}): {detail}"
+    )
+
+
+def load_task(
+    path: str | os.PathLike[str],
+    backbone: str | None = None,
+    context: GeoContext | None = None,
+    map_location: str | torch.device = "cpu",
+) -> GeoTask:
+    """Rebuild a trained task from a checkpoint alone, ready for prediction.
+
+    The backbone is built without downloading anything (its weights come from the
+    checkpoint) and the network is sized from the stored GeoContext.
+
+    Args:
+        path: Checkpoint file.
+        backbone: If given, the backbone the caller expects; a different one is refused.
+        context: If given, the GeoContext the caller expects; a different one is refused.
+        map_location: Where tensors are loaded.
+
+    Returns:
+        The task in eval mode; its ``context`` and ``image_size`` come from the checkpoint.
+
+    Raises:
+        CheckpointError: Unsafe, unreadable or mismatching checkpoint (the message says what differs).
+    """
+    from geoguess_utils.tasks.registry import TASKS
+
+    data = load_checkpoint(path, map_location)
+    record = read_record(data, str(path))
+    if backbone is not None and backbone != record["backbone"]:
+        raise CheckpointError(
+            f"{path} was trained with backbone {record['backbone']!r}, but backbone {backbone!r} was requested"
+        )
+    try:
+        saved = GeoContext.from_dict(record["context"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the stored GeoContext is unusable: {exc}") from exc
+    if saved.fingerprint() != record["context_fingerprint"]:
+        raise CheckpointError(f"{path}: the stored GeoContext does not match its fingerprint (file altered?)")
+    if context is not None and context.fingerprint() != saved.fingerprint():
+        raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
+    _check_normalization(record, str(path))
+    task_cls = TASKS.get(record["task"])
+    if task_cls is None:
+        raise CheckpointError(f"{path} holds an unknown task {record['task']!r}; known: {', '.join(TASKS)}")
+    accepted = set(inspect.signature(task_cls.__init__).parameters) - {"self"}
+    hparams = {k: v for k, v in dict(data.get("hyper_parameters", {})).items() if k in accepted}
+    hparams["pretrained"] = False
+    hparams["backbone"] = record["backbone"]
+    try:
+        task = task_cls(**hparams)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: stored hyper-parameters are invalid: {exc}") from exc
+    task.configure_context(saved, record["image_size"])
+    try:
+        task.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: the weights do not fit a {record['backbone']} {record['task']} model: {exc}"
+        ) from exc
+    return task.eval()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint writer that never leaves a half-written file (temp file + rename)."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike[str], storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}")
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)

@@ -1,0 +1,197 @@
+"""``geoguess fit``: train a task with LightningCLI, then test its best checkpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_info
+
+from geoguess_utils.data.datamodule import GeoDataModule
+from geoguess_utils.errors import CheckpointError
+from geoguess_utils.evaluation import MEAN_NAME
+from geoguess_utils.tasks.base import GeoTask
+from geoguess_utils.training.callbacks import RunCheckpoint, SaveSplitCallback
+from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint, read_record
+from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
+
+MONITOR = f"val/{MEAN_NAME}"
+"""Metric that selects the best checkpoint and stops training early (lower is better)."""
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+class GeoguessCLI(LightningCLI):
+    """LightningCLI for geoguess tasks and the GeoDataModule, with checkpointing defaults."""
+
+    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
+        """Parse ``args`` (a config and overrides) and build trainer, model and data; fit nothing yet."""
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("seed_everything_default", 0)
+        kwargs.setdefault("parser_kwargs", {"prog": "geoguess fit", "description": "Train a geoguess model."})
+        with warnings.catch_warnings():
+            # ``geoguess fit`` hands over its own argv; that is intended, not a mix-up
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().__init__(GeoTask, GeoDataModule, subclass_mode_model=True, run=False, args=args, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Add checkpoint, early-stopping and learning-rate callbacks, resume and test switches."""
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": MONITOR,
+                "checkpoint.mode": "min",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best-epoch{epoch:02d}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults(
+            {"early_stopping.monitor": MONITOR, "early_stopping.mode": "min", "early_stopping.patience": 5}
+        )
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.add_lightning_class_args(SaveSplitCallback, "save_split")
+        parser.add_lightning_class_args(StepCheckpoint, "step_checkpoint")
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume training from this checkpoint")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="test the best checkpoint once training ends"
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
+        """Build the trainer, then write checkpoints atomically and keep each run's logs in one folder."""
+        trainer = super().instantiate_trainer(**kwargs)
+        _use_atomic_checkpoints(trainer)
+        _share_log_dir(trainer)
+        _drop_lr_monitor_without_logger(trainer)
+        for kind in (StepSeed, PlateauCatchUp):  # exact resumption (see geoguess_utils.resume)
+            if not any(isinstance(cb, kind) for cb in trainer.callbacks):
+                trainer.callbacks.append(kind())
+        return trainer
+
+
+def _use_atomic_checkpoints(trainer: pl.Trainer) -> None:
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
+
+def _share_log_dir(trainer: pl.Trainer) -> None:
+    """Give CSV loggers the version of the TensorBoard logger writing to the same folder.
+
+    Otherwise each picks the next free ``version_N`` on its own and a run's metrics.csv
+    lands in another folder than its event files and checkpoints.
+    """
+    loggers = list(trainer.loggers)
+    board = next((lg for lg in loggers if isinstance(lg, TensorBoardLogger)), None)
+    if board is None:
+        return
+    for i, logger in enumerate(loggers):
+        same_place = isinstance(logger, CSVLogger) and (logger.save_dir, logger.name) == (board.save_dir, board.name)
+        if same_place and logger.version != board.version:
+            loggers[i] = CSVLogger(save_dir=logger.save_dir, name=logger.name, version=board.version)
+    trainer.loggers = loggers
+
+
+def _drop_lr_monitor_without_logger(trainer: pl.Trainer) -> None:
+    if not trainer.loggers:
+        trainer.callbacks = [cb for cb in trainer.callbacks if not isinstance(cb, LearningRateMonitor)]
+
+
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
+    """Path of the best checkpoint so far, else the last one, else ``None`` (no checkpoint written)."""
+    callback = trainer.checkpoint_callback
+    if not isinstance(callback, ModelCheckpoint):
+        return None
+    for path in (callback.best_model_path, callback.last_model_path):
+        if path and Path(path).is_file():
+            return path
+    return None
+
+
+def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -> None:
+    """Check a checkpoint before resuming from it.
+
+    The file is read with ``weights_only=True`` (tensors memory-mapped, so this is cheap),
+    which refuses any pickled code; it must be a geoguess checkpoint of the same task
+    and backbone. A different class table is refused when the model loads it.
+
+    Raises:
+        CheckpointError: Unsafe, unreadable, foreign or mismatching checkpoint; the
+            message says what differs.
+    """
+    record = read_record(load_checkpoint(ckpt_path, mmap=True), str(ckpt_path))
+    differences = [
+        f"{name} {record[name]!r} in the checkpoint vs {wanted!r} configured"
+        for name, wanted in (("task", model.task_name), ("backbone", str(model.hparams.backbone)))
+        if record[name] != wanted
+    ]
+    if differences:
+        raise CheckpointError(f"cannot resume from {ckpt_path}: {'; '.join(differences)}")
+
+
+def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_path: str | None = None) -> bool:
+    """Train; return ``True`` when Ctrl+C stopped training early (Lightning shuts down cleanly).
+
+    Raises:
+        CheckpointError: ``ckpt_path`` is unsafe or belongs to another model (see :func:`check_resume_checkpoint`).
+    """
+    if ckpt_path is not None:
+        check_resume_checkpoint(model, ckpt_path)
+    try:
+        with warnings.catch_warnings():
+            # the CSV logger shares the TensorBoard logger's new folder on purpose (see _share_log_dir)
+            warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+    if trainer.interrupted:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl+C after the first
+        return True
+    return False
+
+
+def test_best(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule) -> list[dict[str, float]]:
+    """Test the best checkpoint (or the current weights when none was written)."""
+    path = best_checkpoint(trainer)
+    if path is None:
+        rank_zero_info("no checkpoint was written; testing the current weights")
+    else:
+        rank_zero_info(f"testing checkpoint {path}")
+    return trainer.test(model, datamodule=datamodule, ckpt_path=path, weights_only=True)
+
+
+def run(argv: list[str]) -> int:
+    """Entry point of ``geoguess fit``.
+
+    Args:
+        argv: Arguments after ``fit``: ``--config FILE`` and any ``--section.key value`` override.
+
+    Returns:
+        0 after a complete run, 130 when training was interrupted with Ctrl+C.
+    """
+    cli = GeoguessCLI(args=argv)
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    interrupted = fit(trainer, model, datamodule, cli.config.get("ckpt_path"))
+    if interrupted:
+        print("training interrupted; the best checkpoint so far is kept", file=sys.stderr)
+    if cli.config.get("test_after_fit"):
+        if interrupted and trainer.world_size > 1:
+            print("not testing after an interrupted multi-process run; use geoguess predict/evaluate", file=sys.stderr)
+        else:
+            test_best(trainer, model, datamodule)
+    path = best_checkpoint(trainer)
+    if path is not None and trainer.is_global_zero:
+        print(f"best checkpoint: {path}", file=sys.stderr)
+    return INTERRUPTED_EXIT_CODE if interrupted else 0

@@ -1,0 +1,345 @@
+"""Training runs for the course: configs, run folders, training or reusing a run, its logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from geoguess_utils.course import paths
+from geoguess_utils.errors import ConfigError, DataError, GeoguessError
+
+if TYPE_CHECKING:
+    pass
+
+# ----------------------------------------------------------------------------- training runs
+
+TASK_CLASSES: dict[str, str] = {
+    "classification": "geoguess_utils.tasks.classification.ClassificationTask",
+    "regression": "geoguess_utils.tasks.regression.RegressionTask",
+}
+"""LightningCLI class path of each task."""
+
+REGRESSION_LR = 1e-4
+"""Learning rate of the regression head (the configs are tuned for the classifier)."""
+
+GPU_CONFIG = "gpu_full.yaml"
+CPU_CONFIG = "quick_cpu.yaml"
+
+QUICK_OVERRIDES: dict[str, str] = {
+    "--model.init_args.backbone": "efficientnet_lite0",
+    "--model.init_args.pretrained": "true",
+    "--data.image_size": "32",
+    "--data.batch_size": "32",
+    "--data.num_workers": "0",
+    "--data.persistent_workers": "false",
+    "--data.pin_memory": "false",
+    "--trainer.max_epochs": "2",
+    "--trainer.limit_train_batches": "12",
+    "--trainer.log_every_n_steps": "4",
+}
+"""What a QUICK run changes in any config: a small backbone whose weights ship with the
+package, 32 px views, two epochs of 12 batches. A minute on two CPU cores; the numbers
+it reaches say that the pipeline works, not how good a model can get."""
+
+_RUN_FILES = {"checkpoints", "metrics.csv", "hparams.yaml", "config.yaml", "split.csv", "skipped_locations.csv"}
+
+
+def default_config() -> str:
+    """``gpu_full.yaml`` when a CUDA GPU is visible, else ``quick_cpu.yaml``."""
+    import torch
+
+    return GPU_CONFIG if torch.cuda.is_available() else CPU_CONFIG
+
+
+def resolve_config(config: str | os.PathLike[str] | None = None, root: str | os.PathLike[str] | None = None) -> Path:
+    """The YAML file of a training configuration.
+
+    Args:
+        config: ``None`` or ``"auto"`` (see :func:`default_config`), a name in
+            ``configs/`` with or without ``.yaml``, or a path to a file.
+        root: Project root; found with :func:`geoguess_utils.course.paths.project_root` when ``None``.
+
+    Raises:
+        ConfigError: When the file does not exist.
+    """
+    project = Path(root) if root is not None else paths.project_root()
+    name = default_config() if config is None or str(config) == "auto" else str(config)
+    candidates = [Path(name), project / name, project / "configs" / name, project / "configs" / f"{name}.yaml"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(f"no training config {name!r}: looked for {', '.join(str(c) for c in candidates)}")
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one training run folder (``<run_dir>/checkpoints/best.ckpt`` and the logs)."""
+
+    run_dir: Path
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        """The checkpoint with the best validation mean km, or ``None``."""
+        folder = self.run_dir / "checkpoints"
+        if (folder / "best.ckpt").is_file():
+            return folder / "best.ckpt"
+        found = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The checkpoint of the last finished epoch (to resume from), or ``None``."""
+        path = self.run_dir / "checkpoints" / "last.ckpt"
+        return path if path.is_file() else None
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The best checkpoint, else the last one, else ``None``."""
+        return self.best_checkpoint or self.last_checkpoint
+
+    @property
+    def metrics_csv(self) -> Path:
+        """The CSV logger's file: one row per logging step and per epoch."""
+        return self.run_dir / "metrics.csv"
+
+    @property
+    def split_csv(self) -> Path:
+        """Which location went to train, val and test in this run."""
+        return self.run_dir / "split.csv"
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run left a checkpoint and its logs."""
+        return self.checkpoint is not None and self.metrics_csv.is_file() and self.split_csv.is_file()
+
+
+def run_files_of_checkpoint(checkpoint: str | os.PathLike[str]) -> RunFiles:
+    """The run folder a checkpoint was written into (``<run_dir>/checkpoints/<name>.ckpt``)."""
+    return RunFiles(Path(checkpoint).resolve().parent.parent)
+
+
+def fit_arguments(
+    config: str | os.PathLike[str],
+    roots: Sequence[str | os.PathLike[str]],
+    run_dir: str | os.PathLike[str],
+    task: str = "classification",
+    quick: bool = False,
+    seed: int = 0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """Arguments of ``geoguess fit`` for a run written into exactly ``run_dir``.
+
+    Both loggers (TensorBoard and CSV) write into ``run_dir`` and the best checkpoint
+    is always called ``best.ckpt``, so the run can be found again by its folder alone.
+
+    Args:
+        config: YAML config file.
+        roots: Labelled dataset roots.
+        run_dir: Folder of the run's logs, ``split.csv`` and ``checkpoints/``.
+        task: ``"classification"`` or ``"regression"`` (the latter with :data:`REGRESSION_LR`).
+        quick: Add :data:`QUICK_OVERRIDES`.
+        seed: Seed of Lightning and of the train/val/test split.
+        extra: More ``--key value`` overrides, applied last.
+
+    Returns:
+        The argument list (without the ``fit`` command name).
+    """
+    if task not in TASK_CLASSES:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASK_CLASSES)}")
+    if not roots:
+        raise ConfigError("no dataset roots to train on")
+    folder = Path(run_dir).resolve()
+    loggers = [
+        {
+            "class_path": f"pytorch_lightning.loggers.{name}",
+            "init_args": {"save_dir": str(folder.parent), "name": "", "version": folder.name},
+        }
+        for name in ("TensorBoardLogger", "CSVLogger")
+    ]
+    argv = [
+        "--config",
+        str(config),
+        "--model.class_path",
+        TASK_CLASSES[task],
+        "--data.roots",
+        json.dumps([str(Path(r).resolve()) for r in roots]),
+        "--trainer.logger",
+        json.dumps(loggers),
+        "--checkpoint.filename",
+        "best",
+        "--seed_everything",
+        str(int(seed)),
+        "--data.seed",
+        str(int(seed)),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    if task == "regression":
+        argv += ["--model.init_args.lr", str(REGRESSION_LR)]
+    if paths.is_synthetic(roots):
+        argv += ["--data.expected_source_size", "null"]  # the sample's images are small, not LUMEN's 640 px
+    if quick:
+        for key, value in QUICK_OVERRIDES.items():
+            argv += [key, value]
+    return argv + list(extra)
+
+
+def clear_run_dir(run_dir: str | os.PathLike[str]) -> None:
+    """Delete a previous run's folder before a new run writes there.
+
+    Raises:
+        ConfigError: When the folder holds anything a training run does not write,
+            so that no unrelated folder is ever deleted.
+    """
+    folder = Path(run_dir)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a run folder")
+    foreign = [p.name for p in folder.iterdir() if p.name not in _RUN_FILES and not p.name.startswith("events.out.")]
+    if foreign:
+        raise ConfigError(
+            f"{folder} holds files a training run does not write ({', '.join(sorted(foreign)[:5])}); "
+            "choose another run folder"
+        )
+    shutil.rmtree(folder)
+
+
+def train(
+    config: str | os.PathLike[str],
+    roots: Sequence[str | os.PathLike[str]],
+    run_dir: str | os.PathLike[str],
+    task: str = "classification",
+    quick: bool = False,
+    seed: int = 0,
+    extra: Sequence[str] = (),
+) -> RunFiles:
+    """Train one task with ``geoguess fit`` (LightningCLI) in this process, then test it.
+
+    A previous run in ``run_dir`` is removed first (see :func:`clear_run_dir`).
+
+    Args:
+        config: YAML config (see :func:`resolve_config`).
+        roots: Labelled dataset roots.
+        run_dir: Folder for this run.
+        task: ``"classification"`` or ``"regression"``.
+        quick: Shrink the run (see :data:`QUICK_OVERRIDES`).
+        seed: Seed of training and of the split.
+        extra: More ``--key value`` overrides.
+
+    Returns:
+        The run's files.
+
+    Raises:
+        GeoguessError: When training was interrupted or wrote no checkpoint.
+    """
+    from geoguess_utils.training import lightning_cli
+
+    clear_run_dir(run_dir)
+    argv = fit_arguments(resolve_config(config), roots, run_dir, task, quick, seed, extra)
+    try:
+        status = lightning_cli.run(argv)
+    except SystemExit as exc:  # the argument parser refused a value; it has printed why
+        raise ConfigError(
+            f"geoguess fit refused the arguments (exit status {exc.code}); see the message above"
+        ) from exc
+    files = RunFiles(Path(run_dir).resolve())
+    if status != 0:
+        raise GeoguessError(f"training in {files.run_dir} was interrupted; the best checkpoint so far is kept")
+    if files.checkpoint is None:
+        raise GeoguessError(f"training in {files.run_dir} wrote no checkpoint")
+    return files
+
+
+def find_or_train(
+    config: str | os.PathLike[str],
+    roots: Sequence[str | os.PathLike[str]],
+    run_dir: str | os.PathLike[str],
+    task: str = "classification",
+    quick: bool = False,
+    seed: int = 0,
+) -> RunFiles:
+    """The finished run in ``run_dir``, or a new one trained there with :func:`train`.
+
+    Args:
+        config: Config used when a run must be trained.
+        roots: Labelled dataset roots.
+        run_dir: Folder of the run.
+        task: ``"classification"`` or ``"regression"``.
+        quick: Train a QUICK run when one is needed.
+        seed: Seed when one is trained.
+
+    Returns:
+        The run's files.
+    """
+    files = RunFiles(Path(run_dir).resolve())
+    if files.complete:
+        return files
+    print(f"no finished {task} run in {files.run_dir}: training one now, as notebook 04 does")
+    return train(config, roots, run_dir, task, quick, seed)
+
+
+def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Per-epoch training curves from a CSV logger file.
+
+    Args:
+        path: ``metrics.csv`` of a run.
+
+    Returns:
+        One row per epoch (index ``epoch``), one column per logged train/val value
+        (``train/loss_epoch``, ``val/loss``, ``val/haversine_km``, ...); step-level and
+        test values are left out.
+
+    Raises:
+        DataError: When the file is missing, unreadable or has no epoch rows.
+    """
+    table = _read_metrics_csv(path)
+    keep = [
+        c
+        for c in table.columns
+        if (c.startswith("train/") or c.startswith("val/")) and not c.endswith("_step") and c != "train/loss"
+    ]
+    rows = table[table["epoch"].notna()]
+    curves = rows.groupby(rows["epoch"].astype(int))[keep].first().dropna(how="all")
+    if curves.empty:
+        raise DataError(f"{path} holds no per-epoch values (did training finish an epoch?)")
+    return curves
+
+
+def logged_test_results(path: str | os.PathLike[str]) -> dict[str, float]:
+    """The ``test/...`` values a run logged after training (empty when it did not test).
+
+    Args:
+        path: ``metrics.csv`` of a run.
+
+    Returns:
+        ``{name without the "test/" prefix: value}``.
+    """
+    table = _read_metrics_csv(path)
+    out = {}
+    for column in table.columns:
+        if column.startswith("test/"):
+            values = table[column].dropna()
+            if len(values):
+                out[column.removeprefix("test/")] = float(values.iloc[-1])
+    return out
+
+
+def _read_metrics_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"no training log at {file}")
+    try:
+        table = pd.read_csv(file)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{file}: cannot read the training log: {exc}") from exc
+    if "epoch" not in table.columns:
+        raise DataError(f"{file} is not a CSV logger file (no 'epoch' column)")
+    return table

@@ -1,0 +1,78 @@
+"""Maps of locations and their density per cell."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from geoguess_utils.course.exploration import DENSITY_MIN_AREA_KM2
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def plot_locations_and_density(lat: np.ndarray, lon: np.ndarray, density: pd.DataFrame, title: str = "") -> Figure:
+    """Two maps side by side: every location, and locations per 1,000 km² of each cell.
+
+    Args:
+        lat: Latitudes, degrees, shape (N,).
+        lon: Longitudes, degrees, shape (N,).
+        density: Output of :func:`cell_density`.
+        title: Figure title.
+
+    Returns:
+        The figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from geoguess_utils.viz import basemap, cell_maps
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13.0, 5.8))
+    cell_maps.plot_locations(lat, lon, title=f"{len(lat)} locations", ax=left, size=4)
+    right.set_facecolor(basemap.SEA_COLOUR)
+    basemap.draw_croatia(right)
+    values = density["per_1000_km2"]
+    vmax = float(np.nanpercentile(values, 95)) if values.notna().any() else 1.0
+    _draw_cells(right, density, values.to_numpy(), "viridis", 0.0, vmax, "locations per 1,000 km² of land")
+    _degree_axes(right)
+    right.set_title(f"density per cell (cells with < {DENSITY_MIN_AREA_KM2:.0f} km² of land left blank)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _degree_axes(ax) -> None:  # noqa: ANN001
+    """Same kilometres per unit along both axes at Croatia's mid latitude, degree labels."""
+    ax.set_aspect(1 / np.cos(np.radians(44.5)))
+    ax.set_xlabel("longitude (deg)")
+    ax.set_ylabel("latitude (deg)")
+
+
+def _draw_cells(ax, cells: pd.DataFrame, values: np.ndarray, cmap: str, vmin: float, vmax: float, label: str) -> None:  # noqa: ANN001
+    """Fill the cells' boxes with ``values`` (NaN: outline only) and add a colour bar."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    boxes = [
+        Rectangle((r.lon_min, r.lat_min), r.lon_max - r.lon_min, r.lat_max - r.lat_min) for r in cells.itertuples()
+    ]
+    has_value = np.isfinite(values)
+    filled = PatchCollection(
+        [b for b, keep in zip(boxes, has_value, strict=True) if keep], cmap=cmap, alpha=0.8, edgecolor="#444444"
+    )
+    filled.set_array(np.asarray(values, dtype=float)[has_value])
+    filled.set_clim(vmin, max(vmax, vmin + 1e-9))
+    filled.set_linewidth(0.4)
+    ax.add_collection(filled)
+    empty = PatchCollection(
+        [b for b, keep in zip(boxes, has_value, strict=True) if not keep],
+        facecolor="none",
+        edgecolor="#999999",
+        linewidth=0.4,
+    )
+    ax.add_collection(empty)
+    plt.colorbar(filled, ax=ax, shrink=0.75, label=label)
