@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils.data import layout
+from geoguess_utils.data.settings import SplitSettings
 from geoguess_utils.errors import CheckpointError, ConfigError, DataError
 from geoguess_utils.geo import distance
 
@@ -101,7 +102,6 @@ def predict(
         "num_workers": num_workers,
         "augment": False,
         "context": task.context.to_dict(),
-        "expected_source_size": None,
     }
     root_list = [str(r) for r in roots]
     if split is not None:
@@ -109,7 +109,7 @@ def predict(
             raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if split_csv is None or not Path(split_csv).is_file():
             raise ConfigError(f"predicting the {split} split needs the training run's split.csv (got {split_csv})")
-        module = GeoDataModule(roots=root_list, split_csv=str(split_csv), **common)
+        module = GeoDataModule(roots=root_list, **common, split=SplitSettings(csv=str(split_csv)))
         module.setup("test")
         dataset = module.dataset(split)
         assert module.locations is not None

@@ -179,8 +179,8 @@ def test_gpu_recipe_config():
     assert cfg["model"]["init_args"]["backbone"] == "resnext101_32x8d"
     assert cfg["model"]["init_args"]["channels_last"] is True
     assert cfg["model"]["init_args"]["compile_backbone"] is True
-    assert cfg["data"]["drop_last"] is True
-    assert cfg["data"]["image_cache"] == "memory"
+    assert cfg["data"]["loader"]["drop_last"] is True
+    assert cfg["data"]["cache"]["images"] == "memory"
 
 
 def test_compile_backbone_compiles_only_the_backbone_when_training_starts():

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from geoguess_utils.data.settings import CacheSettings, ReadSettings
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -82,10 +84,10 @@ def predict_roots(
         image_size=task.image_size,
         batch_size=batch_size,
         num_workers=num_workers,
-        cache_dir=None if cache_dir is None else str(cache_dir),
-        lenient=lenient,
         augment=False,
         context=task.context.to_dict(),
+        cache=CacheSettings(dir=None if cache_dir is None else str(cache_dir)),
+        reading=ReadSettings(lenient=lenient),
     )
     datamodule.setup("predict")
     target = _device(device)

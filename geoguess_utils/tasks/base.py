@@ -256,7 +256,7 @@ class GeoTask(pl.LightningModule):
         return self._evaluate(batch, "val", self.val_km)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/haversine_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
+        """Log ``val/mean_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
         self._log_km("val", self.val_km)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -264,7 +264,7 @@ class GeoTask(pl.LightningModule):
         return self._evaluate(batch, "test", self.test_km)
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/haversine_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
+        """Log ``test/mean_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
         self._log_km("test", self.test_km)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
