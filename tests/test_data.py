@@ -391,7 +391,7 @@ def test_image_sizes_and_drop_last(two_roots, tmp_path):
 
 
 def test_constructor_checks_arguments():
-    with pytest.raises(ConfigError, match="cache.images"):
+    with pytest.raises(ConfigError, match=r"cache\.images"):
         datamodule.GeoDataModule(roots=["x"], cache=CacheSettings(images="disk"))
     with pytest.raises(ConfigError, match="centroid"):
         datamodule.GeoDataModule(roots=["x"], cells=CellSettings(centroid="middle"))

@@ -8,10 +8,9 @@ with one row per folder, the competition's submission format.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from geoguess_utils.data.settings import CacheSettings, ReadSettings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,14 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device(name: str):  # noqa: ANN202 - torch.device
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def predict_roots(
     ckpt: Path,
     roots: list[Path],
@@ -57,6 +48,7 @@ def predict_roots(
     decoding: str | None = None,
     cache_dir: Path | None = None,
     lenient: bool = False,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Predict every location under ``roots`` with the checkpoint ``ckpt``.
 
@@ -64,11 +56,8 @@ def predict_roots(
         DataFrame with columns uuid, latitude, longitude (degrees), one row per location,
         in the order the dataset lists them.
     """
-    import pandas as pd
-    import torch
-
-    from geoguess_utils.data.datamodule import GeoDataModule
-    from geoguess_utils.errors import CheckpointError, ConfigError, DataError
+    from geoguess_utils import inference
+    from geoguess_utils.errors import ConfigError
     from geoguess_utils.tasks.classification import ClassificationTask
     from geoguess_utils.training.checkpoint import load_task
 
@@ -77,38 +66,17 @@ def predict_roots(
         if not isinstance(task, ClassificationTask):
             raise ConfigError("--decoding applies to classification checkpoints only")
         task.decoding = decoding
-    if task.image_size is None:
-        raise CheckpointError(f"{ckpt} does not record the image size it was trained at")
-    datamodule = GeoDataModule(
-        predict_roots=[str(r) for r in roots],
-        image_size=task.image_size,
+    predictions = inference.predict(
+        task,
+        [str(r) for r in roots],
         batch_size=batch_size,
+        device=device,
         num_workers=num_workers,
-        augment=False,
-        context=task.context.to_dict(),
-        cache=CacheSettings(dir=None if cache_dir is None else str(cache_dir)),
-        reading=ReadSettings(lenient=lenient),
+        cache_dir=cache_dir,
+        lenient=lenient,
+        progress=progress,
     )
-    datamodule.setup("predict")
-    target = _device(device)
-    task.to(target)
-    uuids: list[str] = []
-    latlon = []
-    with torch.inference_mode():
-        for batch in datamodule.predict_dataloader():
-            latlon.append(task.predict_latlon(batch["images"].to(target)))
-            uuids += list(batch["uuid"])
-    expected = list(datamodule.predict_locations["uuid"])
-    if uuids != expected:
-        raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(expected)}")
-    points = torch.cat(latlon).numpy() if latlon else None
-    return pd.DataFrame(
-        {
-            "uuid": uuids,
-            "latitude": [] if points is None else points[:, 0],
-            "longitude": [] if points is None else points[:, 1],
-        }
-    )
+    return inference.submission(predictions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         decoding=args.decoding,
         cache_dir=args.cache_dir,
         lenient=args.lenient,
+        progress=sys.stderr.isatty(),
     )
     atomic_write_csv(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")

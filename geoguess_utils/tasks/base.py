@@ -268,8 +268,20 @@ class GeoTask(pl.LightningModule):
         self._log_km("test", self.test_km)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Return ``{"uuid": list[str], "latlon": (B, 2) float64 degrees}``."""
-        return {"uuid": list(batch["uuid"]), "latlon": self.predict_latlon(batch["images"])}
+        """The one inference step: ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, ...}``.
+
+        Subclasses add what their outputs carry through :meth:`prediction_extras`
+        (a classifier adds ``"probabilities"``, (B, K) float64). ``Trainer.predict``,
+        :mod:`geoguess_utils.inference` and the server all go through here.
+        """
+        outputs = self(batch["images"])
+        result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs)}
+        result.update(self.prediction_extras(outputs))
+        return result
+
+    def prediction_extras(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra per-location results of :meth:`predict_step` (none by default)."""
+        return {}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

@@ -162,6 +162,10 @@ class ClassificationTask(GeoTask):
         collection.update(outputs.detach().float(), batch["class_index"])
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(outputs))
 
+    def prediction_extras(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"probabilities": (B, K) float64}`` next to the decoded points."""
+        return {"probabilities": self.class_probabilities(outputs)}
+
     def class_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         """Softmax of the logits, (B, K) float64 on CPU; non-finite logits are made finite first."""
         return torch.softmax(_finite_logits(outputs).cpu(), dim=1)
