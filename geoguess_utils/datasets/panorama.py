@@ -140,23 +140,27 @@ def sample_bilinear(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, wrap_
         cols = np.clip(cols, 0.0, width - 1.0)
     r0 = np.floor(rows)
     c0 = np.floor(cols)
-    fr = (rows - r0).astype(np.float32)
-    fc = (cols - c0).astype(np.float32)
-    r0 = r0.astype(np.intp)
-    c0 = c0.astype(np.intp)
+    fr = (rows - r0).astype(np.float32).reshape(-1, 1)
+    fc = (cols - c0).astype(np.float32).reshape(-1, 1)
+    r0 = r0.astype(np.intp).reshape(-1)
+    c0 = c0.astype(np.intp).reshape(-1)
     r1 = np.minimum(r0 + 1, height - 1)
     if wrap_cols:
         c0 = np.mod(c0, width)
         c1 = np.mod(c0 + 1, width)
     else:
         c1 = np.minimum(c0 + 1, width - 1)
-    data = image.astype(np.float32, copy=False)
-    if data.ndim == 3:
-        fr = fr[..., None]
-        fc = fc[..., None]
-    top = data[r0, c0] * (1.0 - fc) + data[r0, c1] * fc
-    bottom = data[r1, c0] * (1.0 - fc) + data[r1, c1] * fc
-    return top * (1.0 - fr) + bottom * fr
+    flat = image.reshape(height * width, -1)  # gather from the original dtype: no full-size float copy
+
+    def pick(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return np.take(flat, r * width + c, axis=0).astype(np.float32)
+
+    top = pick(r0, c0)
+    top += (pick(r0, c1) - top) * fc
+    bottom = pick(r1, c0)
+    bottom += (pick(r1, c1) - bottom) * fc
+    top += (bottom - top) * fr
+    return top.reshape(rows.shape + image.shape[2:])
 
 
 def _as_input_dtype(values: np.ndarray, like: np.ndarray) -> np.ndarray:
