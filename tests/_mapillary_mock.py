@@ -20,6 +20,7 @@ from PIL import Image
 from geoguess_utils.datasets.synthetic.panorama import render_panorama
 
 TOKEN = "MLY|1234567890|abcdefSECRETtoken"
+SIGNED_QUERY = "stp=s2048x1024&_nc_sid=a1%2bb%3D%3D&oh=00_AfB&ccb=%7E1"  # like a signed CDN link: kept byte for byte
 VIEW_SIZE = 48  # the synthetic panoramas are stitched from views of this size
 
 
@@ -88,7 +89,7 @@ class MockMapillary:
             "computed_compass_angle": s.compass,
             "captured_at": 1625140800000 + s.n * 1000,
             "creator": {"username": f"driver_{s.n}", "id": str(9000 + s.n)},
-            "thumb_2048_url": f"{self.base}/thumb/{image_id}.jpg",
+            "thumb_2048_url": f"{self.base}/thumb/{image_id}.jpg?{SIGNED_QUERY}",
         }
 
     async def _search(self, request: web.Request) -> web.Response:
@@ -142,6 +143,8 @@ class MockMapillary:
         image_id = request.match_info["image_id"]
         self.calls[f"thumb {image_id}"] += 1
         self.auth_to_images.append(request.headers.get("Authorization", ""))
+        if request.rel_url.raw_query_string != SIGNED_QUERY:
+            return web.Response(status=403, text=f"bad signature {request.rel_url.raw_query_string}")
         script = self.images.get(image_id, [])
         action = script.pop(0) if script else "ok"
         body = self.panorama_jpeg(image_id)

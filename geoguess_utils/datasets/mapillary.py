@@ -233,11 +233,14 @@ class _Downloader:
 
     async def _get_once(self, url: str, params: dict[str, str] | None, want: str) -> Any:
         import aiohttp
+        from yarl import URL
 
         to_api = urlsplit(url).netloc == self.api_host
         headers = {"Authorization": f"OAuth {self.s.token}"} if want == "json" and to_api else {}
         timeout = aiohttp.ClientTimeout(total=self.s.timeout_s)
-        async with self.session.get(url, params=params, headers=headers, timeout=timeout) as response:
+        # An image URL is used exactly as the API gave it (signed CDN links break when re-quoted).
+        target = URL(url) if params is not None else URL(url, encoded=True)
+        async with self.session.get(target, params=params, headers=headers, timeout=timeout) as response:
             if response.status in _RETRY_HTTP:
                 header = response.headers.get("Retry-After", "")
                 retry_after = float(header) if header.replace(".", "", 1).isdigit() else None
