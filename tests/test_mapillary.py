@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _mapillary_mock import TOKEN, MockMapillary, seed_of
 from PIL import Image
 
 from geoguess_utils.cli import main
 from geoguess_utils.datasets import mapillary, mapillary_records
 from geoguess_utils.datasets.synthetic.render import render_location
 from geoguess_utils.errors import ConfigError, DataError
-from tests._mapillary_mock import TOKEN, MockMapillary, seed_of
 
 SIZE = 32
 
