@@ -195,3 +195,57 @@ class MockMapillary:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
+
+
+def _measure_rate() -> None:
+    """Download rate against this mock: ``python tests/_mapillary_mock.py [--locations 40] [--size 640] ...``.
+
+    Every image id gets the same 2048x1024 synthetic panorama (rendered once), so the
+    number measures the downloader (requests, decoding, reprojection, encoding, writes),
+    not the mock's rendering.
+    """
+    import argparse
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from geoguess_utils.datasets import mapillary
+
+    parser = argparse.ArgumentParser(description=_measure_rate.__doc__)
+    parser.add_argument("--locations", type=int, default=40)
+    parser.add_argument("--size", type=int, default=640)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    args = parser.parse_args()
+    pano = render_panorama(45.24, 13.94, 0.0, seed=1, view_size=640, width=2048)
+    buffer = io.BytesIO()
+    Image.fromarray(pano).save(buffer, format="JPEG", quality=90)
+    body = buffer.getvalue()
+
+    class _OnePanorama(MockMapillary):
+        def panorama_jpeg(self, image_id: str) -> bytes:
+            return body
+
+    with tempfile.TemporaryDirectory() as folder, _OnePanorama() as server:
+        settings = mapillary.MapillarySettings(
+            token=TOKEN,
+            n_locations=args.locations,
+            out_dir=Path(folder) / "root",
+            size=args.size,
+            concurrency=args.concurrency,
+            rate_per_s=args.rate,
+            api_url=server.base,
+        )
+        start = time.perf_counter()
+        table = mapillary.download_mapillary(settings, lambda _: None)
+        seconds = time.perf_counter() - start
+    done = int((table["status"] == "OK").sum())
+    print(
+        f"{done} locations in {seconds:.2f} s: {done / seconds:.2f} locations/s "
+        f"(views {args.size} px from a {pano.shape[1]}x{pano.shape[0]} panorama of {len(body)} bytes, "
+        f"concurrency {args.concurrency}, rate limit {args.rate:g} requests/s)"
+    )
+
+
+if __name__ == "__main__":
+    _measure_rate()
