@@ -189,12 +189,14 @@ def predict(
         if split_csv is None or not Path(split_csv).is_file():
             raise ConfigError(f"predicting the {split} split needs the training run's split.csv (got {split_csv})")
         module = GeoDataModule(roots=root_list, **common, split=SplitSettings(csv=str(split_csv)))
+        module.set_normalization(*task.normalization)
         module.setup("test")
         assert module.locations is not None
         locations = module.locations[module.locations["split"] == split].reset_index(drop=True)
         loader: Any = DataLoader(module.dataset(split), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     else:
         module = GeoDataModule(predict_roots=root_list, **common)
+        module.set_normalization(*task.normalization)
         module.setup("predict")
         assert module.predict_locations is not None
         locations = module.predict_locations.reset_index(drop=True)

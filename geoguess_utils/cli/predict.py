@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--decoding",
-        choices=("weighted_mean", "geometric_median"),
+        choices=_decoding_choices(),
         help="classification only: how class probabilities become a location (default: the checkpoint's)",
     )
     parser.add_argument("--cache-dir", type=Path, help="folder for the dataset's enriched-table cache")
@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip broken locations (listed in a warning) instead of stopping",
     )
+
+
+def _decoding_choices() -> list[str]:
+    from geoguess_utils.tasks.decoding import DECODINGS
+
+    return list(DECODINGS)
 
 
 def predict_roots(

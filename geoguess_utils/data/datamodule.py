@@ -20,6 +20,7 @@ from geoguess_utils.data.sampling import EpochSampler, ResumableLoader, base_see
 from geoguess_utils.data.settings import CacheSettings, CellSettings, LoaderSettings, ReadSettings, SplitSettings
 from geoguess_utils.data.splits import SPLIT_FILE, SPLITS, _check_fractions, load_split, make_split, save_split
 from geoguess_utils.errors import ConfigError, DataError
+from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 class GeoDataModule(pl.LightningDataModule):
@@ -82,6 +83,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.split_fractions = _check_fractions(self.split_settings.fractions)
         self.run_dir = Path(run_dir) if run_dir else None
         self.cache_dir = Path(self.cache.dir) if self.cache.dir else None
+        self.normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
         self._context: GeoContext | None = None
         if context is not None:
             self.set_context(context)
@@ -92,6 +94,12 @@ class GeoDataModule(pl.LightningDataModule):
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise every split's views with the backbone's RGB statistics (the task calls this in setup)."""
+        self.normalization = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        for dataset in self._datasets.values():
+            dataset.set_normalization(*self.normalization)
 
     def set_context(self, context: GeoContext | dict[str, Any]) -> None:
         """Use an already fitted context (e.g. a checkpoint's) instead of fitting one."""
@@ -210,6 +218,7 @@ class GeoDataModule(pl.LightningDataModule):
             image_cache=cache,
             use_draft=self.reading.use_draft,
             max_pixels=self.reading.max_pixels,
+            normalization=self.normalization,
         )
 
     # -- loaders ---------------------------------------------------------------

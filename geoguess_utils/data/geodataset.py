@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ class GeoDataset(Dataset):
         image_cache: ImageCache | None = None,
         use_draft: bool = True,
         max_pixels: int = reader.DEFAULT_MAX_PIXELS,
+        normalization: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:
         if image_cache is not None and len(image_cache) != len(table):
             raise DataError(f"image cache {image_cache.data_path} has {len(image_cache)} rows, the table {len(table)}")
@@ -58,8 +59,12 @@ class GeoDataset(Dataset):
         self.image_cache = image_cache
         self.use_draft = use_draft
         self.max_pixels = max_pixels
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        self.set_normalization(*normalization)
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise views with these RGB statistics (the backbone's; images scaled to [0, 1])."""
+        self._mean = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.uuids)

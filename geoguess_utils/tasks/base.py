@@ -103,15 +103,36 @@ class GeoTask(pl.LightningModule):
         self.test_km = HaversineMetrics()
 
     # ------------------------------------------------------------------ context and network
+    @classmethod
+    def accepted_arguments(cls) -> set[str]:
+        """Names of every ``__init__`` argument of this task, its own and those it passes to the base."""
+        import inspect
+
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is pl.LightningModule:
+                break
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {
+                    p.name
+                    for p in inspect.signature(init).parameters.values()
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                }
+        return names
+
     def num_outputs(self, context: GeoContext) -> int:
-        """Size of the output layer for ``context``."""
+        """Hook: size of the output layer for ``context``."""
         raise NotImplementedError
 
-    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
-        """Initialise the output layer's bias from the training set (subclasses)."""
+    def configure_head(self, head: nn.Linear, context: GeoContext) -> None:
+        """Hook: initialise the output layer (zeroed before this) from the training set."""
 
-    def _configure_extras(self, context: GeoContext) -> None:
-        """Create context-dependent metrics and buffers (subclasses)."""
+    def configure_metrics(self, context: GeoContext) -> None:
+        """Hook: create the task's own metrics and buffers once the context is known.
+
+        The great-circle metrics every task logs exist already (``val_km``, ``test_km``).
+        """
 
     def configure_context(self, context: GeoContext, image_size: int | None = None) -> None:
         """Attach the fitted context and build the network for it.
@@ -149,8 +170,8 @@ class GeoTask(pl.LightningModule):
         with torch.no_grad():
             head.weight.zero_()  # start from the training prior; features then move predictions away from it
             head.bias.zero_()
-        self._init_head(head, context)
-        self._configure_extras(context)
+        self.configure_head(head, context)
+        self.configure_metrics(context)
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
         weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / max(len(n), 1))
@@ -159,6 +180,8 @@ class GeoTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Take the GeoContext (and image size) from the trainer's datamodule."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "set_normalization"):
+            datamodule.set_normalization(*self.normalization)
         try:
             context = getattr(datamodule, "context", None)
         except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
@@ -173,6 +196,13 @@ class GeoTask(pl.LightningModule):
         if image_size is None and hasattr(datamodule, "hparams"):
             image_size = datamodule.hparams.get("image_size")
         self.configure_context(context, image_size)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` RGB statistics the backbone's inputs are normalised with (from its registry entry)."""
+        from geoguess_utils.models.backbones import backbone_normalization
+
+        return backbone_normalization(str(self.hparams.backbone))
 
     def on_fit_start(self) -> None:
         """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
@@ -197,8 +227,8 @@ class GeoTask(pl.LightningModule):
         """
         raise NotImplementedError
 
-    def _log_extra(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
-        """Log task-specific metrics of a batch (subclasses)."""
+    def log_task_metrics(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        """Hook: update and log the task's own metrics for a batch of ``stage``."""
 
     def _land(self, lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
         assert self.context is not None
@@ -233,7 +263,7 @@ class GeoTask(pl.LightningModule):
         loss = self.loss(outputs, batch)
         size = len(batch["images"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self._log_extra("train", outputs, batch)
+        self.log_task_metrics("train", outputs, batch)
         return loss
 
     def _evaluate(self, batch: dict[str, Any], stage: str, km: HaversineMetrics) -> torch.Tensor:
@@ -241,7 +271,7 @@ class GeoTask(pl.LightningModule):
         loss = self.loss(outputs, batch)
         size = len(batch["images"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
-        self._log_extra(stage, outputs, batch)
+        self.log_task_metrics(stage, outputs, batch)
         km.update(self.decode(outputs).to(self.device), batch["latlon"])
         return loss
 
@@ -377,7 +407,8 @@ class GeoTask(pl.LightningModule):
         if self.context is None:
             raise CheckpointError("cannot describe a task without a GeoContext")
         from geoguess_utils.data.layout import HEADINGS
-        from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+        mean, std = self.normalization
 
         return {
             "format": checkpoint.RECORD_FORMAT,
@@ -385,7 +416,7 @@ class GeoTask(pl.LightningModule):
             "backbone": str(self.hparams.backbone),
             "pooling": str(self.hparams.pooling),
             "image_size": self.image_size,
-            "normalization": {"mean": [float(v) for v in IMAGENET_MEAN], "std": [float(v) for v in IMAGENET_STD]},
+            "normalization": {"mean": list(mean), "std": list(std)},
             "headings": [int(h) for h in HEADINGS],
             "context": self.context.to_dict(),
             "context_fingerprint": self.context.fingerprint(),
