@@ -60,6 +60,8 @@ def run_predict(
     loader: Any,
     device: str = "auto",
     progress: bool = False,
+    callbacks: list[Any] | None = None,
+    return_predictions: bool = True,
 ) -> dict[str, Any]:
     """Run ``task.predict_step`` over a loader with ``Trainer.predict``: the one inference path.
 
@@ -72,6 +74,8 @@ def run_predict(
         loader: A DataLoader, or a LightningDataModule with ``predict_roots``.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress: Show Lightning's progress bar.
+        callbacks: Extra Lightning callbacks, e.g. a prediction writer.
+        return_predictions: Keep and return the outputs (off when a writer stores them).
 
     Returns:
         ``{"uuid": list[str], "latlon": (N, 2) float64 degrees}`` plus the task's extras
@@ -95,11 +99,10 @@ def run_predict(
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=progress,
+            callbacks=callbacks,
         )
-        if isinstance(loader, pl.LightningDataModule):
-            batches = trainer.predict(task.eval(), datamodule=loader)
-        else:
-            batches = trainer.predict(task.eval(), dataloaders=loader)
+        source = {"datamodule": loader} if isinstance(loader, pl.LightningDataModule) else {"dataloaders": loader}
+        batches = trainer.predict(task.eval(), return_predictions=return_predictions, **source)
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)

@@ -14,10 +14,17 @@ from geoguess_utils.cells.context import CENTROID_KINDS, GeoContext
 from geoguess_utils.data import layout, loading
 from geoguess_utils.data.augment import TrainAugmentation
 from geoguess_utils.data.enrich import default_cache_dir, enrich_locations
-from geoguess_utils.data.geodataset import GeoDataset
+from geoguess_utils.data.geodataset import CachedFeatureDataset, GeoDataset
 from geoguess_utils.data.images import ImageCache
 from geoguess_utils.data.sampling import EpochSampler, ResumableLoader, base_seed
-from geoguess_utils.data.settings import CacheSettings, CellSettings, LoaderSettings, ReadSettings, SplitSettings
+from geoguess_utils.data.settings import (
+    CacheSettings,
+    CellSettings,
+    EmbeddingSettings,
+    LoaderSettings,
+    ReadSettings,
+    SplitSettings,
+)
 from geoguess_utils.data.splits import SPLIT_FILE, SPLITS, _check_fractions, load_split, make_split, save_split
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
@@ -41,6 +48,9 @@ class GeoDataModule(pl.LightningDataModule):
         reading: Validation and decoding of the roots.
         cache: Where the enriched table and image caches live, and which image cache.
         loader: DataLoader details (pinned memory, persistent workers, drop_last).
+        embeddings: Train the frozen phase from the embedding cache (see
+            :mod:`geoguess_utils.embeddings`); dataloaders are then rebuilt every epoch, so
+            the fine-tuning phase switches back to (augmented) images.
     """
 
     def __init__(
@@ -58,6 +68,7 @@ class GeoDataModule(pl.LightningDataModule):
         reading: ReadSettings | None = None,
         cache: CacheSettings | None = None,
         loader: LoaderSettings | None = None,
+        embeddings: EmbeddingSettings | None = None,
     ) -> None:
         super().__init__()
         if image_size < 1 or batch_size < 1 or num_workers < 0:
@@ -70,6 +81,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.reading = reading or ReadSettings()
         self.cache = cache or CacheSettings()
         self.loader = loader or LoaderSettings()
+        self.embeddings = embeddings or EmbeddingSettings()
         if self.cells.centroid not in CENTROID_KINDS:
             raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {self.cells.centroid!r}")
         if not roots and not predict_roots:
@@ -91,6 +103,8 @@ class GeoDataModule(pl.LightningDataModule):
         self.locations: pd.DataFrame | None = None
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._feature_datasets: dict[str, CachedFeatureDataset] = {}
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
@@ -140,6 +154,8 @@ class GeoDataModule(pl.LightningDataModule):
         Args:
             stage: ``"fit"``, ``"validate"``, ``"test"``, ``"predict"`` or ``None`` (all).
         """
+        if self.embeddings.enabled and self.trainer is not None:
+            self.trainer.reload_dataloaders_every_n_epochs = 1  # the phase decides: features or images
         if stage in (None, "fit", "validate", "test") and self.roots and self.locations is None:
             self._setup_labelled()
         if stage in (None, "predict") and self.predict_roots and self.predict_locations is None:
@@ -179,6 +195,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.locations = table
         for name in SPLITS:
             part = table[table["split"] == name].reset_index(drop=True)
+            self._tables[name] = part
             self._datasets[name] = self._dataset(part, name, cache_root, train=name == "train")
 
     def _setup_predict(self) -> None:
@@ -235,8 +252,8 @@ class GeoDataModule(pl.LightningDataModule):
             self.setup("predict" if name == "predict" else "fit")
         return self._datasets[name]
 
-    def _loader(self, name: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
-        dataset = self.dataset(name)
+    def _loader(self, name: str, *, shuffle: bool, drop_last: bool, features: bool = False) -> DataLoader:
+        dataset: Any = self.feature_dataset(name, self.trainer.lightning_module) if features else self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
         if shuffle:  # resumable mid-epoch: the order depends on (seed, epoch) only
@@ -263,22 +280,61 @@ class GeoDataModule(pl.LightningDataModule):
         """The training sampler, kept across calls so that each new pass is a new epoch."""
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        key = (id(dataset), len(dataset), replicas, rank)
+        key = (len(dataset), replicas, rank)  # the same sampler for images and cached features
         if self._train_sampler is None or self._train_sampler[0] != key:
             self._train_sampler = (key, EpochSampler(dataset, base_seed(), num_replicas=replicas, rank=rank))
         return self._train_sampler[1]
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch)."""
+        """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch).
+
+        While the task's backbone is frozen and the embedding cache is on, batches carry
+        cached ``view_features`` instead of images (same order, no augmentation).
+        """
+        if self._features_now():
+            return self._loader("train", shuffle=True, drop_last=self.loader.drop_last, features=True)
         return self._loader("train", shuffle=True, drop_last=self.loader.drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches in a fixed order."""
-        return self._loader("val", shuffle=False, drop_last=False)
+        """Validation batches in a fixed order (cached features while they are used for training)."""
+        return self._loader("val", shuffle=False, drop_last=False, features=self._features_now())
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in a fixed order."""
-        return self._loader("test", shuffle=False, drop_last=False)
+        """Test batches in a fixed order (cached features when the backbone is still frozen)."""
+        return self._loader("test", shuffle=False, drop_last=False, features=self._features_now())
+
+    # -- embedding cache ------------------------------------------------------------
+
+    def _features_now(self) -> bool:
+        """Whether loaders serve cached features now: cache on, and the attached task's backbone frozen."""
+        if not self.embeddings.enabled or self.trainer is None:
+            return False
+        task = self.trainer.lightning_module
+        return bool(getattr(task, "backbone_frozen", False)) and getattr(task, "net", None) is not None
+
+    def feature_dataset(self, name: str, task: Any) -> CachedFeatureDataset:
+        """The split ``name`` with ``task``'s cached backbone features, computed on first use.
+
+        Args:
+            name: ``"train"``, ``"val"`` or ``"test"``.
+            task: A task whose network is built (its backbone computes the features).
+        """
+        if name not in self._feature_datasets:
+            from geoguess_utils.embeddings import Embedder, build_embeddings
+
+            base = self.dataset(name)
+            plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
+            cache = build_embeddings(
+                Embedder.of_task(task),
+                plain,
+                self._cache_root(self.roots),
+                name,
+                batch_size=self.embeddings.batch_size,
+                num_workers=self.num_workers,
+                in_place=True,
+            )
+            self._feature_datasets[name] = CachedFeatureDataset(base, cache)
+        return self._feature_datasets[name]
 
     def predict_dataloader(self) -> DataLoader:
         """Batches over ``predict_roots`` in a fixed order."""

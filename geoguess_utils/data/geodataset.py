@@ -104,4 +104,39 @@ class GeoDataset(Dataset):
             "xy_scaled": torch.from_numpy(self.xy_scaled[index].copy()),
             "latlon": torch.from_numpy(self.latlon[index].copy()),
             "uuid": self.uuids[index],
+            "index": int(index),
+        }
+
+
+class CachedFeatureDataset(Dataset):
+    """A split's targets with cached per-view features in place of images.
+
+    Samples are dicts with ``view_features`` (V, F) float32 and the targets of
+    :class:`GeoDataset` (``class_index``, ``xy_scaled``, ``latlon``, ``uuid``, ``index``).
+
+    Args:
+        base: The split's image dataset (for its targets).
+        cache: Its :class:`~geoguess_utils.embeddings.EmbeddingCache`, row ``i`` for ``base[i]``.
+    """
+
+    def __init__(self, base: GeoDataset, cache: Any) -> None:
+        if len(cache) != len(base):
+            raise DataError(f"embedding cache {cache.data_path} has {len(cache)} rows, the split {len(base)}")
+        self.base = base
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One location's features and targets; ``key`` is a row index or ``(row index, seed)``."""
+        index = key[0] if isinstance(key, tuple) else key
+        b = self.base
+        return {
+            "view_features": torch.from_numpy(np.asarray(self.cache[index], dtype=np.float32)),
+            "class_index": torch.tensor(b.class_index[index], dtype=torch.int64),
+            "xy_scaled": torch.from_numpy(b.xy_scaled[index].copy()),
+            "latlon": torch.from_numpy(b.latlon[index].copy()),
+            "uuid": b.uuids[index],
+            "index": int(index),
         }

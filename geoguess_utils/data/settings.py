@@ -107,6 +107,22 @@ class LoaderSettings:
     drop_last: bool = False
 
 
+@dataclass
+class EmbeddingSettings:
+    """Training from the embedding cache while the backbone is frozen.
+
+    Attributes:
+        enabled: Train the frozen phase (or a ``head_only`` run) from cached per-view
+            features instead of images: no JPEG decoding, no backbone forward pass. The
+            cache is computed once per split and reused until the images or the backbone
+            change. Augmentation does not apply to cached features.
+        batch_size: Locations per forward pass while computing the cache.
+    """
+
+    enabled: bool = False
+    batch_size: int = 64
+
+
 MOVED_KEYS: dict[str, str] = {
     "spacing_deg": "cells.spacing_deg",
     "crs": "cells.crs",

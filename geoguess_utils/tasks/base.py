@@ -58,6 +58,8 @@ class GeoTask(pl.LightningModule):
         channels_last: bool = False,
         compile_backbone: bool = False,
         cpu_bf16_frozen_backbone: bool = False,
+        head_hidden: int = 0,
+        head_only: bool = False,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
@@ -87,6 +89,10 @@ class GeoTask(pl.LightningModule):
                 head stays fp32): 2-3x faster steps there. Once the backbone trains, the
                 trainer's ``precision`` decides (bf16 then helps or hurts depending on the
                 network and image size; see ``BENCHMARKS.md``). No effect on GPUs.
+            head_hidden: Width of one hidden ReLU layer in the head (0: one linear layer).
+            head_only: Never train the backbone: only the head learns, for every epoch. With
+                the datamodule's embedding cache on (``--data.embeddings.enabled true``) the
+                backbone then never runs during training.
         """
         super().__init__()
         _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -163,6 +169,7 @@ class GeoTask(pl.LightningModule):
             pooling=hp.pooling,
             dropout=hp.dropout,
             channels_last=hp.channels_last,
+            head_hidden=int(hp.get("head_hidden", 0)),
         )
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -250,26 +257,34 @@ class GeoTask(pl.LightningModule):
             and accel.cpu_has_native_bf16()
         )
 
-    def _training_outputs(self, images: torch.Tensor) -> torch.Tensor:
-        if self.net is None or not self._bf16_backbone_now():
-            return self(images)
+    def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Raw outputs of a batch of images, or of cached per-view features (``"view_features"``, (B, V, F))."""
+        if "view_features" in batch:
+            if self.net is None:
+                raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
+            return self.net.from_view_features(batch["view_features"].float())
+        return self(batch["images"])
+
+    def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        if self.net is None or "view_features" in batch or not self._bf16_backbone_now():
+            return self.batch_outputs(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            features = self.net.features(images)
+            features = self.net.features(batch["images"])
         return self.net.head(features.float())
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimisation step; logs ``train/loss``."""
-        outputs = self._training_outputs(batch["images"])
+        outputs = self._training_outputs(batch)
         loss = self.loss(outputs, batch)
-        size = len(batch["images"])
+        size = len(batch["latlon"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_task_metrics("train", outputs, batch)
         return loss
 
     def _evaluate(self, batch: dict[str, Any], stage: str, km: HaversineMetrics) -> torch.Tensor:
-        outputs = self(batch["images"])
+        outputs = self.batch_outputs(batch)
         loss = self.loss(outputs, batch)
-        size = len(batch["images"])
+        size = len(batch["latlon"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
         self.log_task_metrics(stage, outputs, batch)
         km.update(self.decode(outputs).to(self.device), batch["latlon"])
@@ -304,7 +319,7 @@ class GeoTask(pl.LightningModule):
         (a classifier adds ``"probabilities"``, (B, K) float64). ``Trainer.predict``,
         :mod:`geoguess_utils.inference` and the server all go through here.
         """
-        outputs = self(batch["images"])
+        outputs = self.batch_outputs(batch)
         result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs)}
         result.update(self.prediction_extras(outputs))
         return result
@@ -350,8 +365,8 @@ class GeoTask(pl.LightningModule):
 
     @property
     def backbone_frozen(self) -> bool:
-        """Whether the current epoch is one of the first ``freeze_backbone_epochs``."""
-        return self.current_epoch < self.hparams.freeze_backbone_epochs
+        """Whether the backbone is frozen now: ``head_only``, or one of the first ``freeze_backbone_epochs``."""
+        return bool(self.hparams.get("head_only", False)) or self.current_epoch < self.hparams.freeze_backbone_epochs
 
     def _backbone_groups(self) -> list[dict[str, Any]]:
         groups = []
@@ -380,7 +395,7 @@ class GeoTask(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
-        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs:
+        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs and not self.hparams.get("head_only", False):
             self._thaw_backbone_lr()
 
     def _thaw_backbone_lr(self) -> None:
