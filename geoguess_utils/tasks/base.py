@@ -244,7 +244,7 @@ class GeoTask(pl.LightningModule):
 
     def predict_latlon(self, images: torch.Tensor) -> torch.Tensor:
         """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
-        return self.decode(self(images))
+        return self.decode(self.batch_outputs({"images": images}))
 
     # ------------------------------------------------------------------ steps
     def _bf16_backbone_now(self) -> bool:
@@ -366,7 +366,12 @@ class GeoTask(pl.LightningModule):
     @property
     def backbone_frozen(self) -> bool:
         """Whether the backbone is frozen now: ``head_only``, or one of the first ``freeze_backbone_epochs``."""
-        return bool(self.hparams.get("head_only", False)) or self.current_epoch < self.hparams.freeze_backbone_epochs
+        return self.head_only or self.current_epoch < self.hparams.freeze_backbone_epochs
+
+    @property
+    def head_only(self) -> bool:
+        """Whether the backbone is never trained (the ``head_only`` setting)."""
+        return bool(self.hparams.get("head_only", False))
 
     def _backbone_groups(self) -> list[dict[str, Any]]:
         groups = []
@@ -395,7 +400,7 @@ class GeoTask(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
-        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs and not self.hparams.get("head_only", False):
+        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs and not self.head_only:
             self._thaw_backbone_lr()
 
     def _thaw_backbone_lr(self) -> None:
