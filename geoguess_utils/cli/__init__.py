@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("geoguess_utils.cli.validate", "check LUMEN dataset roots and list every problem"),
     "predict": ("geoguess_utils.cli.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),
+    "embed": ("geoguess_utils.cli.embed", "compute the embedding cache: each view's backbone features, once"),
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
 }
 
