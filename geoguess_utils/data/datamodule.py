@@ -256,25 +256,17 @@ class GeoDataModule(pl.LightningDataModule):
         dataset: Any = self.feature_dataset(name, self.trainer.lightning_module) if features else self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
+        workers = 0 if features else self.num_workers  # reading mapped features needs no worker processes
+        common = {
+            "batch_size": self.batch_size,
+            "num_workers": workers,
+            "pin_memory": self.loader.pin_memory,
+            "persistent_workers": self.loader.persistent_workers and workers > 0,
+            "drop_last": drop_last,
+        }
         if shuffle:  # resumable mid-epoch: the order depends on (seed, epoch) only
-            return ResumableLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=self._epoch_sampler(dataset),
-                num_workers=self.num_workers,
-                pin_memory=self.loader.pin_memory,
-                persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
-                drop_last=drop_last,
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.loader.pin_memory,
-            persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
-            drop_last=drop_last,
-        )
+            return ResumableLoader(dataset, sampler=self._epoch_sampler(dataset), **common)
+        return DataLoader(dataset, shuffle=False, **common)
 
     def _epoch_sampler(self, dataset: GeoDataset) -> EpochSampler:
         """The training sampler, kept across calls so that each new pass is a new epoch."""
