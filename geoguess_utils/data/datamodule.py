@@ -161,6 +161,7 @@ class GeoDataModule(pl.LightningDataModule):
                 train["latitude"].to_numpy(),
                 train["longitude"].to_numpy(),
                 spacing_deg=self.cells.spacing_deg,
+                scheme=self.cells.scheme,
                 crs=self.cells.crs,
                 variant=self.cells.variant,  # type: ignore[arg-type]
                 centroid=self.cells.centroid,  # type: ignore[arg-type]
