@@ -85,11 +85,28 @@ def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noq
             "lon_max": lon_min + spacing_deg,
             "lat_max": lat_min + spacing_deg,
         },
-        geometry=shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
+        geometry=_boxes(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
         crs="EPSG:4326",
     )
     frame.attrs.update(spacing_deg=float(spacing_deg), variant=variant, origin_lon=lon0, origin_lat=lat0)
     return frame
+
+
+def _boxes(lon_min: ArrayLike, lat_min: ArrayLike, lon_max: ArrayLike, lat_max: ArrayLike) -> np.ndarray:
+    """Axis-aligned boxes whose ring runs counter-clockwise from the south-west corner.
+
+    Args:
+        lon_min: West edges, degrees, shape (K,).
+        lat_min: South edges, degrees, shape (K,).
+        lon_max: East edges, degrees, shape (K,).
+        lat_max: North edges, degrees, shape (K,).
+
+    Returns:
+        Object array of K shapely polygons.
+    """
+    x0, y0, x1, y1 = (np.asarray(v, dtype=np.float64).ravel() for v in (lon_min, lat_min, lon_max, lat_max))
+    ring = np.stack([np.column_stack(corner) for corner in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))], axis=1)
+    return np.asarray(shapely.polygons(ring), dtype=object)
 
 
 def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
@@ -259,7 +276,7 @@ def box_polygons(table: pd.DataFrame) -> np.ndarray:
     )
     if bad.size:
         raise DataError(f"square cells at rows {bad[:10].tolist()} have non-finite or empty bounds")
-    return np.asarray(shapely.box(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3]), dtype=object)
+    return _boxes(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
 
 
 @register_scheme("square")
