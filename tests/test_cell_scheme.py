@@ -14,7 +14,7 @@ from geoguess_utils.cells import scheme as schemes
 from geoguess_utils.cells import square
 from geoguess_utils.cells.context import CONTEXT_FORMAT, GeoContext
 from geoguess_utils.cells.scheme import CellScheme, get_scheme, list_schemes, register_scheme
-from geoguess_utils.errors import ConfigError, DataError
+from geoguess_utils.errors import CheckpointError, ConfigError, DataError
 from geoguess_utils.geo import borders, distance, projection
 from geoguess_utils.training.checkpoint import describe_context_difference
 from geoguess_utils.viz import webmap
@@ -349,3 +349,40 @@ def test_datamodule_passes_the_scheme_name(tmp_path):
     )
     with pytest.raises(ConfigError, match="unknown cell scheme 'hexagons'"):
         unknown.setup("fit")
+
+
+def test_a_checkpoint_with_a_format_1_context_still_loads(croatia_points, tmp_path):
+    from _reliability_helpers import tiny_task, write_checkpoint
+
+    from geoguess_utils.cells.context import dict_fingerprint
+    from geoguess_utils.tasks.classification import ClassificationTask
+    from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+
+    lat, lon = croatia_points
+    ctx = GeoContext.fit(lat[:300], lon[:300], spacing_deg=0.5)
+    path = write_checkpoint(tiny_task(ClassificationTask, ctx), tmp_path / "new.ckpt")
+    saved = load_checkpoint(path)
+    table = ctx.class_table
+    old = {
+        "format": 1,
+        "crs": ctx.crs,
+        "spacing_deg": 0.5,
+        "variant": ctx.variant,
+        "centroid": ctx.centroid,
+        "scaler": ctx.scaler.to_dict(),
+        "class_table": {
+            name: [int(v) for v in table[name]] if table[name].dtype.kind in "iu" else [float(v) for v in table[name]]
+            for name in square.CLASS_TABLE_COLUMNS
+        },
+    }
+    saved["geoguess"]["context"] = old
+    saved["geoguess"]["context_fingerprint"] = dict_fingerprint(old)
+    torch.save(saved, tmp_path / "old.ckpt")
+    task = load_task(tmp_path / "old.ckpt", context=ctx)
+    assert task.context.fingerprint() == ctx.fingerprint()
+    pd.testing.assert_frame_equal(task.context.class_table, table, check_exact=True)
+    old["class_table"]["weighted_lat"][0] += 0.5  # an altered old file is still caught
+    saved["geoguess"]["context"] = old
+    torch.save(saved, tmp_path / "altered.ckpt")
+    with pytest.raises(CheckpointError, match="does not match its fingerprint"):
+        load_task(tmp_path / "altered.ckpt")

@@ -231,8 +231,17 @@ class GeoContext:
 
     def fingerprint(self) -> str:
         """Short hex digest of :meth:`to_dict`: equal contexts give equal fingerprints."""
-        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(payload).hexdigest()[:16]
+        return dict_fingerprint(self.to_dict())
+
+
+def dict_fingerprint(data: dict[str, Any]) -> str:
+    """Short hex digest of a context dict exactly as stored (of any format).
+
+    A checkpoint records the fingerprint of the dict it was written with, so an older
+    file is checked against its own dict, not against the converted context.
+    """
+    payload = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def _check_table(table: pd.DataFrame, scheme: CellScheme) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.cells.context import GeoContext, dict_fingerprint
 from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.io import atomic_path
 
@@ -177,7 +177,7 @@ def load_task(
         saved = GeoContext.from_dict(record["context"])
     except ConfigError as exc:
         raise CheckpointError(f"{path}: the stored GeoContext is unusable: {exc}") from exc
-    if saved.fingerprint() != record["context_fingerprint"]:
+    if dict_fingerprint(record["context"]) != record["context_fingerprint"]:
         raise CheckpointError(f"{path}: the stored GeoContext does not match its fingerprint (file altered?)")
     if context is not None and context.fingerprint() != saved.fingerprint():
         raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
