@@ -324,6 +324,10 @@ def test_cells_frame_input_errors_name_what_is_missing():
         cell_frames.as_cells_frame(pd.DataFrame({"geometry": [shapely.box(15, 45, 16, 46)]}))
     with pytest.raises(DataError, match="repeats"):
         cell_frames.as_cells_frame(pd.DataFrame({"class_index": [0, 0], "geometry": [shapely.box(15, 45, 16, 46)] * 2}))
+    with pytest.raises(DataError, match=r"classes \[1\]"):
+        cell_frames.as_cells_frame(
+            pd.DataFrame({"class_index": [0, 1], "geometry": [shapely.box(15, 45, 16, 46), None]})
+        )
     with pytest.raises(DataError, match="non-finite"):
         cell_frames.assign_to_cells(
             pd.DataFrame({"class_index": [0], "geometry": [shapely.box(15, 45, 16, 46)]}), [np.nan], [15.5]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import shapely
 from numpy.typing import ArrayLike
 
 from geoguess_utils.errors import DataError
@@ -37,7 +38,8 @@ def as_cells_frame(table: pd.DataFrame):  # noqa: ANN201 - GeoDataFrame
 
     Raises:
         DataError: When ``table`` is empty, lacks ``class_index``, has repeated class
-            indices, or has neither polygons nor complete square bounds.
+            indices, has a cell that is not a (Multi)Polygon, or has neither polygons
+            nor complete square bounds.
     """
     import geopandas as gpd
 
@@ -52,6 +54,13 @@ def as_cells_frame(table: pd.DataFrame):  # noqa: ANN201 - GeoDataFrame
     frame = pd.DataFrame(table).sort_values("class_index").reset_index(drop=True)
     if "geometry" in frame.columns:
         geometry = np.asarray(frame["geometry"].to_numpy(), dtype=object)
+        bad = [
+            int(k)
+            for k, shape in zip(frame["class_index"], geometry, strict=True)
+            if not isinstance(shape, (shapely.Polygon, shapely.MultiPolygon)) or shape.is_empty
+        ]
+        if bad:
+            raise DataError(f"the cells of classes {bad[:10]} are not non-empty Polygons or MultiPolygons")
     elif all(c in frame.columns for c in square.BOX_COLUMNS):
         geometry = square.box_polygons(frame)
     else:

@@ -13,6 +13,7 @@ import pandas as pd
 import shapely
 
 from geoguess_utils.cells import frame as cell_frames
+from geoguess_utils.cells.scheme import geometry_to_plain
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
 from geoguess_utils.io import atomic_write_text
@@ -154,14 +155,7 @@ def surrounding_land() -> shapely.Geometry:
 
 def _cell_feature(row: pd.Series, properties: dict[str, object]) -> dict[str, object]:
     """A GeoJSON feature of one cell's polygon (lon/lat degrees) with ``properties``."""
-    return {"type": "Feature", "geometry": _plain_geometry(row["geometry"]), "properties": properties}
-
-
-def _plain_geometry(geometry: shapely.Geometry) -> dict[str, object]:
-    """GeoJSON geometry with coordinates as nested lists of floats."""
-    from geoguess_utils.cells.scheme import geometry_to_plain
-
-    return geometry_to_plain(geometry)
+    return {"type": "Feature", "geometry": geometry_to_plain(row["geometry"]), "properties": properties}
 
 
 def _add_land(fmap: folium.Map) -> None:
