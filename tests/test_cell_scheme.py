@@ -348,11 +348,8 @@ def test_datamodule_passes_the_scheme_name(tmp_path):
     module.setup("fit")
     assert module.context.scheme_name == "halves"
     assert set(module.locations["class_index"]) <= {0, 1}
-    unknown = GeoDataModule(
-        roots=[str(root)], cells=CellSettings(scheme="hexagons"), cache=CacheSettings(dir=str(tmp_path / "d")), **common
-    )
     with pytest.raises(ConfigError, match="unknown cell scheme 'hexagons'"):
-        unknown.setup("fit")
+        GeoDataModule(roots=[str(root)], cells=CellSettings(scheme="hexagons"), **common)
 
 
 def test_a_checkpoint_with_a_format_1_context_still_loads(croatia_points, tmp_path):
