@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.cells.context import GeoContext, dict_fingerprint
 from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.io import atomic_path
 
@@ -116,19 +116,25 @@ def _check_normalization(record: dict[str, Any], source: str) -> None:
 
 
 def describe_context_difference(saved: GeoContext, requested: GeoContext) -> str:
-    """Say in words how two contexts (class tables, projections, scalers) differ."""
+    """Say in words how two contexts (cell schemes, cells, class points, projections, scalers) differ."""
     parts = []
     if saved.num_classes != requested.num_classes:
         parts.append(f"{saved.num_classes} classes in the checkpoint vs {requested.num_classes} requested")
-    for name in ("crs", "spacing_deg", "variant", "centroid"):
+    if saved.scheme_name != requested.scheme_name:
+        parts.append(f"cell scheme {saved.scheme_name!r} vs {requested.scheme_name!r}")
+    else:
+        params_a, params_b = saved.scheme.params(), requested.scheme.params()
+        for name in sorted(set(params_a) | set(params_b)):
+            if params_a.get(name) != params_b.get(name):
+                parts.append(f"{saved.scheme_name} {name} {params_a.get(name)!r} vs {params_b.get(name)!r}")
+    for name in ("crs", "variant", "centroid"):
         a, b = getattr(saved, name), getattr(requested, name)
         if a != b:
             parts.append(f"{name} {a!r} vs {b!r}")
     if saved.num_classes == requested.num_classes:
-        cells_a = list(saved.class_table["cell_id"])
-        cells_b = list(requested.class_table["cell_id"])
-        if cells_a != cells_b:
-            parts.append("the grid cells of the classes differ")
+        cells_a, cells_b = saved.to_dict()["scheme"], requested.to_dict()["scheme"]
+        if (cells_a["cell_ids"], cells_a["cells"]) != (cells_b["cell_ids"], cells_b["cells"]):
+            parts.append("the cells of the classes differ")
         elif saved.to_dict()["class_table"] != requested.to_dict()["class_table"]:
             parts.append("the class points (centroids fitted on a different training split) differ")
     if saved.scaler.to_dict() != requested.scaler.to_dict():
@@ -175,7 +181,7 @@ def load_task(
         saved = GeoContext.from_dict(record["context"])
     except ConfigError as exc:
         raise CheckpointError(f"{path}: the stored GeoContext is unusable: {exc}") from exc
-    if saved.fingerprint() != record["context_fingerprint"]:
+    if dict_fingerprint(record["context"]) != record["context_fingerprint"]:
         raise CheckpointError(f"{path}: the stored GeoContext does not match its fingerprint (file altered?)")
     if context is not None and context.fingerprint() != saved.fingerprint():
         raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
