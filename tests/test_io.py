@@ -1,5 +1,6 @@
 import errno
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -67,3 +68,85 @@ def test_csv_writer(tmp_path):
     path = io.atomic_write_csv(df, tmp_path / "t.csv")
     assert pd.read_csv(path).equals(df)
     assert oct(path.stat().st_mode & 0o777) != oct(0o600)
+
+
+# -- destinations that are not plain files -------------------------------------------------
+
+
+def test_a_symlink_is_followed_and_its_target_replaced(tmp_path):
+    target = tmp_path / "real" / "preds.csv"
+    target.parent.mkdir()
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    io.atomic_write_text(link, "new")
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["preds.csv"]  # no temporary file left
+
+
+def test_a_chain_of_symlinks_and_a_dangling_one_reach_their_final_target(tmp_path):
+    final = tmp_path / "final.txt"
+    (tmp_path / "b").symlink_to(final)  # dangling until written
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    io.atomic_write_text(tmp_path / "a", "through two links")
+    assert (tmp_path / "a").is_symlink() and (tmp_path / "b").is_symlink()
+    assert final.read_text() == "through two links"
+
+
+def test_a_fifo_is_written_through_and_stays_a_fifo(tmp_path):
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as handle:
+            received.append(handle.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    io.atomic_write_text(fifo, "uuid,latitude,longitude\n")
+    reader.join(timeout=30)
+    assert received == [b"uuid,latitude,longitude\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a device node needs root")
+def test_a_full_device_reports_the_full_disk_and_stays_a_device(tmp_path):
+    import stat
+
+    device = tmp_path / "full"
+    os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # the same device as /dev/full
+    with pytest.raises(GeoguessError, match=r"full.*disk is full"):
+        io.atomic_write_text(device, "x" * 10000)
+    assert stat.S_ISCHR(os.stat(device).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+
+
+def test_dev_stdout_writes_to_the_standard_output(tmp_path):
+    import subprocess
+    import sys
+
+    code = "from geoguess_utils import io; io.atomic_write_text('/dev/stdout', 'to stdout\\n')"
+    env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "to stdout\n"
+    redirected = tmp_path / "captured.txt"
+    with open(redirected, "w") as handle:  # stdout is now a regular file: still written, never replaced
+        result = subprocess.run([sys.executable, "-c", code], stdout=handle, timeout=120, env=env)
+    assert result.returncode == 0
+    assert redirected.read_text() == "to stdout\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captured.txt"]
+
+
+def test_a_folder_is_refused_by_name(tmp_path):
+    folder = tmp_path / "out"
+    (folder / "keep").mkdir(parents=True)
+    with pytest.raises(GeoguessError, match=r"out: it is a folder"):
+        io.atomic_write_text(folder, "x")
+    assert (folder / "keep").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
