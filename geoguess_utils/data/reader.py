@@ -45,7 +45,9 @@ def find_image_dir(root: str | os.PathLike[str]) -> Path:
     """Return the image folder of a dataset root (``data/`` or ``images/``).
 
     Raises:
-        DataError: When the root does not exist, has neither folder, or has both.
+        DataError: When the root does not exist, has neither folder, has both, or its
+            image folder is a symbolic link leading outside the root (the dataset would
+            then read images, and list file names, from elsewhere on the disk).
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -61,7 +63,14 @@ def find_image_dir(root: str | os.PathLike[str]) -> Path:
             f"dataset root {root_path} has both {found[0].name}/ and {found[1].name}/; keep one image folder so "
             f"it is clear which images belong to {CSV_NAME}"
         )
-    return found[0]
+    image_dir = found[0]
+    real_root, real_images = root_path.resolve(), image_dir.resolve()
+    if not real_images.is_relative_to(real_root) or real_images == real_root:
+        raise DataError(
+            f"dataset root {root_path}: its image folder {image_dir} resolves to {real_images}, outside the root; "
+            f"refusing it (move or copy the images into {root_path})"
+        )
+    return image_dir
 
 
 def view_paths(image_dir: str | os.PathLike[str], uuid: str) -> list[Path]:
