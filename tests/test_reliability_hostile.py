@@ -337,3 +337,79 @@ def test_tampered_records_say_what_is_wrong(good_checkpoint, context, tmp_path):
         load_task(tampered(other_task))
     with pytest.raises(CheckpointError, match=r"backbone 'shufflenet_v2_x0_5', but backbone 'resnet18'"):
         load_task(good_checkpoint, backbone="resnet18")
+
+
+# ----------------------------------------------------------------------------- outputs onto inputs
+
+
+@pytest.fixture
+def small_root(tmp_path) -> Path:
+    root = tmp_path / "root"
+    argv = ["make-sample", "--out", str(root), "--locations", "3", "--size", "32", "--seed", "2", "--workers", "1"]
+    assert cli.main(argv) == 0
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_no_output_may_overwrite_an_input_dataset_or_checkpoint(small_root, good_checkpoint, tmp_path, capsys):
+    before = _snapshot(small_root)
+    view = next(small_root.glob("images/*/0.jpg"))
+    link = tmp_path / "innocent.csv"
+    link.symlink_to(small_root / "data.csv")
+    ckpt_copy = tmp_path / "copy.ckpt"
+    ckpt_copy.write_bytes(good_checkpoint.read_bytes())
+    common = ["--ckpt", str(ckpt_copy), "--data", str(small_root)]
+    cases = {
+        "predict over data.csv": (["predict", *common, "--out", str(small_root / "data.csv")], "data.csv"),
+        "predict through a link": (["predict", *common, "--out", str(link)], "data.csv"),
+        "predict into the images": (["predict", *common, "--out", str(view.parent / "p.csv")], "image folder"),
+        "predict over the checkpoint": (["predict", *common, "--out", str(ckpt_copy)], "--ckpt"),
+        "map over a view": (["map", *common, "--out", str(view)], "image folder"),
+        "validate report over data.csv": (
+            ["validate", str(small_root), "--report", str(small_root / "data.csv")],
+            "data.csv",
+        ),
+    }
+    for name, (argv, named) in cases.items():
+        assert cli.main(argv) == 2, name
+        err = capsys.readouterr().err
+        protected = str(ckpt_copy) if named == "--ckpt" else str(small_root)
+        assert "refusing --" in err and named in err and protected in err, (name, err)
+        assert _snapshot(small_root) == before, name
+    assert ckpt_copy.read_bytes() == good_checkpoint.read_bytes()
+    assert link.is_symlink()
+    beside = small_root / "predictions.csv"  # next to the dataset, not over it: fine
+    assert cli.main(["predict", *common, "--out", str(beside), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert len(pd.read_csv(beside)) == 3
+
+
+def test_an_image_folder_linked_outside_the_root_is_refused_in_one_message(small_root, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    (small_root / "images").rename(elsewhere)  # valid images, but not the dataset's own
+    (small_root / "images").symlink_to(elsewhere)
+    with pytest.raises(DataError, match=r"image folder .*images resolves to .*elsewhere, outside the root"):
+        reader.find_image_dir(small_root)
+    assert cli.main(["validate", str(small_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the root" in err
+    system = tmp_path / "etc_like"  # a folder of unrelated files (as /etc is) must not become 100 "problems"
+    system.mkdir()
+    for i in range(100):
+        (system / f"conf{i}").write_text("x")
+    (small_root / "images").unlink()
+    (small_root / "images").symlink_to(system)
+    assert cli.main(["validate", str(small_root)]) == 2
+    captured = capsys.readouterr()
+    assert "conf" not in captured.out + captured.err and "outside the root" in captured.err
+    with pytest.raises(DataError, match="outside the root"):
+        loading.load_locations([small_root])
+
+
+def test_an_image_folder_linked_within_the_root_is_still_accepted(small_root):
+    (small_root / "images").rename(small_root / "pictures")
+    (small_root / "images").symlink_to("pictures")
+    assert reader.find_image_dir(small_root) == small_root / "images"
+    assert validation.validate_roots([small_root]).ok

@@ -57,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils import evaluation, inference
     from geoguess_utils.course import maps
     from geoguess_utils.errors import ConfigError, DataError
+    from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.training import runs
     from geoguess_utils.viz import webmap
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
+    refuse_outputs_on_inputs({"--out": args.out}, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
     split_csv = args.split_csv
     if args.split is not None and split_csv is None:
         split_csv = runs.run_files_of_checkpoint(args.ckpt).split_csv

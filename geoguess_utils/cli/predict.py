@@ -111,8 +111,10 @@ def predict_roots(
 
 def run(args: argparse.Namespace) -> int:
     """Predict and write the CSV atomically."""
+    from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.io import atomic_write_csv
 
+    refuse_outputs_on_inputs({"--out": args.out}, args.data, {"--ckpt": args.ckpt})
     table = predict_roots(
         args.ckpt,
         list(args.data),
