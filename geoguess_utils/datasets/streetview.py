@@ -39,19 +39,19 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS, is_safe_uuid
+from geoguess_utils.data.reader import is_safe_uuid
+from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
 
@@ -273,26 +273,6 @@ def read_status(path: Path) -> pd.DataFrame | None:
     return table[list(STATUS_COLUMNS)]
 
 
-_KEY_PARAMETER = re.compile(r"(?i)\b(key|signature)(=|%3D)[^&\s\"'<>]*")
-
-
-def redact(text: object, key: str) -> str:
-    """``str(text)`` with the API key, in clear or URL-encoded, and every ``key=...`` query value removed.
-
-    Args:
-        text: A message, an error returned by the server, a URL, a progress line.
-        key: The user's API key (may be empty).
-
-    Returns:
-        The text with each occurrence replaced by ``<key>``.
-    """
-    out = str(text)
-    if key:
-        for form in {key, quote(key, safe=""), quote_plus(key)}:
-            out = out.replace(form, "<key>")
-    return _KEY_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}<key>", out)
-
-
 def _looks_like_jpeg(body: bytes) -> bool:
     """A complete JPEG starts with SOI (FF D8) and ends with EOI (FF D9)."""
     return len(body) > 4 and body[:2] == b"\xff\xd8" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
@@ -458,7 +438,10 @@ class _Downloader:
             }
             body = await self._get(self.s.base_url, params, "jpeg")
             atomic_write_bytes(target, body)
-            _check_view(target)
+            try:
+                check_view(target)
+            except DataError as exc:
+                raise _RowError(f"the server sent an image the reader refuses: {exc}") from None
         self.images.mkdir(parents=True, exist_ok=True)
         if final.exists():
             shutil.rmtree(final)
@@ -514,44 +497,6 @@ class _Downloader:
             self.save()
             if self.staging.is_dir() and not any(self.staging.iterdir()):
                 self.staging.rmdir()
-
-
-def _check_view(path: Path) -> None:
-    """Decode a downloaded view with the reader's limits; delete it and fail the location if it is refused."""
-    from geoguess_utils.data.images import load_view
-
-    try:
-        load_view(path, 64, max_pixels=DEFAULT_MAX_PIXELS)
-    except DataError as exc:
-        path.unlink(missing_ok=True)
-        raise _RowError(f"the server sent an image the reader refuses: {exc}") from None
-
-
-def kept_rows(data_csv: Path, status: pd.DataFrame) -> pd.DataFrame | None:
-    """Rows of an existing ``data.csv`` that the downloader did not write; they are kept on every save.
-
-    Args:
-        data_csv: The root's ``data.csv`` (it may not exist).
-        status: The status table; rows whose uuid it lists are the downloader's own.
-
-    Returns:
-        The other rows, every cell as the text it was, or ``None`` when there is no file.
-
-    Raises:
-        DataError: When the file exists but cannot be read or has no ``uuid`` column (it
-            would otherwise be replaced and its rows lost).
-    """
-    if not data_csv.is_file():
-        return None
-    try:
-        existing = pd.read_csv(data_csv, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
-        raise DataError(f"{data_csv} exists but cannot be read ({exc}); refusing to replace it") from exc
-    except pd.errors.EmptyDataError:
-        return None
-    if "uuid" not in existing.columns:
-        raise DataError(f"{data_csv} exists but has no uuid column; refusing to replace it (choose another --out)")
-    return existing[~existing["uuid"].isin(set(status["uuid"].astype(str)))].reset_index(drop=True)
 
 
 def _is_done(row: pd.Series, images: Path) -> bool:
