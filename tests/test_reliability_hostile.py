@@ -413,3 +413,66 @@ def test_an_image_folder_linked_within_the_root_is_still_accepted(small_root):
     (small_root / "images").symlink_to("pictures")
     assert reader.find_image_dir(small_root) == small_root / "images"
     assert validation.validate_roots([small_root]).ok
+
+
+@pytest.mark.parametrize(
+    "field, value, wanted",
+    [
+        ("image_size", "abc", "an integer number of pixels"),
+        ("image_size", 100000, "an integer number of pixels from 8 to 4096"),
+        ("image_size", True, "an integer"),
+        ("image_size", -32, "an integer"),
+        ("task", 7, "a non-empty string"),
+        ("backbone", "", "a non-empty string"),
+        ("normalization", {"mean": [0.5], "std": [1, 1, 1]}, "three finite numbers"),
+        ("normalization", {"mean": [0.5, float("nan"), 0.5], "std": [1, 1, 1]}, "three finite numbers"),
+        ("headings", ["north", 90, 180, 270], "four numbers"),
+        ("context", [1, 2], "a dict"),
+    ],
+)
+def test_record_fields_are_checked_at_load(field, value, wanted, good_checkpoint, sample_for_records, tmp_path, capsys):
+    saved = load_checkpoint(good_checkpoint)
+    saved["geoguess"][field] = value
+    bad = tmp_path / "record.ckpt"
+    torch.save(saved, bad)
+    with pytest.raises(CheckpointError, match=rf"record field '{field}' is .*; expected .*{wanted}"):
+        load_task(bad)
+    argv = ["predict", "--ckpt", str(bad), "--data", str(sample_for_records), "--out", str(tmp_path / "p.csv")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"record field '{field}'" in err and "Traceback" not in err and "0.jpg" not in err
+
+
+@pytest.fixture(scope="module")
+def sample_for_records(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("records") / "root"
+    argv = ["make-sample", "--out", str(root), "--locations", "2", "--size", "32", "--seed", "3", "--workers", "1"]
+    assert cli.main(argv) == 0
+    return root
+
+
+def test_an_empty_or_cut_checkpoint_gives_a_reason(good_checkpoint, tmp_path):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt is empty \(0 bytes\)"):
+        load_checkpoint(empty)
+    for size in (1, 100, good_checkpoint.stat().st_size // 2):
+        cut = tmp_path / f"cut{size}.ckpt"
+        cut.write_bytes(good_checkpoint.read_bytes()[:size])
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(cut)
+        reason = str(caught.value).split("checkpoint", 1)[-1]
+        assert reason.rstrip().rstrip(":") and not str(caught.value).rstrip().endswith(":"), str(caught.value)
+
+
+def test_a_foreign_class_table_names_the_checkpoint_side_correctly(context, croatia_points, tmp_path):
+    lat, lon = croatia_points
+    finer = GeoContext.fit(lat[:300], lon[:300], spacing_deg=0.25)
+    assert finer.num_classes > context.num_classes
+    other_run = write_checkpoint(tiny_task(ClassificationTask, finer), tmp_path / "other_run.ckpt")
+    configured = tiny_task(ClassificationTask, context)  # as ``fit --ckpt_path`` configures it from the data
+    with pytest.raises(CheckpointError) as caught:
+        configured.on_load_checkpoint(load_checkpoint(other_run))
+    message = str(caught.value)
+    assert f"{finer.num_classes} classes in the checkpoint vs {context.num_classes} requested" in message
+    assert f"checkpoint {finer.fingerprint()} vs requested {context.fingerprint()}" in message

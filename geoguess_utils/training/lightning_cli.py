@@ -21,7 +21,12 @@ from geoguess_utils.errors import CheckpointError
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.training.callbacks import RunCheckpoint, SaveSplitCallback
-from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint, read_record
+from geoguess_utils.training.checkpoint import (
+    AtomicCheckpointIO,
+    check_finite_weights,
+    load_checkpoint,
+    read_record,
+)
 from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
 
 MONITOR = f"val/{MEAN_NAME}"
@@ -130,7 +135,8 @@ def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -
         CheckpointError: Unsafe, unreadable, foreign or mismatching checkpoint; the
             message says what differs.
     """
-    record = read_record(load_checkpoint(ckpt_path, mmap=True), str(ckpt_path))
+    data = load_checkpoint(ckpt_path, mmap=True)
+    record = read_record(data, str(ckpt_path), check_fields=False)  # name a different model first
     differences = [
         f"{name} {record[name]!r} in the checkpoint vs {wanted!r} configured"
         for name, wanted in (("task", model.task_name), ("backbone", str(model.hparams.backbone)))
@@ -138,6 +144,8 @@ def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -
     ]
     if differences:
         raise CheckpointError(f"cannot resume from {ckpt_path}: {'; '.join(differences)}")
+    read_record(data, str(ckpt_path))
+    check_finite_weights(data["state_dict"], f"cannot resume from {ckpt_path}: it")
 
 
 def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_path: str | None = None) -> bool:
