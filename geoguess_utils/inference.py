@@ -62,6 +62,7 @@ def predict(
     batch_size: int = 64,
     device: str = "auto",
     num_workers: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> Predictions:
     """Predict locations with a trained task: one split of its training data, or whole roots.
 
@@ -76,6 +77,7 @@ def predict(
         batch_size: Locations per batch.
         device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ...
         num_workers: DataLoader worker processes.
+        cache_dir: Folder of the enriched-table cache (default: the data module's, ``~/.cache/geoguess``).
 
     Returns:
         The predictions, in the dataset's order.
@@ -102,6 +104,7 @@ def predict(
         "augment": False,
         "context": task.context.to_dict(),
         "expected_source_size": None,
+        "cache_dir": None if cache_dir is None else str(cache_dir),
     }
     root_list = [str(r) for r in roots]
     if split is not None:

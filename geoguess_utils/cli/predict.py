@@ -113,18 +113,21 @@ def run(args: argparse.Namespace) -> int:
     """Predict and write the CSV atomically."""
     from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.io import atomic_write_csv
+    from geoguess_utils.output_watch import watch_network_outputs
 
     refuse_outputs_on_inputs({"--out": args.out}, args.data, {"--ckpt": args.ckpt})
-    table = predict_roots(
-        args.ckpt,
-        list(args.data),
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=args.device,
-        decoding=args.decoding,
-        cache_dir=args.cache_dir,
-        lenient=args.lenient,
-    )
+    with watch_network_outputs() as outputs:
+        table = predict_roots(
+            args.ckpt,
+            list(args.data),
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            decoding=args.decoding,
+            cache_dir=args.cache_dir,
+            lenient=args.lenient,
+        )
     atomic_write_csv(table, args.out)
-    print(f"wrote {len(table)} predictions to {args.out}")
+    outputs.warn("predict")
+    print(f"wrote {len(table)} predictions to {args.out} ({outputs.summary()})")
     return 0
