@@ -476,3 +476,15 @@ def test_a_foreign_class_table_names_the_checkpoint_side_correctly(context, croa
     message = str(caught.value)
     assert f"{finer.num_classes} classes in the checkpoint vs {context.num_classes} requested" in message
     assert f"checkpoint {finer.fingerprint()} vs requested {context.fingerprint()}" in message
+
+
+def test_a_uuid_with_spaces_around_it_is_shown_quoted(small_root, capsys):
+    table = pd.read_csv(small_root / "data.csv", dtype=str)
+    plain = table.loc[0, "uuid"]
+    table.loc[0, "uuid"] = f"  {plain}"
+    table.to_csv(small_root / "data.csv", index=False)
+    assert cli.main(["validate", str(small_root)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    spaced = [line for line in lines if line.startswith(repr(f"  {plain}") + "\t")]
+    bare = [line for line in lines if line.startswith(plain + "\t")]
+    assert spaced and bare  # the row and its folder: they no longer look like the same uuid
