@@ -488,3 +488,57 @@ def test_a_uuid_with_spaces_around_it_is_shown_quoted(small_root, capsys):
     spaced = [line for line in lines if line.startswith(repr(f"  {plain}") + "\t")]
     bare = [line for line in lines if line.startswith(plain + "\t")]
     assert spaced and bare  # the row and its folder: they no longer look like the same uuid
+
+
+# ----------------------------------------------------------------------------- one exit-code convention
+
+
+def test_every_command_documents_the_exit_codes(capsys):
+    for name in [*cli.COMMANDS, *cli.PASSTHROUGH]:
+        with pytest.raises(SystemExit) as done:
+            cli.main([name, "--help"])
+        assert done.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for code in cli.EXIT_CODES:
+            assert f"{code} " in text.split("exit status:", 1)[-1], (name, code)
+
+
+@pytest.mark.parametrize(
+    "raised, code, said",
+    [
+        (DataError("bad row"), 2, "error: bad row"),
+        (PermissionError(13, "Permission denied", "/some/file"), 2, "error: Permission denied (/some/file)"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (ValueError("unexpected"), 3, "internal error (ValueError)"),
+    ],
+)
+def test_errors_map_to_the_same_exit_status_in_every_command(raised, code, said, monkeypatch, capsys):
+    import importlib
+
+    for name, (module_name, _) in {**cli.COMMANDS, **cli.PASSTHROUGH}.items():
+        module = importlib.import_module(module_name)
+
+        def fail(*args, **kwargs):
+            raise raised
+
+        monkeypatch.setattr(module, "run", fail)
+        argv = {
+            "predict": ["--ckpt", "c", "--data", "d", "--out", "o"],
+            "map": ["--ckpt", "c", "--data", "d"],
+            "evaluate": ["p", "--truth", "t"],
+            "validate": ["r"],
+            "download-streetview": ["--locations", "1", "--out", "o"],
+            "make-sample": ["--out", "o"],
+        }.get(name, [])
+        assert cli.main([name, *argv]) == code, name
+        assert said in capsys.readouterr().err, name
+
+
+def test_the_same_fault_gives_the_same_status_in_predict_and_map(small_root, tmp_path, capsys):
+    for name in ("predict", "map"):
+        out = tmp_path / f"{name}.out"
+        assert (
+            cli.main([name, "--ckpt", str(tmp_path / "missing.ckpt"), "--data", str(small_root), "--out", str(out)])
+            == 2
+        )
+        assert "does not exist" in capsys.readouterr().err

@@ -43,7 +43,12 @@ class GeoguessCLI(LightningCLI):
         """Parse ``args`` (a config and overrides) and build trainer, model and data; fit nothing yet."""
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("parser_kwargs", {"prog": "geoguess fit", "description": "Train a geoguess model."})
+        from geoguess_utils.cli import EXIT_CODES_HELP
+
+        kwargs.setdefault(
+            "parser_kwargs",
+            {"prog": "geoguess fit", "description": "Train a geoguess model.", "epilog": EXIT_CODES_HELP},
+        )
         with warnings.catch_warnings():
             # ``geoguess fit`` hands over its own argv; that is intended, not a mix-up
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
