@@ -150,3 +150,28 @@ def test_a_folder_is_refused_by_name(tmp_path):
     with pytest.raises(GeoguessError, match=r"out: it is a folder"):
         io.atomic_write_text(folder, "x")
     assert (folder / "keep").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_the_commands_follow_links_and_write_through_devices(tmp_path, capsys):
+    import stat
+
+    from geoguess_utils import cli
+
+    root = tmp_path / "root"
+    argv = ["make-sample", "--out", str(root), "--locations", "2", "--size", "32", "--seed", "5", "--workers", "1"]
+    assert cli.main(argv) == 0
+    (tmp_path / "reports").mkdir()
+    target = tmp_path / "reports" / "report.csv"
+    target.write_text("old report")
+    link = tmp_path / "latest.csv"
+    link.symlink_to(target)
+    assert cli.main(["validate", str(root), "--report", str(link)]) == 0
+    assert link.is_symlink() and target.read_text().startswith("uuid,file,kind,message")
+    assert cli.main(["validate", str(root), "--report", str(tmp_path / "reports")]) == 2
+    assert "it is a folder" in capsys.readouterr().err
+    if os.geteuid() == 0:
+        device = tmp_path / "full"
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # /dev/full
+        assert cli.main(["validate", str(root), "--report", str(device)]) == 2
+        assert "disk is full" in capsys.readouterr().err
+        assert stat.S_ISCHR(os.stat(device).st_mode)
