@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,20 @@ def _umask() -> int:
 
 # /dev/stdout, /dev/fd/1, /proc/self/fd/1: whatever the descriptor is (even a regular file the shell
 # redirected to), the caller means "write to it", not "replace the file behind it".
-_DESCRIPTOR_PATH = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|\d+)/fd/\d+")
+_DESCRIPTOR_PATH = re.compile(r"/dev/(?:(stdout)|(stderr)|fd/(\d+))|/proc/(self|\d+)/fd/(\d+)")
+
+
+def _own_descriptor(path: Path) -> int | None:
+    """The descriptor of this process that ``path`` names (``/dev/stdout`` -> 1), else ``None``."""
+    match = _DESCRIPTOR_PATH.fullmatch(os.path.abspath(path))
+    if match is None:
+        return None
+    stdout, stderr, dev_fd, pid, proc_fd = match.groups()
+    if stdout or stderr:
+        return 1 if stdout else 2
+    if dev_fd is not None:
+        return int(dev_fd)
+    return int(proc_fd) if pid in ("self", str(os.getpid())) else None
 
 
 def _destination(path: Path) -> tuple[Path, bool]:
@@ -62,8 +76,19 @@ def _destination(path: Path) -> tuple[Path, bool]:
 
 
 def _write_through(source: Path, final: Path) -> None:
-    """Copy the finished temporary file into a device or FIFO without creating or truncating anything."""
-    fd = os.open(final, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
+    """Copy the finished temporary file into a device or FIFO without creating or truncating anything.
+
+    A path naming one of this process's descriptors (``/dev/stdout``) is written through
+    that descriptor, at its current position, as a shell redirection expects.
+    """
+    number = _own_descriptor(final)
+    if number is not None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()  # what was printed before comes first
+        fd = os.dup(number)
+    else:
+        fd = os.open(final, os.O_WRONLY | getattr(os, "O_NOCTTY", 0))
     with open(source, "rb") as data, os.fdopen(fd, "wb", closefd=True) as out:
         shutil.copyfileobj(data, out)
 

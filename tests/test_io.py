@@ -127,20 +127,29 @@ def test_a_full_device_reports_the_full_disk_and_stays_a_device(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
-def test_dev_stdout_writes_to_the_standard_output(tmp_path):
+def test_standard_output_is_written_through(tmp_path):
+    """``/dev/fd/1`` is written, never replaced; ``/dev/stdout`` is recognised as the same without touching it.
+
+    The subprocess writes to ``/dev/fd/1`` rather than ``/dev/stdout``: a writer that
+    replaced its destination would, run as root, turn ``/dev/stdout`` itself into a file.
+    """
     import subprocess
     import sys
 
-    code = "from geoguess_utils import io; io.atomic_write_text('/dev/stdout', 'to stdout\\n')"
+    for name in ("/dev/stdout", "/dev/stderr", "/dev/fd/1", "/proc/self/fd/2"):
+        assert io._destination(Path(name)) == (Path(name), True)
+    code = "from geoguess_utils import io; io.atomic_write_text('/dev/fd/1', 'to stdout\\n')"
     env = {**os.environ, "PYTHONPATH": str(Path(io.__file__).resolve().parents[1])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "to stdout\n"
     redirected = tmp_path / "captured.txt"
-    with open(redirected, "w") as handle:  # stdout is now a regular file: still written, never replaced
+    with open(redirected, "w") as handle:  # stdout is now a regular file: written at its position, never replaced
+        handle.write("before\n")
+        handle.flush()
         result = subprocess.run([sys.executable, "-c", code], stdout=handle, timeout=120, env=env)
     assert result.returncode == 0
-    assert redirected.read_text() == "to stdout\n"
+    assert redirected.read_text() == "before\nto stdout\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["captured.txt"]
 
 

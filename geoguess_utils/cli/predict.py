@@ -8,6 +8,8 @@ with one row per folder, the competition's submission format.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -129,5 +131,7 @@ def run(args: argparse.Namespace) -> int:
         )
     atomic_write_csv(table, args.out)
     outputs.warn("predict")
-    print(f"wrote {len(table)} predictions to {args.out} ({outputs.summary()})")
+    to_stdout = os.path.abspath(args.out) in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")
+    summary = f"wrote {len(table)} predictions to {args.out} ({outputs.summary()})"
+    print(summary, file=sys.stderr if to_stdout else sys.stdout)  # keep a CSV sent to stdout clean
     return 0
