@@ -368,6 +368,10 @@ def test_no_output_may_overwrite_an_input_dataset_or_checkpoint(small_root, good
         "predict into the images": (["predict", *common, "--out", str(view.parent / "p.csv")], "image folder"),
         "predict over the checkpoint": (["predict", *common, "--out", str(ckpt_copy)], "--ckpt"),
         "map over a view": (["map", *common, "--out", str(view)], "image folder"),
+        "predict caching into the images": (
+            ["predict", *common, "--out", str(tmp_path / "p.csv"), "--cache-dir", str(small_root / "images" / "c")],
+            "image folder",
+        ),
         "validate report over data.csv": (
             ["validate", str(small_root), "--report", str(small_root / "data.csv")],
             "data.csv",

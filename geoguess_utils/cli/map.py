@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
-    refuse_outputs_on_inputs({"--out": args.out}, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
+    written = {"--out": args.out, "--cache-dir": args.cache_dir}
+    refuse_outputs_on_inputs(written, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
     split_csv = args.split_csv
     if args.split is not None and split_csv is None:
         split_csv = runs.run_files_of_checkpoint(args.ckpt).split_csv

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils.io import atomic_write_csv
     from geoguess_utils.output_watch import watch_network_outputs
 
-    refuse_outputs_on_inputs({"--out": args.out}, args.data, {"--ckpt": args.ckpt})
+    refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, args.data, {"--ckpt": args.ckpt})
     with watch_network_outputs() as outputs:
         table = predict_roots(
             args.ckpt,
