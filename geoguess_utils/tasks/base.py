@@ -456,4 +456,8 @@ class GeoTask(pl.LightningModule):
                 f"the checkpoint was trained with backbone {record['backbone']!r}, "
                 f"but this model uses {self.hparams.backbone!r}"
             )
-        self.configure_context(GeoContext.from_dict(record["context"]), record.get("image_size"))
+        saved = GeoContext.from_dict(record["context"])
+        if self.context is not None and self.context.fingerprint() != saved.fingerprint():
+            # the checkpoint's context is the saved side, the one this run configured is the requested side
+            raise CheckpointError(checkpoint.describe_context_difference(saved, self.context))
+        self.configure_context(saved, record.get("image_size"))
