@@ -60,6 +60,7 @@ class GeoTask(pl.LightningModule):
         cpu_bf16_frozen_backbone: bool = False,
         head_hidden: int = 0,
         head_only: bool = False,
+        freeze_batchnorm: bool = False,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
@@ -93,6 +94,10 @@ class GeoTask(pl.LightningModule):
             head_only: Never train the backbone: only the head learns, for every epoch. With
                 the datamodule's embedding cache on (``--data.embeddings.enabled true``) the
                 backbone then never runs during training.
+            freeze_batchnorm: Keep the backbone's batch-norm layers in eval mode for the whole
+                run (their running statistics fixed; their scale and shift still train once the
+                backbone does). The embedding cache is computed in eval mode, so this keeps
+                the fine-tuning phase's features where the cached phase left the head.
         """
         super().__init__()
         _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -392,6 +397,10 @@ class GeoTask(pl.LightningModule):
         trainable = not (frozen and self.trainer.world_size == 1)
         for parameter in self.net.backbone.parameters():
             parameter.requires_grad_(trainable)
+        if self.hparams.get("freeze_batchnorm", False):
+            for module in self.net.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         if frozen:
             for group in self._backbone_groups():
                 group["lr"] = 0.0
