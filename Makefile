@@ -10,7 +10,7 @@ SAMPLE ?= data/synthetic
 SAMPLE_LOCATIONS ?= 2000
 SAMPLE_SIZE ?= 96
 
-.PHONY: demo test install lint format unit notebooks clean help
+.PHONY: demo test install lint format unit notebooks figures clean help
 
 help:
 	@echo "make demo   set up and run the pipeline on the synthetic sample"
@@ -44,6 +44,15 @@ notebooks: install
 
 test: lint unit notebooks
 
+# The notebooks write their figures into figures/generated/ (not in git); this reruns them
+# on the synthetic sample and copies the results over the tracked figures the README shows.
+figures: install
+	rm -rf figures/generated
+	env -u GEOGUESS_DATA_DIR MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks \
+		--sanitize-with notebooks/sanitize.cfg -o testpaths=notebooks
+	MPLBACKEND=Agg $(BIN)/geoguess grid --spacing 0.3 --figures figures/generated
+	$(BIN)/python -m geoguess_utils.course.figures
+
 $(SAMPLE)/data.csv: | $(STAMP)
 	$(BIN)/geoguess make-sample --out $(SAMPLE) --locations $(SAMPLE_LOCATIONS) --size $(SAMPLE_SIZE) --seed 0
 
@@ -62,7 +71,7 @@ demo: install $(SAMPLE)/data.csv
 	@echo "== 1/6 check the synthetic sample"
 	$(BIN)/geoguess validate $(SAMPLE)
 	@echo "== 2/6 the grid of classes"
-	$(BIN)/geoguess grid --spacing 0.3
+	$(BIN)/geoguess grid --spacing 0.3 --figures figures/generated
 	@echo "== 3/6 train the classifier (configs/quick_cpu.yaml)"
 	@if [ -f $(DEMO_DONE) ] && [ $(DEMO_DONE) -nt configs/quick_cpu.yaml ] && [ $(DEMO_DONE) -nt $(SAMPLE)/data.csv ]; then \
 		echo "reusing the model trained in $(DEMO_RUN) (delete $(DEMO_DIR) to train again)"; \
@@ -81,7 +90,7 @@ demo: install $(SAMPLE)/data.csv
 	@echo
 	@echo "Done, on the SYNTHETIC sample in $(SAMPLE):"
 	@echo "  map         figures/predictions_map.html (open it in a browser; works offline)"
-	@echo "  figures     figures/grid_0.3.png and the course figures in figures/"
+	@echo "  figures     figures/generated/grid_0.3.png (make figures refreshes the tracked copies in figures/)"
 	@echo "  model       $(DEMO_CKPT) (logs and split.csv next to it in $(DEMO_RUN))"
 	@echo "  predictions $(DEMO_DIR)/predictions.csv"
 	@echo "  the course  jupyter lab notebooks/ (01 to 05, in order)"

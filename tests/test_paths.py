@@ -38,7 +38,47 @@ def test_project_root_falls_back_to_start(tmp_path):
 def test_figures_dir_is_created(tmp_path):
     root = _project(tmp_path)
     folder = paths.figures_dir(root)
-    assert folder == root / "figures" and folder.is_dir()
+    assert folder == root / "figures" / "generated" and folder.is_dir()
+    assert paths.published_figures_dir(root) == root / "figures"
+
+
+def test_generated_figures_are_ignored_by_git():
+    project = Path(__file__).resolve().parents[1]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "figures/generated/locations.png"], cwd=project, check=False
+    ).returncode
+    tracked = subprocess.run(["git", "check-ignore", "-q", "figures/locations.png"], cwd=project, check=False)
+    assert ignored == 0 and tracked.returncode == 1
+
+
+def test_publish_figures_copies_generated_over_tracked(tmp_path):
+    from geoguess_utils.course import figures
+
+    root = _project(tmp_path)
+    with pytest.raises(DataError, match="holds no figures yet"):
+        figures.publish_figures(root)
+    (paths.figures_dir(root) / "locations.png").write_bytes(b"new picture")
+    (paths.figures_dir(root) / "predictions_map.html").write_text("<html></html>")
+    (paths.published_figures_dir(root) / "locations.png").write_bytes(b"old picture")
+    written = figures.publish_figures(root)
+    assert written == [root / "figures" / "locations.png"]
+    assert (root / "figures" / "locations.png").read_bytes() == b"new picture"
+    assert not (root / "figures" / "predictions_map.html").exists()  # the map is never tracked
+    with pytest.raises(DataError, match=r"error_floor\.png"):
+        figures.publish_figures(root, ["locations.png", "error_floor.png"])
+
+
+def test_run_name_keeps_course_for_the_sample_only(tmp_path):
+    root = _project(tmp_path)
+    sample = paths.sample_dir(root)
+    sample.mkdir(parents=True)
+    other = tmp_path / "lumen train!"
+    other.mkdir()
+    assert paths.run_name([sample], root=root) == "course"
+    named = paths.run_name([other], root=root)
+    assert named.startswith("course-lumen-train-") and named != paths.run_name([other, sample], root=root)
+    assert named == paths.run_name([tmp_path / "x" / ".." / "lumen train!"], root=root)  # by resolved path
+    assert paths.run_name([sample, other], base="demo", root=root).startswith("demo-synthetic-")
 
 
 def test_data_roots_from_the_environment(tmp_path, monkeypatch):

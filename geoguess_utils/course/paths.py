@@ -9,7 +9,9 @@ which is generated on first use.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,9 @@ DATA_DIR_ENV = "GEOGUESS_DATA_DIR"
 
 SAMPLE_SUBDIR = Path("data") / "synthetic"
 """Where the synthetic sample lives, relative to the project root."""
+
+GENERATED_SUBDIR = "generated"
+"""Sub-folder of ``figures/`` that the notebooks write into (ignored by git)."""
 
 SAMPLE_LOCATIONS = 2000
 SAMPLE_SIZE_PX = 96
@@ -54,7 +59,22 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
-    """The ``figures/`` folder of the project (created when missing).
+    """Where the notebooks write their figures: ``figures/generated/`` (created when missing).
+
+    That folder is not in git, so running a notebook never changes a tracked file. The
+    copies the README shows live one level up, in :func:`published_figures_dir`, and are
+    refreshed on purpose with ``make figures`` (see :mod:`geoguess_utils.course.figures`).
+
+    Args:
+        root: Project root; found with :func:`project_root` when ``None``.
+    """
+    path = published_figures_dir(root) / GENERATED_SUBDIR
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def published_figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The tracked ``figures/`` folder whose images the README shows (created when missing).
 
     Args:
         root: Project root; found with :func:`project_root` when ``None``.
@@ -63,6 +83,33 @@ def figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
     path = folder / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_name(
+    roots: Sequence[str | os.PathLike[str]], base: str = "course", root: str | os.PathLike[str] | None = None
+) -> str:
+    """Name of the course's run folder under ``runs/`` for these dataset roots.
+
+    The default synthetic sample gets ``base`` itself (``runs/course``); any other set of
+    roots gets ``base``, the first root's folder name and a short digest of all resolved
+    paths, so training on another dataset never replaces (or silently reuses) the run
+    made on the sample.
+
+    Args:
+        roots: Dataset roots, as :func:`data_roots` returns them.
+        base: Leading part of the name.
+        root: Project root (to recognise the default sample); found with
+            :func:`project_root` when ``None``.
+
+    Returns:
+        A folder name made of letters, digits, ``-`` and ``_``.
+    """
+    resolved = [Path(r).expanduser().resolve() for r in roots]
+    if resolved == [sample_dir(root).resolve()]:
+        return base
+    digest = hashlib.sha1("\n".join(str(r) for r in resolved).encode("utf-8")).hexdigest()[:8]
+    label = re.sub(r"[^A-Za-z0-9_-]+", "-", resolved[0].name if resolved else "none").strip("-") or "data"
+    return f"{base}-{label[:40]}-{digest}"
 
 
 def sample_dir(root: str | os.PathLike[str] | None = None) -> Path:
