@@ -64,7 +64,7 @@ class GeoguessCLI(LightningCLI):
                 "checkpoint.mode": "min",
                 "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 1,
-                "checkpoint.filename": "best-epoch{epoch:02d}",
+                "checkpoint.filename": "best",  # checkpoints/best.ckpt: one name to point predict and map at
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
