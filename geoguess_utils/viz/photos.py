@@ -119,7 +119,7 @@ def synthetic_samples_figure(size: int = 128, seed: int = 0) -> Figure:
 
 
 def write_synthetic_samples_figure(path: str | os.PathLike[str] | None = None, size: int = 128, seed: int = 0) -> Path:
-    """Draw :func:`synthetic_samples_figure` and save it (``figures/synthetic_samples.png`` by default).
+    """Draw :func:`synthetic_samples_figure` and save it (``figures/generated/synthetic_samples.png`` by default).
 
     Returns:
         The path written.
