@@ -36,10 +36,17 @@ format: install
 unit: install
 	MPLBACKEND=Agg $(BIN)/python -m pytest
 
+# The run must leave the tracked files as they were (figures go to figures/generated/).
+TRACKED_STATE := git status --porcelain --untracked-files=no 2>/dev/null; git ls-files -s figures 2>/dev/null; \
+	sha1sum $$(git ls-files figures 2>/dev/null) 2>/dev/null
+
 notebooks: install
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
+		before="$$($(TRACKED_STATE))"; \
 		MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks \
-			--sanitize-with notebooks/sanitize.cfg -o testpaths=notebooks; \
+			--sanitize-with notebooks/sanitize.cfg -o testpaths=notebooks || exit 1; \
+		if [ "$$before" != "$$($(TRACKED_STATE))" ]; then \
+			echo "running the notebooks changed tracked files:"; git status --short; exit 1; fi; \
 	else echo "no notebooks yet"; fi
 
 test: lint unit notebooks
