@@ -11,7 +11,7 @@ Make the runs first, then write the table::
 
     make demo                                          # runs/demo/classification
     (cd notebooks && jupyter nbconvert --to notebook --execute 04_training.ipynb --stdout > /dev/null)
-    python benchmarks/readme_results.py                # runs/course/{classification,regression}
+    python benchmarks/readme_results.py --roots data/synthetic   # and runs/course/{classification,regression}
     python benchmarks/readme_results.py --check        # exit status 1 when README.md is out of date
 """
 
@@ -63,7 +63,10 @@ def run_roots(run_dir: Path, project: Path) -> tuple[Path, ...]:
     """The dataset roots a run trained on, from its ``config.yaml`` (relative ones from ``project``)."""
     config = run_dir / "config.yaml"
     if not config.is_file():
-        raise DataError(f"{config} is missing: is {run_dir} a finished training run?")
+        raise DataError(
+            f"{config} is missing (geoguess fit writes it; a run trained from Python does not): "
+            "name the run's dataset roots with --roots"
+        )
     try:
         roots = yaml.safe_load(config.read_text(encoding="utf-8"))["data"]["roots"]
     except (yaml.YAMLError, KeyError, TypeError) as exc:
@@ -71,8 +74,14 @@ def run_roots(run_dir: Path, project: Path) -> tuple[Path, ...]:
     return tuple(Path(r) if Path(r).is_absolute() else project / r for r in roots)
 
 
-def read_run(label: str, run_dir: Path, project: Path) -> RunResult:
+def read_run(label: str, run_dir: Path, project: Path, roots: Sequence[Path] | None = None) -> RunResult:
     """Read one run's logged test results, epochs, test split and roots.
+
+    Args:
+        label: The row's name in the table.
+        run_dir: The run folder.
+        project: Folder that relative roots in the run's ``config.yaml`` are relative to.
+        roots: The run's dataset roots; read from its ``config.yaml`` when ``None``.
 
     Raises:
         DataError: When the run is unfinished (no test results, no split) or its files are unreadable.
@@ -91,7 +100,7 @@ def read_run(label: str, run_dir: Path, project: Path) -> RunResult:
         acc_25_km=tested["acc_25_km"],
         epochs=len(runs.read_metrics(files.metrics_csv)),
         test_uuids=tuple(sorted(split.loc[split["split"] == "test", "uuid"])),
-        roots=run_roots(run_dir, project),
+        roots=tuple(Path(r) for r in roots) if roots else run_roots(run_dir, project),
     )
 
 
@@ -164,11 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar=("LABEL", "RUN_DIR"),
         help="a row (repeatable); default: the QUICK runs of notebook 04 and the make demo run",
     )
+    parser.add_argument(
+        "--roots", type=Path, nargs="+", help="dataset roots of every run (default: each run's config.yaml)"
+    )
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 when the table is out of date")
     args = parser.parse_args(argv)
     chosen = args.run or [(label, args.project / folder) for label, folder in DEFAULT_RUNS]
     try:
-        results = [read_run(label, Path(folder), args.project) for label, folder in chosen]
+        results = [read_run(label, Path(folder), args.project, args.roots) for label, folder in chosen]
         text = args.readme.read_text(encoding="utf-8")
         updated = replace_between_markers(text, results_table(results), str(args.readme))
     except (GeoguessError, OSError, pd.errors.ParserError) as exc:

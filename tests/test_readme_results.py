@@ -67,6 +67,15 @@ def test_runs_on_different_splits_are_refused(sample, tmp_path):
         readme_results.results_table([first, second])
 
 
+def test_roots_come_from_the_option_when_the_run_has_no_config(sample, tmp_path):
+    root, table = sample
+    run = fake_run(tmp_path / "cls", root, table, mean_km=70.0)
+    (run / "config.yaml").unlink()
+    with pytest.raises(DataError, match="--roots"):
+        readme_results.read_run("cls", run, tmp_path)
+    assert readme_results.read_run("cls", run, tmp_path, [root]).roots == (root,)
+
+
 def test_an_untested_run_is_refused(sample, tmp_path):
     root, table = sample
     run = fake_run(tmp_path / "untested", root, table, 90.0)
