@@ -125,6 +125,7 @@ def test_real_like_root_is_not_the_synthetic_kind(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # five notebooks, two of them training, on two shared cores
 def test_all_notebooks_run_on_a_real_like_root(tmp_path: Path) -> None:
     assert len(NOTEBOOKS) == 5, [p.name for p in NOTEBOOKS]
     root = tmp_path / "lumen-like"
@@ -155,7 +156,7 @@ def test_all_notebooks_run_on_a_real_like_root(tmp_path: Path) -> None:
         "testpaths=notebooks",
     ]
     try:
-        done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        done = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=2100, check=False)
         after = tracked_state()
     finally:
         if run_dir.is_dir() and run_dir.parent == PROJECT / "runs":
