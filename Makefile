@@ -15,6 +15,7 @@ SAMPLE_SIZE ?= 96
 help:
 	@echo "make demo   set up and run the pipeline on the synthetic sample"
 	@echo "make test   set up and run every check (lint, unit tests, notebooks)"
+	@echo "make figures rerun the notebooks on the synthetic sample and refresh the README's figures"
 
 # (Re)install when the project's dependencies change; a no-op otherwise.
 $(STAMP): pyproject.toml
