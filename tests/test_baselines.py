@@ -56,7 +56,7 @@ def test_baselines_dict():
 def test_baselines_refuse_bad_points():
     with pytest.raises(DataError, match=r"\(N, 2\)"):
         evaluation.baselines(None, np.zeros((0, 2)))
-    with pytest.raises(DataError, match="non-finite.*rows \\[1\\]"):
+    with pytest.raises(DataError, match=r"non-finite.*rows \[1\]"):
         evaluation.baselines(np.array([[45.0, 16.0], [np.nan, 16.0]]), _points(5, 0))
     with pytest.raises(DataError, match="impossible"):
         evaluation.baselines(None, np.array([[16.0, 200.0]]))
