@@ -264,7 +264,14 @@ def run(argv: list[str]) -> int:
         argv: Arguments after ``fit``: ``--config FILE`` and any ``--section.key value`` override.
 
     Returns:
-        0 after a complete run, 130 when training was interrupted with Ctrl+C.
+        0 after a complete run (or after printing help), 130 when training was
+        interrupted with Ctrl+C.
+
+    Raises:
+        ConfigError: A config file that does not exist, an unknown option (with the
+            closest valid names), or a GPU config on a machine without CUDA.
+        DataError: Invalid data; thousands of problems are shortened to a count, the
+            first few and the setting to change (see :mod:`geoguess_utils.training.fit_guidance`).
     """
     if fit_guidance.HELP_SHORT_FLAG in argv:
         print(fit_guidance.help_summary() + fit_guidance.SHORT_USAGE)
