@@ -113,3 +113,22 @@ def test_map_legend_states_the_training_data(trained, real_root, tmp_path, capsy
     assert "geoguess map: trained on: synthetic data" in err and "geoguess map: warning:" in err
     page = out.read_text(encoding="utf-8")
     assert "trained on: synthetic data" in page and "predicting real photos" in page
+
+
+def test_kinds_of_roots_and_the_warning_for_each(trained, real_root, tmp_path):
+    from geoguess_utils.course.paths import data_kind
+
+    _, root, _ = trained
+    bare = tmp_path / "no_csv"
+    bare.mkdir()
+    assert data_kind([root]) == "synthetic"
+    assert data_kind([real_root]) == "real" and data_kind([bare]) == "real"
+    assert data_kind([root, real_root]) == "mixed"
+    synthetic = checkpoint.training_data_record([root], 30, 20)
+    assert synthetic == {"kind": "synthetic", "roots": ["synth_root"], "locations": 30, "train_locations": 20}
+    assert checkpoint.synthetic_model_warning(synthetic, [root]) is None
+    assert checkpoint.synthetic_model_warning(synthetic, [root, real_root]) is not None
+    real = checkpoint.training_data_record([real_root], 30, 20)
+    assert checkpoint.synthetic_model_warning(real, [root]) is None  # only the synthetic -> real direction warns
+    assert checkpoint.synthetic_model_warning(None, [real_root]) is None
+    assert "30 in real_root" in checkpoint.describe_training_data(real)
