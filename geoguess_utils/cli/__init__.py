@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("geoguess_utils.cli.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
+    "serve": ("geoguess_utils.cli.serve", "serve checkpoints over HTTP, with a 'where is this?' page (FastAPI)"),
 }
 
 # Commands that parse their own arguments (LightningCLI); everything after the name is theirs.
