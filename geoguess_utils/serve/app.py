@@ -280,10 +280,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         pixels = await run_in_threadpool(uploads.views_from_form, files, others, size, config.max_pixels)
         decoded = time.perf_counter()
         (result,) = await batcher.submit(id(loaded), pixels[None], ["upload"])
-        if not probabilities:
-            result = {k: v for k, v in result.items() if k != "probabilities"}
+        row = result["probabilities"]
         return schemas.PredictResponse(
-            **{k: v for k, v in result.items() if k != "batch_size"},
+            **{k: v for k, v in result.items() if k not in ("batch_size", "probabilities")},
+            probabilities=row.tolist() if probabilities and row is not None else None,
             model=loaded.info.name,
             digest=loaded.info.digest,
             timing=timing(started, decoded, result["batch_size"]),

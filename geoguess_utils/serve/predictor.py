@@ -49,7 +49,20 @@ def make_batch(pixels: np.ndarray, uuids: list[str], image_size: int) -> dict[st
 
 def cell_polygon(row: pd.Series) -> dict[str, Any]:
     """A class table row's box as a GeoJSON Polygon (lon, lat order, closed ring)."""
-    lon0, lat0, lon1, lat1 = (float(row[c]) for c in ("lon_min", "lat_min", "lon_max", "lat_max"))
+    return _box_polygon(*(float(row[c]) for c in ("lon_min", "lat_min", "lon_max", "lat_max")))
+
+
+def _cell_arrays(context: GeoContext) -> dict[str, np.ndarray]:
+    """The class table as plain arrays (row lookups in numpy, not pandas, per answered cell)."""
+    table = context.class_table
+    return {
+        "cell_id": table["cell_id"].to_numpy(dtype=np.int64),
+        "box": table[["lon_min", "lat_min", "lon_max", "lat_max"]].to_numpy(dtype=np.float64),
+        "point": context.centroids_latlon(),
+    }
+
+
+def _box_polygon(lon0: float, lat0: float, lon1: float, lat1: float) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]]}
 
 
@@ -66,22 +79,20 @@ def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) 
         "longitude", "polygon"}``, most probable first; the point is the class point
         predictions use (degrees) and the polygon the cell's box as GeoJSON.
     """
-    table = context.class_table
-    points = context.centroids_latlon()
+    arrays = _cell_arrays(context)
     top = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
     out = []
     for values, indices in zip(top.values.tolist(), top.indices.tolist(), strict=True):
         cells = []
         for probability, index in zip(values, indices, strict=True):
-            row = table.iloc[index]
             cells.append(
                 {
-                    "cell_id": int(row["cell_id"]),
+                    "cell_id": int(arrays["cell_id"][index]),
                     "class_index": int(index),
                     "probability": float(probability),
-                    "latitude": float(points[index, 0]),
-                    "longitude": float(points[index, 1]),
-                    "polygon": cell_polygon(row),
+                    "latitude": float(arrays["point"][index, 0]),
+                    "longitude": float(arrays["point"][index, 1]),
+                    "polygon": _box_polygon(*(float(v) for v in arrays["box"][index])),
                 }
             )
         out.append(cells)
@@ -98,12 +109,13 @@ def predict_locations(
         device: The device the task is on.
         pixels: ``uint8`` views, shape (B, 4, H, W, 3), H = W = ``task.image_size``.
         uuids: One name per location, length B.
-        with_probabilities: Also return every class's probability (classifiers only).
+        with_probabilities: Also return every class's probability (classifiers only), as a
+            float64 array of length K (``None`` for regression).
 
     Returns:
         One dict per location, in order: ``uuid``, ``latitude``, ``longitude`` (degrees),
         ``top_cells`` (classifiers; ``None`` for regression) and, when asked,
-        ``probabilities`` (length K, class-index order).
+        ``probabilities`` (length K, class-index order, a numpy array).
     """
     import torch
 
@@ -130,7 +142,7 @@ def predict_locations(
     for i, uuid in enumerate(result["uuid"]):
         item = {"uuid": uuid, "latitude": float(latlon[i, 0]), "longitude": float(latlon[i, 1]), "top_cells": cells[i]}
         if with_probabilities:
-            item["probabilities"] = None if probabilities is None else [float(p) for p in probabilities[i]]
+            item["probabilities"] = None if probabilities is None else probabilities[i].numpy()
         out.append(item)
     return out
 

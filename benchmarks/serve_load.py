@@ -1,0 +1,155 @@
+"""Latency and throughput of ``geoguess serve`` under concurrent requests, batching on and off.
+
+Starts a real ``geoguess serve`` process on 127.0.0.1 for each setting, warms it up,
+then sends ``--requests`` predict requests ``--concurrency`` at a time (each with the
+four photos of one synthetic location) and reports p50/p95 latency as the client sees
+it and locations per second over the run. The client runs on the same machine and
+shares its CPUs with the server, as a benchmark on one small machine must.
+
+The model is the quick CPU configuration's (``configs/quick_cpu.yaml``: EfficientNet-Lite0
+at 64 px, classes on a 0.3 degree grid). Speed does not depend on what the weights
+learned, so by default the network is built with its installed ImageNet backbone and
+an untrained head; ``--ckpt`` serves a trained checkpoint instead (for example the one
+``make demo`` writes).
+
+    python benchmarks/serve_load.py --work /tmp/geoguess_serve_bench --photo-size 640
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geoguess_utils.io import atomic_path, atomic_write_text
+from geoguess_utils.serve.loadtest import run_load, start_server, stop_server
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {
+    "batching on": ["--max-batch", "32", "--max-wait-ms", "5"],
+    "batching off": ["--max-batch", "1"],
+}
+
+
+def quick_checkpoint(path: Path, spacing_deg: float = 0.3, seed: int = 0) -> Path:
+    """Write a checkpoint with the quick config's network: EfficientNet-Lite0, 64 px, concat pooling."""
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.geo import borders
+    from geoguess_utils.tasks.classification import ClassificationTask
+
+    lat, lon = borders.sample_points(1600, np.random.default_rng(seed), "mainland")  # a training split's size
+    context = GeoContext.fit(lat, lon, spacing_deg=spacing_deg)
+    task = ClassificationTask(backbone="efficientnet_lite0", pretrained=True, channels_last=True)
+    task.configure_context(context, image_size=64)
+    record = {
+        "state_dict": task.state_dict(),
+        "hyper_parameters": dict(task.hparams),
+        "epoch": 0,
+        "global_step": 0,
+        "geoguess": task.checkpoint_record(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+    return path
+
+
+def sample_views(work: Path, photo_size: int) -> tuple[list[bytes], Path]:
+    """The four JPEGs of one synthetic location at ``photo_size`` pixels (written once)."""
+    from geoguess_utils.datasets.synthetic.write import generate_dataset
+
+    root = work / f"sample_{photo_size}px"
+    if not (root / "data.csv").is_file():
+        generate_dataset(root, 4, size=photo_size, seed=1, workers=1, overwrite=True)
+    folder = sorted(p for p in (root / "images").iterdir() if p.is_dir())[0]
+    return [(folder / f"{h}.jpg").read_bytes() for h in (0, 90, 180, 270)], root
+
+
+def measure(models: Path, views: list[bytes], options: list[str], requests: int, concurrency: int) -> dict[str, Any]:
+    """One server process, a warm-up, then the measured run; returns the load summary and the server's counters."""
+    import httpx
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    server = start_server(models, [*options, "--max-queue", str(4 * concurrency), "--preload"], env=env)
+    try:
+        warm = run_load(server.url, "quick", views, 2 * concurrency, concurrency)
+        if warm.failed:
+            raise RuntimeError(f"warm-up failed: {warm.errors[:3]} {server.output()}")
+        before = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+        result = run_load(server.url, "quick", views, requests, concurrency)
+        after = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+    finally:
+        stop_server(server)
+    summary = result.summary()
+    passes = after["batches"] - before["batches"]
+    summary["forward_passes"] = passes
+    summary["locations_per_pass"] = (after["locations"] - before["locations"]) / passes if passes else None
+    summary["errors"] = result.errors[:5]
+    return summary
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The BENCHMARKS.md table of a run."""
+    lines = [
+        "| Setting | Requests | Concurrent | Failed | p50 ms | p95 ms | max ms | Locations/s | Locations per pass |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["settings"].items():
+        lines.append(
+            f"| {name} | {row['requests']} | {row['concurrency']} | {row['failed']} | {row['p50_ms']:.0f} | "
+            f"{row['p95_ms']:.0f} | {row['max_ms']:.0f} | {row['locations_per_s']:.1f} | "
+            f"{row['locations_per_pass']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoguess_serve_bench"))
+    parser.add_argument("--ckpt", type=Path, help="serve this checkpoint instead of the built quick network")
+    parser.add_argument("--photo-size", type=int, default=640, help="side of the uploaded JPEGs (LUMEN: 640)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve_results.json")
+    args = parser.parse_args(argv)
+
+    models = args.work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / "quick.ckpt"
+    if args.ckpt is not None:
+        shutil.copyfile(args.ckpt, target)  # a copy: links out of the models folder are refused, by design
+    elif not target.is_file():
+        quick_checkpoint(target)
+    views, _ = sample_views(args.work, args.photo_size)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "checkpoint": str(args.ckpt) if args.ckpt else "quick network (EfficientNet-Lite0, 64 px, untrained head)",
+        "photo_size": args.photo_size,
+        "photo_bytes": sum(map(len, views)),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {},
+    }
+    for name, options in SETTINGS.items():
+        results["settings"][name] = measure(models, views, options, args.requests, args.concurrency)
+        print(name, json.dumps(results["settings"][name]), flush=True)
+    results["load_average_before"] = load_before
+    results["load_average_after"] = os.getloadavg()[0]
+    results["seconds"] = time.perf_counter() - started
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    print(f"load average {load_before:.2f} before, {results['load_average_after']:.2f} after; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
