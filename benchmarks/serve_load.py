@@ -12,7 +12,11 @@ learned, so by default the network is built with its installed ImageNet backbone
 an untrained head; ``--ckpt`` serves a trained checkpoint instead (for example the one
 ``make demo`` writes).
 
-    python benchmarks/serve_load.py --work /tmp/geoguess_serve_bench --photo-size 640
+    python benchmarks/serve_load.py --work /tmp/geoguess_serve_bench --photo-size 640 --update-benchmarks
+
+``--update-benchmarks`` rewrites the "Serving" section of ``BENCHMARKS.md`` (between its
+markers; appended when missing). ``benchmarks/run_all.py`` renders the rest of that file
+and does not run this script: after re-rendering, run this one again.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from geoguess_utils.io import atomic_path, atomic_write_text
 from geoguess_utils.serve.loadtest import run_load, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- serve_load:start -->", "<!-- serve_load:end -->"
 SETTINGS = {
     "batching on": ["--max-batch", "32", "--max-wait-ms", "5"],
     "batching off": ["--max-batch", "1"],
@@ -111,6 +116,45 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def section(results: dict[str, Any], command: str) -> str:
+    """The BENCHMARKS.md section of a run, between its markers."""
+    on = results["settings"]["batching on"]
+    return "\n".join(
+        [
+            START,
+            "## Serving (`geoguess serve`)",
+            "",
+            f"A real `geoguess serve` process on 127.0.0.1, {on['requests']} predict requests with "
+            f"{on['concurrency']} in flight at once, each uploading the four {results['photo_size']} px JPEGs of one "
+            f"synthetic location ({results['photo_bytes'] / 1024:.0f} KiB together); latency as the client sees it "
+            "(upload, decoding, queueing, the forward pass, the answer). Model: "
+            f"{results['checkpoint']}. Client and server share the machine's {results['cpus']} CPUs "
+            f"(torch uses {results['torch_threads']} threads). Each setting was warmed up first.",
+            "",
+            markdown(results),
+            "",
+            f"Batching on: {on['forward_passes']} forward passes for {on['ok']} locations "
+            f"(--max-batch 32 --max-wait-ms 5); off: one pass per request (--max-batch 1). "
+            f"Load average (1 min) {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} "
+            f"after, on {results['date']}; a load above {results['cpus']} means other work shared the CPUs.",
+            "",
+            f"Command: `{command}`",
+            END,
+        ]
+    )
+
+
+def update_benchmarks(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
+    """Replace the serving section of BENCHMARKS.md (or append it)."""
+    current = path.read_text()
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        updated = head + text + rest.split(END, 1)[1]
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    atomic_write_text(path, updated)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/geoguess_serve_bench"))
@@ -119,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve_results.json")
+    parser.add_argument("--update-benchmarks", action="store_true", help="rewrite the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
 
     models = args.work / "models"
@@ -145,9 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     results["load_average_before"] = load_before
     results["load_average_after"] = os.getloadavg()[0]
     results["seconds"] = time.perf_counter() - started
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(markdown(results))
     print(f"load average {load_before:.2f} before, {results['load_average_after']:.2f} after; wrote {args.out}")
+    if args.update_benchmarks:
+        shown = ["python", "benchmarks/serve_load.py", *(argv if argv is not None else sys.argv[1:])]
+        update_benchmarks(section(results, " ".join(shown)))
+        print("updated BENCHMARKS.md")
     return 0
 
 

@@ -19,12 +19,24 @@ from geoguess_utils.tasks.regression import RegressionTask
 IMAGE_SIZE = 32
 
 
-def _image_dependent(task, seed: int):
-    """Give the (zero-initialised) output layer random weights, so different photos give different answers."""
+def _image_dependent(task, sample: Path, seed: int):
+    """Give the (zero-initialised) output layer random weights scaled so that the outputs vary from photo to photo.
+
+    An untrained backbone's features are tiny (about 1e-6), so the weights are scaled to
+    give logits with a spread of about 2 over the sample's locations.
+    """
+    from geoguess_utils.data.images import load_views
+    from geoguess_utils.serve.predictor import make_batch
+
+    uuids = sample_uuids(sample)
+    views = np.stack([load_views([sample / "images" / u / f"{h}.jpg" for h in HEADINGS], IMAGE_SIZE) for u in uuids])
     generator = torch.Generator().manual_seed(seed)
     head = task.net.head[-1]
     with torch.no_grad():
-        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.5)
+        features = task.net.features(make_batch(views, uuids, IMAGE_SIZE)["images"])
+        weight = torch.randn(head.weight.shape, generator=generator)
+        spread = (features @ weight.T).std(dim=0).mean()
+        head.weight.copy_(weight * (2.0 / spread))
     return task
 
 
@@ -42,9 +54,9 @@ def build_models(base: Path, locations: int = 30) -> tuple[Path, Path]:
     context = GeoContext.fit(table["latitude"], table["longitude"], spacing_deg=0.3)
     models = base / "models"
     models.mkdir()
-    clf = _image_dependent(tiny_task(ClassificationTask, context, image_size=IMAGE_SIZE), seed=1)
+    clf = _image_dependent(tiny_task(ClassificationTask, context, image_size=IMAGE_SIZE), sample, seed=1)
     write_checkpoint(clf, models / "clf.ckpt")
-    reg = _image_dependent(tiny_task(RegressionTask, context, image_size=IMAGE_SIZE), seed=2)
+    reg = _image_dependent(tiny_task(RegressionTask, context, image_size=IMAGE_SIZE), sample, seed=2)
     write_checkpoint(reg, models / "reg.ckpt")
     (models / "junk.ckpt").write_bytes(b"this is not a checkpoint\n" * 10)
     torch.save({"weights": torch.zeros(2)}, models / "plain.ckpt")

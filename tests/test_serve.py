@@ -26,6 +26,10 @@ from geoguess_utils.training.checkpoint import load_task
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 
+TOL_DEG = 2e-5
+"""Agreement required with ``geoguess predict``, degrees (about 2 m): float32 convolutions give results
+that differ in the last bits with the batch size (up to about 2e-6 deg here), nothing more."""
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -110,14 +114,16 @@ def test_cells_are_the_class_table_as_geojson(client, served):
 # ---------------------------------------------------------------------------- predictions
 def test_predict_gives_what_geoguess_predict_gives(client, served, reference):
     sample, models = served
+    for table in reference.values():  # the photos matter: the comparison below can tell locations apart
+        assert table["latitude"].round(4).nunique() >= 3
     for uuid in sample_uuids(sample)[:3]:
         for name in ("clf", "reg"):
             response = client.post(f"/models/{name}/predict", files=view_fields(view_bytes(sample, uuid)))
             assert response.status_code == 200, response.text
             body = response.json()
             expected = reference[name].loc[uuid]
-            assert body["latitude"] == pytest.approx(expected["latitude"], abs=1e-9)
-            assert body["longitude"] == pytest.approx(expected["longitude"], abs=1e-9)
+            assert body["latitude"] == pytest.approx(expected["latitude"], abs=TOL_DEG)
+            assert body["longitude"] == pytest.approx(expected["longitude"], abs=TOL_DEG)
             assert body["model"] == name
             assert body["digest"] == hashlib.sha256((models / f"{name}.ckpt").read_bytes()).hexdigest()
             assert body["timing"]["total_ms"] >= body["timing"]["decode_ms"] >= 0
@@ -138,9 +144,10 @@ def test_predict_top5_are_the_most_probable_cells(client, served):
     assert len(cells) == 5
     probabilities = [cell["probability"] for cell in cells]
     assert probabilities == sorted(probabilities, reverse=True)
-    order = torch.argsort(expected, descending=True)[:5].tolist()
-    assert [cell["class_index"] for cell in cells] == order
-    np.testing.assert_allclose(probabilities, expected[order].numpy(), rtol=1e-6)
+    indices = [cell["class_index"] for cell in cells]
+    np.testing.assert_allclose(probabilities, expected[indices].numpy(), rtol=1e-5)
+    sixth = torch.sort(expected, descending=True).values[5].item()
+    assert min(probabilities) >= sixth - 1e-6  # the five largest, whatever the order of near-ties
     table = task.context.class_table
     for cell in cells:
         row = table.iloc[cell["class_index"]]
@@ -189,7 +196,7 @@ def test_predict_batch_from_a_lumen_zip_as_csv(client, served, reference):
     assert list(table.columns) == ["uuid", "latitude", "longitude"]
     assert list(table["uuid"]) == uuids
     expected = reference["clf"].loc[uuids]
-    np.testing.assert_allclose(table[["latitude", "longitude"]].to_numpy(), expected.to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(table[["latitude", "longitude"]].to_numpy(), expected.to_numpy(), atol=TOL_DEG)
 
 
 def test_predict_batch_from_field_groups_as_json(client, served, reference):
@@ -207,7 +214,7 @@ def test_predict_batch_from_field_groups_as_json(client, served, reference):
     for result in body["results"]:
         expected = reference["reg"].loc[result["uuid"]]
         assert (result["latitude"], result["longitude"]) == pytest.approx(
-            (expected["latitude"], expected["longitude"]), abs=1e-6
+            (expected["latitude"], expected["longitude"]), abs=TOL_DEG
         )
 
 
@@ -402,8 +409,8 @@ def test_requests_waiting_together_share_one_forward_pass(served, monkeypatch):
     assert [results[u]["timing"]["batch_size"] for u in uuids] == [1, 3, 3, 3]
     for uuid in uuids:  # a location's answer does not depend on its company
         alone = truth_free_single(models, sample, uuid)
-        assert results[uuid]["latitude"] == pytest.approx(alone[0], abs=1e-6)
-        assert results[uuid]["longitude"] == pytest.approx(alone[1], abs=1e-6)
+        assert results[uuid]["latitude"] == pytest.approx(alone[0], abs=TOL_DEG)
+        assert results[uuid]["longitude"] == pytest.approx(alone[1], abs=TOL_DEG)
 
 
 def truth_free_single(models, sample, uuid):
@@ -506,3 +513,37 @@ def test_openapi_documents_every_endpoint(client):
         assert path in spec["paths"], path
     body = spec["paths"]["/models/{name}/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert body["schema"]["required"] == ["0", "90", "180", "270"]
+
+
+# ---------------------------------------------------------------------------- registry and command line
+def test_registry_loads_once_and_again_when_the_file_changes(served, tmp_path):
+    import os
+    import shutil
+
+    from geoguess_utils.serve.registry import ModelRegistry
+
+    _, models = served
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(models / "clf.ckpt", folder / "m.ckpt")
+    registry = ModelRegistry(folder, "cpu")
+    first = registry.get("m")
+    assert registry.get("m") is first  # kept in memory
+    assert first.task.task_name == "classification"
+    shutil.copy(models / "reg.ckpt", folder / "m.ckpt")
+    os.utime(folder / "m.ckpt", ns=(1, 1))  # a different modification time, whatever the clock's resolution
+    second = registry.get("m")
+    assert second is not first and second.task.task_name == "regression"
+    assert second.info.digest == hashlib.sha256((models / "reg.ckpt").read_bytes()).hexdigest()
+
+
+def test_serve_command_reports_bad_settings(tmp_path, capsys):
+    from geoguess_utils import cli
+
+    assert cli.main(["serve", "--models", str(tmp_path / "missing")]) == 2
+    assert "models folder" in capsys.readouterr().err
+    tmp_path.joinpath("models").mkdir()
+    assert cli.main(["serve", "--models", str(tmp_path / "models"), "--max-batch", "0"]) == 2
+    assert "max_batch=0" in capsys.readouterr().err
+    assert cli.main(["serve", "--models", str(tmp_path / "models"), "--sample", str(tmp_path)]) == 2
+    assert "--sample" in capsys.readouterr().err
