@@ -98,6 +98,7 @@ def measure(models: Path, views: list[bytes], options: list[str], requests: int,
     summary["forward_passes"] = passes
     summary["locations_per_pass"] = (after["locations"] - before["locations"]) / passes if passes else None
     summary["errors"] = result.errors[:5]
+    summary["torch_threads"] = after["torch_threads"]
     return summary
 
 
@@ -129,7 +130,8 @@ def section(results: dict[str, Any], command: str) -> str:
             f"synthetic location ({results['photo_bytes'] / 1024:.0f} KiB together); latency as the client sees it "
             "(upload, decoding, queueing, the forward pass, the answer). Model: "
             f"{results['checkpoint']}. Client and server share the machine's {results['cpus']} CPUs "
-            f"(torch uses {results['torch_threads']} threads). Each setting was warmed up first.",
+            f"(the server's forward pass uses {on['torch_threads']} torch thread(s), its default: half the CPUs). "
+            "Each setting was warmed up first.",
             "",
             markdown(results),
             "",
@@ -181,7 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         "photo_size": args.photo_size,
         "photo_bytes": sum(map(len, views)),
         "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
         "settings": {},
     }
     for name, options in SETTINGS.items():

@@ -547,3 +547,24 @@ def test_serve_command_reports_bad_settings(tmp_path, capsys):
     assert "max_batch=0" in capsys.readouterr().err
     assert cli.main(["serve", "--models", str(tmp_path / "models"), "--sample", str(tmp_path)]) == 2
     assert "--sample" in capsys.readouterr().err
+
+
+def test_forward_passes_use_the_configured_torch_threads(served, monkeypatch):
+    sample, models = served
+    seen = []
+    real = predictor.predict_locations
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predictor, "predict_locations", spy)
+    before = torch.get_num_threads()
+    with make_client(models, torch_threads=1) as one_thread:
+        response = one_thread.post(
+            "/models/clf/predict", files=view_fields(view_bytes(sample, sample_uuids(sample)[0]))
+        )
+        assert response.status_code == 200
+        assert one_thread.get("/health").json()["batching"]["torch_threads"] == 1
+    assert seen == [1]
+    assert torch.get_num_threads() == before  # set on the inference thread only

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sample", type=Path, help="dataset root for the page's 'random synthetic location' button")
     parser.add_argument("--tiles", action="store_true", help="offer OpenStreetMap tiles on the page (needs internet)")
     parser.add_argument("--preload", action="store_true", help="load every checkpoint at start-up")
+    parser.add_argument(
+        "--torch-threads", type=int, help="threads of the forward pass on a CPU (default: half the CPUs, at least 1)"
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         sample_dir=args.sample,
         tiles=args.tiles,
         preload=args.preload,
+        torch_threads=args.torch_threads,
     )
     app = create_app(config)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -95,6 +95,9 @@ class ServeConfig:
         sample_dir: A dataset root for the page's random-location button (``None``: no button).
         tiles: Offer OpenStreetMap tiles on the page (off by default: the page works offline).
         preload: Load every checkpoint at start-up instead of on first use.
+        torch_threads: Threads of the forward pass on a CPU (``None``: half the CPUs, at
+            least one). The rest decode photos and answer requests; on a small or busy
+            machine more threads make each pass slower, as they wait for each other.
     """
 
     models_dir: Path
@@ -109,6 +112,18 @@ class ServeConfig:
     sample_dir: Path | None = None
     tiles: bool = False
     preload: bool = False
+    torch_threads: int | None = None
+
+
+def default_torch_threads() -> int:
+    """Half the CPUs this process may use, at least one."""
+    import os
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity on this system
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // 2)
 
 
 def _leaflet_dir() -> Path:
@@ -145,6 +160,12 @@ def _outline_geojson() -> dict[str, Any]:
     return shapely.geometry.mapping(shapely.simplify(borders.croatia("full"), 0.01))
 
 
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _run_batch(models: dict[int, LoadedModel]):  # noqa: ANN202 - the batcher's RunBatch
     def run(key: int, pixels: Any, uuids: list[str]) -> list[dict[str, Any]]:
         loaded = models[key]
@@ -165,6 +186,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     """
     if config.max_upload_bytes < 1 or config.max_pixels < 1 or config.max_locations < 1:
         raise ConfigError("max_upload_bytes, max_pixels and max_locations must be positive")
+    if config.torch_threads is not None and config.torch_threads < 1:
+        raise ConfigError(f"torch_threads must be at least 1, got {config.torch_threads}")
+    threads = config.torch_threads or default_torch_threads()
     registry = ModelRegistry(config.models_dir, config.device)
     sample = None
     if config.sample_dir is not None:
@@ -180,6 +204,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         max_wait_s=config.max_wait_ms / 1000.0,
         max_queue=config.max_queue,
         retry_after_s=config.retry_after_s,
+        on_thread_start=lambda: _set_torch_threads(threads),
     )
 
     @contextlib.asynccontextmanager
@@ -238,6 +263,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 "max_batch": batcher.max_batch,
                 "max_wait_ms": config.max_wait_ms,
                 "max_queue": batcher.max_queue,
+                "torch_threads": threads,
                 **batcher.stats.to_dict(),
             },
         )

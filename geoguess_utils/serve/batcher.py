@@ -75,13 +75,21 @@ class Batcher:
         max_wait_s: Longest time the first request of a batch waits for company, seconds.
         max_queue: Most requests waiting; beyond it requests are refused with :class:`QueueFullError`.
         retry_after_s: What a refused client is told to wait, seconds.
+        on_thread_start: Called once on the inference thread before its first batch
+            (e.g. to set torch's thread count there).
 
     Raises:
         ConfigError: A limit is not positive.
     """
 
     def __init__(
-        self, run: RunBatch, max_batch: int = 32, max_wait_s: float = 0.005, max_queue: int = 64, retry_after_s: int = 1
+        self,
+        run: RunBatch,
+        max_batch: int = 32,
+        max_wait_s: float = 0.005,
+        max_queue: int = 64,
+        retry_after_s: int = 1,
+        on_thread_start: Callable[[], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0 or retry_after_s < 0:
             raise ConfigError(
@@ -93,6 +101,7 @@ class Batcher:
         self.max_wait_s = float(max_wait_s)
         self.max_queue = int(max_queue)
         self.retry_after_s = int(retry_after_s)
+        self.on_thread_start = on_thread_start
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Item] | None = None
         self._worker: asyncio.Task | None = None
@@ -108,7 +117,9 @@ class Batcher:
         if self._worker is not None:
             return
         self._queue = asyncio.Queue(maxsize=self.max_queue)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoguess-infer")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="geoguess-infer", initializer=self.on_thread_start
+        )
         self._worker = asyncio.get_running_loop().create_task(self._loop(), name="geoguess-batcher")
 
     async def stop(self) -> None:
