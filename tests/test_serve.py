@@ -316,6 +316,16 @@ def test_non_image_bytes_are_named(client, served):
     assert error_of(client.post("/models/clf/predict", files=files), 400)["field"] == "270"
 
 
+def test_malformed_multipart_bodies_are_400(client, served):
+    sample, _ = served
+    views = view_bytes(sample, sample_uuids(sample)[0])
+    many = [(f"x{i}", ("a.jpg", views[0], "image/jpeg")) for i in range(12)]
+    error = error_of(client.post("/models/clf/predict", files=many), 400)
+    assert "Too many files" in error["message"]
+    garbage = client.post("/models/clf/predict", content=b"garbage", headers={"content-type": "multipart/form-data"})
+    assert "boundary" in error_of(garbage, 400)["message"]
+
+
 def test_a_text_value_is_not_a_photo(client, served):
     sample, _ = served
     files = view_fields(view_bytes(sample, sample_uuids(sample)[0]))
