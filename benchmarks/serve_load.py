@@ -77,42 +77,65 @@ def sample_views(work: Path, photo_size: int) -> tuple[list[bytes], Path]:
     return [(folder / f"{h}.jpg").read_bytes() for h in (0, 90, 180, 270)], root
 
 
-def measure(models: Path, views: list[bytes], options: list[str], requests: int, concurrency: int) -> dict[str, Any]:
-    """One server process, a warm-up, then the measured run; returns the load summary and the server's counters."""
-    import httpx
-
+def start_settings(models: Path, views: list[bytes], concurrency: int) -> dict[str, Any]:
+    """One warmed-up server process per setting (idle ones use no CPU while another is measured)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    server = start_server(models, [*options, "--max-queue", str(4 * concurrency), "--preload"], env=env)
+    servers = {}
     try:
-        warm = run_load(server.url, "quick", views, 2 * concurrency, concurrency)
-        if warm.failed:
-            raise RuntimeError(f"warm-up failed: {warm.errors[:3]} {server.output()}")
-        before = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
-        result = run_load(server.url, "quick", views, requests, concurrency)
-        after = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
-    finally:
-        stop_server(server)
+        for name, options in SETTINGS.items():
+            server = start_server(models, [*options, "--max-queue", str(4 * concurrency), "--preload"], env=env)
+            servers[name] = server
+            warm = run_load(server.url, "quick", views, 2 * concurrency, concurrency)
+            if warm.failed:
+                raise RuntimeError(f"{name}: warm-up failed: {warm.errors[:3]} {server.output()}")
+    except BaseException:
+        for server in servers.values():
+            stop_server(server)
+        raise
+    return servers
+
+
+def measure(server: Any, views: list[bytes], requests: int, concurrency: int) -> dict[str, Any]:
+    """One measured run against a running server: the load summary and the server's batching counters."""
+    import httpx
+
+    before = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+    result = run_load(server.url, "quick", views, requests, concurrency)
+    after = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
     summary = result.summary()
     passes = after["batches"] - before["batches"]
     summary["forward_passes"] = passes
     summary["locations_per_pass"] = (after["locations"] - before["locations"]) / passes if passes else None
     summary["errors"] = result.errors[:5]
     summary["torch_threads"] = after["torch_threads"]
+    summary["load_average"] = os.getloadavg()[0]
     return summary
 
 
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median round (by locations/s) of a setting, with every round's rate and the total of failures."""
+    ordered = sorted(rounds, key=lambda r: r["locations_per_s"])
+    row = dict(ordered[len(ordered) // 2])
+    row["failed"] = sum(r["failed"] for r in rounds)
+    row["rounds_locations_per_s"] = [round(r["locations_per_s"], 1) for r in rounds]
+    row["rounds_p95_ms"] = [round(r["p95_ms"]) for r in rounds]
+    return row
+
+
 def markdown(results: dict[str, Any]) -> str:
-    """The BENCHMARKS.md table of a run."""
+    """The BENCHMARKS.md table of a run (the median round of each setting)."""
     lines = [
-        "| Setting | Requests | Concurrent | Failed | p50 ms | p95 ms | max ms | Locations/s | Locations per pass |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Setting | Requests | Concurrent | Failed (all rounds) | p50 ms | p95 ms | max ms | Locations/s "
+        "| Locations per pass | Locations/s, every round | p95 ms, every round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results["settings"].items():
+        every = ", ".join(f"{v:.1f}" for v in row["rounds_locations_per_s"])
         lines.append(
             f"| {name} | {row['requests']} | {row['concurrency']} | {row['failed']} | {row['p50_ms']:.0f} | "
             f"{row['p95_ms']:.0f} | {row['max_ms']:.0f} | {row['locations_per_s']:.1f} | "
-            f"{row['locations_per_pass']:.1f} |"
+            f"{row['locations_per_pass']:.1f} | {every} | {', '.join(str(v) for v in row['rounds_p95_ms'])} |"
         )
     return "\n".join(lines)
 
@@ -125,17 +148,19 @@ def section(results: dict[str, Any], command: str) -> str:
             START,
             "## Serving (`geoguess serve`)",
             "",
-            f"A real `geoguess serve` process on 127.0.0.1, {on['requests']} predict requests with "
+            f"A real `geoguess serve` process per setting on 127.0.0.1; in each of {results['rounds']} alternating "
+            f"rounds, {on['requests']} predict requests with "
             f"{on['concurrency']} in flight at once, each uploading the four {results['photo_size']} px JPEGs of one "
             f"synthetic location ({results['photo_bytes'] / 1024:.0f} KiB together); latency as the client sees it "
             "(upload, decoding, queueing, the forward pass, the answer). Model: "
             f"{results['checkpoint']}. Client and server share the machine's {results['cpus']} CPUs "
             f"(the server's forward pass uses {on['torch_threads']} torch thread(s), its default: half the CPUs). "
-            "Each setting was warmed up first.",
+            "Each server was warmed up first. The table shows each setting's median round (by locations/s); "
+            "the last columns give every round.",
             "",
             markdown(results),
             "",
-            f"Batching on: {on['forward_passes']} forward passes for {on['ok']} locations "
+            f"Batching on (median round): {on['forward_passes']} forward passes for {on['ok']} locations "
             f"(--max-batch 32 --max-wait-ms 5); off: one pass per request (--max-batch 1). "
             f"Load average (1 min) {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} "
             f"after, on {results['date']}; a load above {results['cpus']} means other work shared the CPUs.",
@@ -164,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photo-size", type=int, default=640, help="side of the uploaded JPEGs (LUMEN: 640)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every setting")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve_results.json")
     parser.add_argument("--update-benchmarks", action="store_true", help="rewrite the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -183,11 +209,21 @@ def main(argv: list[str] | None = None) -> int:
         "photo_size": args.photo_size,
         "photo_bytes": sum(map(len, views)),
         "cpus": os.cpu_count(),
+        "rounds": args.rounds,
         "settings": {},
     }
-    for name, options in SETTINGS.items():
-        results["settings"][name] = measure(models, views, options, args.requests, args.concurrency)
-        print(name, json.dumps(results["settings"][name]), flush=True)
+    servers = start_settings(models, views, args.concurrency)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+    try:
+        for index in range(args.rounds):
+            for name, server in servers.items():
+                rounds[name].append(measure(server, views, args.requests, args.concurrency))
+                print(f"round {index + 1} {name}", json.dumps(rounds[name][-1]), flush=True)
+    finally:
+        for server in servers.values():
+            stop_server(server)
+    results["settings"] = {name: combine(rows) for name, rows in rounds.items()}
+    results["all_rounds"] = rounds
     results["load_average_before"] = load_before
     results["load_average_after"] = os.getloadavg()[0]
     results["seconds"] = time.perf_counter() - started
