@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sys
 import time
@@ -38,6 +39,7 @@ from geoguess_utils.serve.loadtest import run_load, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- serve_load:start -->", "<!-- serve_load:end -->"
+GOAL_RATE, GOAL_P95_MS = 50, 500
 SETTINGS = {
     "batching on": ["--max-batch", "32", "--max-wait-ms", "5"],
     "batching off": ["--max-batch", "1"],
@@ -96,14 +98,37 @@ def start_settings(models: Path, views: list[bytes], concurrency: int) -> dict[s
     return servers
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(server: Any, views: list[bytes], requests: int, concurrency: int) -> dict[str, Any]:
-    """One measured run against a running server: the load summary and the server's batching counters."""
+    """One measured run against a running server: the load summary, the server's batching counters, CPU per location.
+
+    CPU time is the steadier measure on a shared machine: other work slows the run down
+    but does not add to the server's or the client's CPU seconds.
+    """
     import httpx
 
     before = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+    server_cpu, client_cpu = process_cpu_s(server.pid), own_cpu_s()
     result = run_load(server.url, "quick", views, requests, concurrency)
+    server_cpu = None if server_cpu is None else process_cpu_s(server.pid) - server_cpu
+    client_cpu = own_cpu_s() - client_cpu
     after = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
     summary = result.summary()
+    summary["server_cpu_ms_per_location"] = None if server_cpu is None else 1000 * server_cpu / max(result.ok, 1)
+    summary["client_cpu_ms_per_location"] = 1000 * client_cpu / max(result.ok, 1)
     passes = after["batches"] - before["batches"]
     summary["forward_passes"] = passes
     summary["locations_per_pass"] = (after["locations"] - before["locations"]) / passes if passes else None
@@ -120,22 +145,31 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     row["failed"] = sum(r["failed"] for r in rounds)
     row["rounds_locations_per_s"] = [round(r["locations_per_s"], 1) for r in rounds]
     row["rounds_p95_ms"] = [round(r["p95_ms"]) for r in rounds]
+    cpu = [r["server_cpu_ms_per_location"] for r in rounds if r.get("server_cpu_ms_per_location") is not None]
+    row["server_cpu_ms_per_location"] = float(np.median(cpu)) if cpu else None
+    row["client_cpu_ms_per_location"] = float(np.median([r["client_cpu_ms_per_location"] for r in rounds]))
     return row
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
 
 
 def markdown(results: dict[str, Any]) -> str:
     """The BENCHMARKS.md table of a run (the median round of each setting)."""
     lines = [
         "| Setting | Requests | Concurrent | Failed (all rounds) | p50 ms | p95 ms | max ms | Locations/s "
-        "| Locations per pass | Locations/s, every round | p95 ms, every round |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Locations per pass | Locations/s, every round | p95 ms, every round | Server CPU ms/location "
+        "| Client CPU ms/location |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in results["settings"].items():
         every = ", ".join(f"{v:.1f}" for v in row["rounds_locations_per_s"])
         lines.append(
             f"| {name} | {row['requests']} | {row['concurrency']} | {row['failed']} | {row['p50_ms']:.0f} | "
             f"{row['p95_ms']:.0f} | {row['max_ms']:.0f} | {row['locations_per_s']:.1f} | "
-            f"{row['locations_per_pass']:.1f} | {every} | {', '.join(str(v) for v in row['rounds_p95_ms'])} |"
+            f"{row['locations_per_pass']:.1f} | {every} | {', '.join(str(v) for v in row['rounds_p95_ms'])} | "
+            f"{_ms(row.get('server_cpu_ms_per_location'))} | {_ms(row.get('client_cpu_ms_per_location'))} |"
         )
     return "\n".join(lines)
 
@@ -159,6 +193,14 @@ def section(results: dict[str, Any], command: str) -> str:
             "the last columns give every round.",
             "",
             markdown(results),
+            "",
+            f"Goal on 2 CPUs with the quick model: at least {GOAL_RATE} locations/s with batching and p95 under "
+            f"{GOAL_P95_MS} ms at 16 concurrent requests. This run's median round: {on['locations_per_s']:.1f} "
+            f"locations/s ({'met' if on['locations_per_s'] >= GOAL_RATE else 'NOT met'}), p95 {on['p95_ms']:.0f} ms "
+            f"({'met' if on['p95_ms'] < GOAL_P95_MS else 'NOT met'}).",
+            "",
+            "CPU columns: the server process's and the load client's user + system CPU time per answered "
+            "location (medians over the rounds); other work on the CPUs changes them far less than it changes the rates.",
             "",
             f"Batching on (median round): {on['forward_passes']} forward passes for {on['ok']} locations "
             f"(--max-batch 32 --max-wait-ms 5); off: one pass per request (--max-batch 1). "

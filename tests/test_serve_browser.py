@@ -5,7 +5,8 @@ of a synthetic location in the file inputs, clicks "Locate" and reads the predic
 coordinates from the page; they must be what ``geoguess predict`` gives for that
 location. It then clicks "A random synthetic location" and checks the page shows the
 true position and the error. Every resource the page loaded must come from the server
-itself (the page works offline). Without a browser the test is skipped, unless
+itself (the page works offline). A third test drops four photos, out of heading order, on the
+drop zone and checks they are placed by their names. Without a browser the test is skipped, unless
 ``GEOGUESS_REQUIRE_BROWSER=1`` (set by ``.ci/run``), when it fails instead.
 """
 
@@ -133,3 +134,30 @@ def test_random_synthetic_location_shows_the_truth(served, browser):
         + math.cos(lat * rad) * math.cos(true_lat * rad) * math.sin((true_lon - lon) * rad / 2) ** 2
     )
     assert km == pytest.approx(2 * 6371.0088 * math.asin(math.sqrt(h)), abs=0.06)
+
+
+@pytest.mark.slow
+def test_dropped_photos_are_placed_by_their_names(served, browser):
+    sample, expected, server = served
+    open_page(browser, server.url)
+    uuid = sample_uuids(sample)[5]
+    script = """
+        const [uuid, done] = [arguments[0], arguments[arguments.length - 1]];
+        (async () => {
+          const dropped = new DataTransfer();
+          for (const h of ["270", "0", "180", "90"]) {  // not in heading order: the names decide
+            const response = await fetch(`/sample/${uuid}/${h}`);
+            dropped.items.add(new File([await response.blob()], `${h}.jpg`, { type: "image/jpeg" }));
+          }
+          document.getElementById("drop").dispatchEvent(
+            new DragEvent("drop", { dataTransfer: dropped, bubbles: true, cancelable: true }));
+          done(true);
+        })().catch((error) => done(String(error)));
+    """
+    assert browser.execute_async_script(script, uuid) is True
+    titles = [browser.find_element("id", f"photo-{h}").get_attribute("title") for h in (0, 90, 180, 270)]
+    assert titles == ["0.jpg", "90.jpg", "180.jpg", "270.jpg"]
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
+    lat, lon = (float(browser.find_element("id", name).text) for name in ("lat", "lon"))
+    assert (lat, lon) == pytest.approx(tuple(expected.loc[uuid, ["latitude", "longitude"]]), abs=2e-5)

@@ -62,6 +62,8 @@ def _round(rate: float, p95: float, failed: int = 0) -> dict:
         "locations_per_pass": 4.0,
         "forward_passes": 50,
         "torch_threads": 1,
+        "server_cpu_ms_per_location": rate / 2.5,
+        "client_cpu_ms_per_location": 2.0,
     }
 
 
@@ -90,6 +92,7 @@ def test_benchmark_reports_the_median_round_and_rewrites_only_its_section(tmp_pa
     }
     table = serve_load.markdown(results).splitlines()
     assert table[2].startswith("| batching on | 200 | 16 | 1 | 300 | 600 | 601 | 20.0 | 4.0 | 30.0, 10.0, 20.0 |")
+    assert table[2].endswith("| 400, 900, 600 | 8.0 | 2.0 |")
     page = tmp_path / "BENCHMARKS.md"
     page.write_text("# Benchmarks\n\nother sections\n")
     serve_load.update_benchmarks(serve_load.section(results, "cmd one"), page)
