@@ -200,7 +200,8 @@ def section(results: dict[str, Any], command: str) -> str:
             f"({'met' if on['p95_ms'] < GOAL_P95_MS else 'NOT met'}).",
             "",
             "CPU columns: the server process's and the load client's user + system CPU time per answered "
-            "location (medians over the rounds); other work on the CPUs changes them far less than it changes the rates.",
+            "location (medians over the rounds); other work on the CPUs changes them far less than it "
+            "changes the rates.",
             "",
             f"Batching on (median round): {on['forward_passes']} forward passes for {on['ok']} locations "
             f"(--max-batch 32 --max-wait-ms 5); off: one pass per request (--max-batch 1). "
