@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),
     "embed": ("geoguess_utils.cli.embed", "compute the embedding cache: each view's backbone features, once"),
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
+    "serve": ("geoguess_utils.cli.serve", "serve checkpoints over HTTP, with a 'where is this?' page (FastAPI)"),
 }
 
 EXIT_OK = 0
