@@ -179,3 +179,16 @@ def test_is_synthetic(tmp_path):
     assert not paths.is_synthetic([mixed])
     assert not paths.is_synthetic([predict_only])
     assert not paths.is_synthetic([])
+
+
+def test_publish_figures_command(tmp_path, monkeypatch, capsys):
+    from geoguess_utils.course import figures
+
+    root = _project(tmp_path)
+    monkeypatch.chdir(root / "notebooks")
+    assert figures.main([]) == 2
+    assert "run the notebooks first" in capsys.readouterr().err
+    (paths.figures_dir(root) / "error_floor.png").write_bytes(b"fresh")
+    assert figures.main(["error_floor.png"]) == 0
+    assert "published figures/error_floor.png" in capsys.readouterr().out
+    assert (root / "figures" / "error_floor.png").read_bytes() == b"fresh"
