@@ -129,7 +129,8 @@ def plot_label_smoothing(
         panel_in: Width of one panel, inches.
 
     Returns:
-        The figure: ``len(taus_km)`` map panels sharing one colour bar (weight 0 to 1).
+        The figure: ``len(taus_km)`` map panels sharing one colour bar (weight 0 to 1, on a
+        square-root scale so that the small weights far out stay visible).
         Each panel's cell collection holds the weights in class order (``get_array()``).
 
     Raises:
@@ -138,7 +139,7 @@ def plot_label_smoothing(
     """
     import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import PowerNorm
     from matplotlib.patches import Rectangle
 
     if half_width_deg is not None and not half_width_deg > 0:
@@ -148,8 +149,10 @@ def plot_label_smoothing(
     own = int(context.assign([lat], [lon])[0])
     table = context.class_table
     points = context.centroids_latlon()
-    norm = Normalize(vmin=0.0, vmax=1.0)
-    fig, axes = plt.subplots(1, len(targets), figsize=(panel_in * len(targets), panel_in + 0.6), squeeze=False)
+    norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)  # square-root scale: small weights stay visible
+    fig, axes = plt.subplots(
+        1, len(targets), figsize=(panel_in * len(targets) + 1.0, panel_in + 0.6), squeeze=False, layout="constrained"
+    )
     cells = None
     for ax, (tau, weights) in zip(axes[0], targets.items(), strict=True):
         _axes(ax)
@@ -171,6 +174,6 @@ def plot_label_smoothing(
             ax.set_ylim(lat - half_width_deg, lat + half_width_deg)
         ax.set_title(_panel_title(tau, weights, own), fontsize=10)
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.colorbar(cells, ax=list(axes[0]), shrink=0.8, label="target weight of the cell")
+    fig.colorbar(cells, ax=list(axes[0]), shrink=0.8, label="target weight of the cell (square-root scale)")
     fig.suptitle(f"Classification targets of the location at {lat:.3f}°N, {lon:.3f}°E", fontsize=11)
     return fig
