@@ -147,7 +147,7 @@ def quick_training(
         str(QUICK_CONFIG),
         "--data.roots",
         f"[{data_root}]",
-        "--data.cache_dir",
+        "--data.cache.dir",
         str(work / "cache"),
         "--trainer.max_epochs",
         str(epochs),

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750)
 """Distances (km) at which the share of close-enough predictions is reported."""
 
-MEAN_NAME = "haversine_km"
-"""Logged name of the mean great-circle error, e.g. ``val/haversine_km``."""
+MEAN_NAME = "mean_km"
+"""Logged name of the mean great-circle error, e.g. ``val/mean_km``."""
 
 
 def metric_names(thresholds_km: Sequence[float] = THRESHOLDS_KM) -> list[str]:

@@ -6,12 +6,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from geoguess_utils.data import layout
+from geoguess_utils.data.settings import SplitSettings
 from geoguess_utils.errors import CheckpointError, ConfigError, DataError
 from geoguess_utils.geo import distance
 
@@ -54,6 +55,81 @@ def _as_task(task_or_checkpoint: GeoTask | str | os.PathLike[str]) -> GeoTask:
     return task_or_checkpoint
 
 
+def run_predict(
+    task: GeoTask,
+    loader: Any,
+    device: str = "auto",
+    progress: bool = False,
+    callbacks: list[Any] | None = None,
+    return_predictions: bool = True,
+) -> dict[str, Any]:
+    """Run ``task.predict_step`` over a loader with ``Trainer.predict``: the one inference path.
+
+    Lightning places the model and batches on the device and runs in inference mode, so
+    every caller (``geoguess predict``, ``geoguess map``, the notebooks, the embedding
+    cache, the server's batch path) gets the same numbers.
+
+    Args:
+        task: A trained task (context and image size set).
+        loader: A DataLoader, or a LightningDataModule with ``predict_roots``.
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Show Lightning's progress bar.
+        callbacks: Extra Lightning callbacks, e.g. a prediction writer.
+        return_predictions: Keep and return the outputs (off when a writer stores them).
+
+    Returns:
+        ``{"uuid": list[str], "latlon": (N, 2) float64 degrees}`` plus the task's extras
+        (``"probabilities"``, (N, K), for a classifier), concatenated in loader order.
+    """
+    import logging
+
+    import pytorch_lightning as pl
+    import torch
+
+    accelerator, devices = _accelerator(device)
+    quiet = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.WARNING)  # no "GPU available" banner per call
+    try:
+        trainer = pl.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            callbacks=callbacks,
+        )
+        source = {"datamodule": loader} if isinstance(loader, pl.LightningDataModule) else {"dataloaders": loader}
+        batches = trainer.predict(task.eval(), return_predictions=return_predictions, **source)
+    finally:
+        for logger, level in zip(quiet, levels, strict=True):
+            logger.setLevel(level)
+    batches = batches or []
+    merged: dict[str, Any] = {"uuid": [u for b in batches for u in b["uuid"]]}
+    keys = [k for k in (batches[0] if batches else {"latlon": None}) if k != "uuid"]
+    for key in keys:
+        parts = [b[key].detach().to("cpu", torch.float64) for b in batches]
+        merged[key] = torch.cat(parts).numpy() if parts else np.empty((0, 2))
+    return merged
+
+
+def _accelerator(device: str) -> tuple[str, Any]:
+    """``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"`` -> Lightning's ``(accelerator, devices)``."""
+    if device == "auto":
+        import torch
+
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    if device == "cpu":
+        return "cpu", 1
+    if device == "cuda":
+        return "gpu", 1
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return "gpu", [int(device[5:])]
+    raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+
+
 def predict(
     task_or_checkpoint: GeoTask | str | os.PathLike[str],
     roots: Sequence[str | os.PathLike[str]],
@@ -62,6 +138,9 @@ def predict(
     batch_size: int = 64,
     device: str = "auto",
     num_workers: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    lenient: bool = False,
+    progress: bool = False,
 ) -> Predictions:
     """Predict locations with a trained task: one split of its training data, or whole roots.
 
@@ -74,8 +153,11 @@ def predict(
         split: ``"train"``, ``"val"`` or ``"test"``, or ``None`` for every location.
         split_csv: The training run's ``split.csv``; required with ``split``.
         batch_size: Locations per batch.
-        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ...
+        device: ``"auto"`` (a GPU when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         num_workers: DataLoader worker processes.
+        cache_dir: Folder of the dataset's enriched-table cache (default under ``~/.cache/geoguess``).
+        lenient: Skip broken locations (reported in a warning) instead of stopping.
+        progress: Show a progress bar.
 
     Returns:
         The predictions, in the dataset's order.
@@ -85,12 +167,11 @@ def predict(
         CheckpointError: When the task has no context or image size.
         DataError: When the dataset is invalid (every problem is listed).
     """
-    import torch
     from torch.utils.data import DataLoader
 
     from geoguess_utils.data.datamodule import GeoDataModule
+    from geoguess_utils.data.settings import CacheSettings, ReadSettings
     from geoguess_utils.data.splits import SPLITS
-    from geoguess_utils.tasks.classification import ClassificationTask
 
     task = _as_task(task_or_checkpoint)
     if task.context is None or task.image_size is None:
@@ -101,7 +182,8 @@ def predict(
         "num_workers": num_workers,
         "augment": False,
         "context": task.context.to_dict(),
-        "expected_source_size": None,
+        "cache": CacheSettings(dir=None if cache_dir is None else str(cache_dir)),
+        "reading": ReadSettings(lenient=lenient),
     }
     root_list = [str(r) for r in roots]
     if split is not None:
@@ -109,33 +191,24 @@ def predict(
             raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
         if split_csv is None or not Path(split_csv).is_file():
             raise ConfigError(f"predicting the {split} split needs the training run's split.csv (got {split_csv})")
-        module = GeoDataModule(roots=root_list, split_csv=str(split_csv), **common)
+        module = GeoDataModule(roots=root_list, **common, split=SplitSettings(csv=str(split_csv)))
+        module.set_normalization(*task.normalization)
         module.setup("test")
-        dataset = module.dataset(split)
         assert module.locations is not None
         locations = module.locations[module.locations["split"] == split].reset_index(drop=True)
+        loader: Any = DataLoader(module.dataset(split), batch_size=batch_size, shuffle=False, num_workers=num_workers)
     else:
         module = GeoDataModule(predict_roots=root_list, **common)
+        module.set_normalization(*task.normalization)
         module.setup("predict")
-        dataset = module.dataset("predict")
         assert module.predict_locations is not None
         locations = module.predict_locations.reset_index(drop=True)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    target = torch.device(device)
-    task = task.to(target).eval()
-    classify = isinstance(task, ClassificationTask)
-    points, probs, uuids = [], [], []
-    with torch.inference_mode():
-        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers):
-            outputs = task(batch["images"].to(target))
-            points.append(task.decode(outputs).numpy())
-            if classify:
-                probs.append(task.class_probabilities(outputs).numpy())
-            uuids += list(batch["uuid"])
+        loader = module
+    result = run_predict(task, loader, device=device, progress=progress)
+    uuids = result["uuid"]
     if uuids != locations["uuid"].tolist():
         raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(locations)}")
-    pred = np.concatenate(points) if points else np.empty((0, 2))
+    pred = result["latlon"]
     true_lat = locations["latitude"].to_numpy(dtype=np.float64)
     true_lon = locations["longitude"].to_numpy(dtype=np.float64)
     table = pd.DataFrame(
@@ -150,5 +223,10 @@ def predict(
     )
     for column in layout.PATH_COLUMNS:
         table[column] = locations[column].to_numpy()
-    probabilities = np.concatenate(probs) if probs else None
-    return Predictions(table, probabilities, task.task_name, task.context.class_table.copy())
+    return Predictions(table, result.get("probabilities"), task.task_name, task.context.class_table.copy())
+
+
+def submission(predictions: Predictions) -> pd.DataFrame:
+    """The competition's submission table: ``uuid, latitude, longitude`` (degrees), one row per location."""
+    table = predictions.table
+    return pd.DataFrame({"uuid": table["uuid"], "latitude": table["pred_lat"], "longitude": table["pred_lon"]})

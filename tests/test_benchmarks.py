@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 from pathlib import Path
 
@@ -169,7 +168,7 @@ def test_config_model_settings_are_task_parameters(config):
     settings = yaml.safe_load((REPO / "configs" / config).read_text())["model"]
     module, name = settings["class_path"].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
-    accepted = set(inspect.signature(cls.__init__).parameters)
+    accepted = cls.accepted_arguments()
     assert set(settings["init_args"]) <= accepted
 
 
@@ -179,8 +178,8 @@ def test_gpu_recipe_config():
     assert cfg["model"]["init_args"]["backbone"] == "resnext101_32x8d"
     assert cfg["model"]["init_args"]["channels_last"] is True
     assert cfg["model"]["init_args"]["compile_backbone"] is True
-    assert cfg["data"]["drop_last"] is True
-    assert cfg["data"]["image_cache"] == "memory"
+    assert cfg["data"]["loader"]["drop_last"] is True
+    assert cfg["data"]["cache"]["images"] == "memory"
 
 
 def test_compile_backbone_compiles_only_the_backbone_when_training_starts():

@@ -10,6 +10,14 @@ from _lumen_fixtures import coded_level, write_lumen_root
 
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.data import augment, datamodule, enrich, geodataset, loading, splits
+from geoguess_utils.data.settings import (
+    MOVED_KEYS,
+    CacheSettings,
+    CellSettings,
+    LoaderSettings,
+    ReadSettings,
+    SplitSettings,
+)
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import projection
 from geoguess_utils.models import normalization
@@ -69,11 +77,19 @@ def check_batch(batch, fixtures, context, size=SIZE, labelled=True):
 
 
 def make_module(roots, tmp_path, **kwargs):
+    """A GeoDataModule from flat keyword arguments (the grouped settings are filled from them)."""
     kwargs.setdefault("image_size", SIZE)
     kwargs.setdefault("batch_size", 4)
     kwargs.setdefault("cache_dir", str(tmp_path / "cache"))
     kwargs.setdefault("run_dir", str(tmp_path / "run"))
-    return datamodule.GeoDataModule(roots=[str(r) for r in roots], **kwargs)
+    groups = {}
+    for key in [k for k in kwargs if k in MOVED_KEYS]:
+        group, field = MOVED_KEYS[key].split(".")
+        groups.setdefault(group, {})[field] = kwargs.pop(key)
+    kinds = {"cells": CellSettings, "split": SplitSettings, "reading": ReadSettings, "cache": CacheSettings}
+    kinds["loader"] = LoaderSettings
+    settings = {group: kinds[group](**fields) for group, fields in groups.items()}
+    return datamodule.GeoDataModule(roots=[str(r) for r in roots], **kwargs, **settings)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -328,8 +344,8 @@ def test_predict_loader_over_unlabelled_root(two_roots, predict_root, tmp_path):
         predict_roots=[str(predict_root.root)],
         image_size=SIZE,
         batch_size=2,
-        cache_dir=str(tmp_path / "cache"),
         context=trained.context.to_dict(),
+        cache=CacheSettings(dir=str(tmp_path / "cache")),
     )
     dm.setup("predict")
     assert dm.num_classes == trained.num_classes
@@ -344,7 +360,9 @@ def test_predict_loader_over_unlabelled_root(two_roots, predict_root, tmp_path):
     assert both.context.fingerprint() == trained.context.fingerprint()
     assert len(both.dataset("predict")) == 3
 
-    orphan = datamodule.GeoDataModule(predict_roots=[str(predict_root.root)], cache_dir=str(tmp_path / "c"))
+    orphan = datamodule.GeoDataModule(
+        predict_roots=[str(predict_root.root)], cache=CacheSettings(dir=str(tmp_path / "c"))
+    )
     with pytest.raises(ConfigError, match="fitted context"):
         orphan.setup("predict")
     orphan.set_context(trained.context)
@@ -373,12 +391,12 @@ def test_image_sizes_and_drop_last(two_roots, tmp_path):
 
 
 def test_constructor_checks_arguments():
-    with pytest.raises(ConfigError, match="image_cache"):
-        datamodule.GeoDataModule(roots=["x"], image_cache="disk")
+    with pytest.raises(ConfigError, match=r"cache\.images"):
+        datamodule.GeoDataModule(roots=["x"], cache=CacheSettings(images="disk"))
     with pytest.raises(ConfigError, match="centroid"):
-        datamodule.GeoDataModule(roots=["x"], centroid="middle")
+        datamodule.GeoDataModule(roots=["x"], cells=CellSettings(centroid="middle"))
     with pytest.raises(ConfigError, match="fractions"):
-        datamodule.GeoDataModule(roots=["x"], split_fractions=(0.7, 0.7, 0.1))
+        datamodule.GeoDataModule(roots=["x"], split=SplitSettings(fractions=(0.7, 0.7, 0.1)))
     with pytest.raises(ConfigError, match="image_size"):
         datamodule.GeoDataModule(roots=["x"], image_size=0)
     with pytest.raises(ConfigError, match="roots"):
@@ -396,11 +414,11 @@ def test_flat_arguments_work_with_jsonargparse():
         [
             "--data.roots=[/a, /b]",
             "--data.image_size=56",
-            "--data.split_fractions=[0.9, 0.05, 0.05]",
-            "--data.image_cache=memmap",
+            "--data.split.fractions=[0.9, 0.05, 0.05]",
+            "--data.cache.images=memmap",
             "--data.num_workers=2",
         ]
     )
     dm = parser.instantiate(config).data
     assert dm.roots == ["/a", "/b"] and dm.image_size == 56 and dm.split_fractions == (0.9, 0.05, 0.05)
-    assert dm.image_cache == "memmap" and dm.num_workers == 2
+    assert dm.cache.images == "memmap" and dm.num_workers == 2

@@ -188,3 +188,48 @@ def test_unreadable_or_foreign_files_are_refused(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CheckpointError, match="not written by a geoguess task"):
         load_task(foreign)
+
+
+def _reference_predictions(task, dataset, batch_size):
+    """The inference loop used before ``Trainer.predict``: a plain DataLoader in inference mode."""
+    from torch.utils.data import DataLoader
+
+    points, probs, uuids = [], [], []
+    with torch.inference_mode():
+        for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            outputs = task(batch["images"])
+            points.append(task.decode(outputs).numpy())
+            probs.append(task.class_probabilities(outputs).numpy())
+            uuids += list(batch["uuid"])
+    return uuids, np.concatenate(points), np.concatenate(probs)
+
+
+def test_the_one_inference_path_gives_the_same_predictions_as_a_plain_loop(trained, predict_only_root, tmp_path):
+    from geoguess_utils import inference
+    from geoguess_utils.data.datamodule import GeoDataModule
+    from geoguess_utils.data.settings import CacheSettings
+
+    _, ckpt, _ = trained
+    task = load_task(ckpt)
+    module = GeoDataModule(
+        predict_roots=[str(predict_only_root)],
+        image_size=task.image_size,
+        batch_size=7,
+        augment=False,
+        context=task.context.to_dict(),
+        cache=CacheSettings(dir=str(tmp_path / "ref-cache")),
+    )
+    module.setup("predict")
+    uuids, points, probs = _reference_predictions(task, module.dataset("predict"), 7)
+
+    predictions = inference.predict(ckpt, [predict_only_root], batch_size=7, cache_dir=tmp_path / "cache")
+    assert predictions.table["uuid"].tolist() == uuids
+    np.testing.assert_array_equal(predictions.table[["pred_lat", "pred_lon"]].to_numpy(), points)
+    np.testing.assert_array_equal(predictions.probabilities, probs)
+
+    out = tmp_path / "preds.csv"
+    argv = ["predict", "--ckpt", str(ckpt), "--data", str(predict_only_root), "--out", str(out)]
+    assert cli.main([*argv, "--batch-size", "7", "--cache-dir", str(tmp_path / "cache")]) == 0
+    written = pd.read_csv(out)
+    assert written["uuid"].tolist() == uuids
+    np.testing.assert_allclose(written[["latitude", "longitude"]].to_numpy(), points, rtol=0, atol=1e-12)

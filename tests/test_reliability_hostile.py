@@ -26,6 +26,7 @@ from geoguess_utils import cli
 from geoguess_utils.cells import square
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.data import datamodule, images, layout, loading, reader, validation
+from geoguess_utils.data.settings import CacheSettings, ReadSettings, SplitSettings
 from geoguess_utils.datasets import streetview
 from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
@@ -195,11 +196,10 @@ def test_traversal_and_escaping_links_never_read_or_write_outside_the_root(tmp_p
             roots=[str(root)],
             image_size=16,
             batch_size=2,
-            lenient=True,
             run_dir=str(run_dir),
-            cache_dir=str(cache_dir),
-            image_cache="memmap",
-            split_fractions=(0.6, 0.2, 0.2),
+            reading=ReadSettings(lenient=True),
+            cache=CacheSettings(dir=str(cache_dir), images="memmap"),
+            split=SplitSettings(fractions=(0.6, 0.2, 0.2)),
         )
         module.setup("fit")
     for loader in (module.train_dataloader(), module.val_dataloader()):

@@ -70,9 +70,9 @@ def _fit_argv(root: Path, cache: Path, *extra: str) -> list[str]:
         "8",
         "--data.num_workers",
         "0",
-        "--data.spacing_deg",
+        "--data.cells.spacing_deg",
         "0.5",
-        "--data.cache_dir",
+        "--data.cache.dir",
         str(cache),
         "--trainer.max_epochs",
         "3",
@@ -182,11 +182,11 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(sample, tmp_path):
     _assert_same_tensors(final_ref["optimizer_states"], final_resumed["optimizer_states"], "optimiser")
     assert final_resumed["lr_schedulers"] == final_ref["lr_schedulers"]
     # same validation after every epoch the resumed run trained, and the same test of the same best checkpoint
-    ref_val = _epoch_metrics(ref_run, "val/haversine_km")
-    resumed_val = _epoch_metrics(resumed_run, "val/haversine_km")
+    ref_val = _epoch_metrics(ref_run, "val/mean_km")
+    resumed_val = _epoch_metrics(resumed_run, "val/mean_km")
     assert list(resumed_val.index) == [1, 2]
     np.testing.assert_allclose(resumed_val.to_numpy(), ref_val.loc[[1, 2]].to_numpy(), rtol=0, atol=KM_TOL)
-    for column in ("test/haversine_km", "test/median_km", "test/acc"):
+    for column in ("test/mean_km", "test/median_km", "test/acc"):
         ref_test, resumed_test = _epoch_metrics(ref_run, column), _epoch_metrics(resumed_run, column)
         np.testing.assert_allclose(resumed_test.to_numpy(), ref_test.to_numpy(), rtol=0, atol=KM_TOL)
     # the best checkpoint is chosen over the whole run, the interrupted part included

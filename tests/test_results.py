@@ -37,7 +37,7 @@ TINY_FIT = [
     "8",
     "--data.num_workers",
     "0",
-    "--data.spacing_deg",
+    "--data.cells.spacing_deg",
     "0.5",
     "--trainer.max_epochs",
     "2",
@@ -205,9 +205,9 @@ def test_fit_arguments_parse_into_a_run_writing_into_run_dir(root, tmp_path):
     assert {Path(lg.log_dir) for lg in cli_.trainer.loggers} == {run_dir.resolve()}
     assert cli_.datamodule.roots == [str(root.resolve())]
     assert cli_.datamodule.image_size == int(runs.QUICK_OVERRIDES["--data.image_size"])
-    assert cli_.datamodule.expected_source_size is None  # the synthetic sample's images are not 640 px
+    assert cli_.datamodule.reading.expected_source_size is None  # the synthetic sample's images are not 640 px
     assert cli_.trainer.max_epochs == int(runs.QUICK_OVERRIDES["--trainer.max_epochs"])
-    assert cli_.config["seed_everything"] == 4 and cli_.datamodule.seed == 4
+    assert cli_.config["seed_everything"] == 4 and cli_.datamodule.split_settings.seed == 4
     with pytest.raises(ConfigError, match="unknown task"):
         runs.fit_arguments("c.yaml", [root], run_dir, "detection")
 
@@ -235,9 +235,9 @@ def test_train_writes_a_run_that_can_be_found_again(trained, root):
     assert trained.last_checkpoint is not None and (trained.run_dir / "config.yaml").is_file()
     curves = runs.read_metrics(trained.metrics_csv)
     assert list(curves.index) == [0, 1]
-    assert curves["val/haversine_km"].notna().all() and "train/loss_epoch" in curves
+    assert curves["val/mean_km"].notna().all() and "train/loss_epoch" in curves
     tested = runs.logged_test_results(trained.metrics_csv)
-    assert tested["haversine_km"] > 0 and 0 <= tested["acc_200_km"] <= 1
+    assert tested["mean_km"] > 0 and 0 <= tested["acc_200_km"] <= 1
     before = trained.best_checkpoint.stat().st_mtime_ns
     again = runs.find_or_train("quick_cpu", [root], trained.run_dir, "classification")
     assert again == trained and trained.best_checkpoint.stat().st_mtime_ns == before  # found, not retrained
@@ -252,14 +252,14 @@ def test_read_metrics_merges_epoch_rows_and_leaves_steps_and_test_out(tmp_path):
             "step": [0, 4, 9, 9, 14, 19, 19],
             "train/loss_step": [np.nan, 3.0, 2.0, np.nan, 1.5, np.nan, np.nan],
             "train/loss_epoch": [np.nan, np.nan, 2.5, np.nan, np.nan, 1.2, np.nan],
-            "val/haversine_km": [np.nan, np.nan, np.nan, 80.0, np.nan, 60.0, np.nan],
-            "test/haversine_km": [np.nan] * 6 + [65.0],
+            "val/mean_km": [np.nan, np.nan, np.nan, 80.0, np.nan, 60.0, np.nan],
+            "test/mean_km": [np.nan] * 6 + [65.0],
         }
     ).to_csv(path, index=False)
     curves = runs.read_metrics(path)
-    assert list(curves.columns) == ["train/loss_epoch", "val/haversine_km"]
-    assert curves.to_dict("list") == {"train/loss_epoch": [2.5, 1.2], "val/haversine_km": [80.0, 60.0]}
-    assert runs.logged_test_results(path) == {"haversine_km": 65.0}
+    assert list(curves.columns) == ["train/loss_epoch", "val/mean_km"]
+    assert curves.to_dict("list") == {"train/loss_epoch": [2.5, 1.2], "val/mean_km": [80.0, 60.0]}
+    assert runs.logged_test_results(path) == {"mean_km": 65.0}
     with pytest.raises(DataError, match="no training log"):
         runs.read_metrics(tmp_path / "missing.csv")
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
@@ -374,7 +374,7 @@ def test_figures_have_one_panel_per_model(context):
         "a": inference.Predictions(_table(lat, lon, lat + 0.2, lon), None, "regression", context.class_table),
         "b": inference.Predictions(_table(lat, lon, lat, lon + 0.5), None, "regression", context.class_table),
     }
-    curves = {"a": pd.DataFrame({"train/loss_epoch": [2.0, 1.0], "val/loss": [2.1, 1.5], "val/haversine_km": [90, 70]})}
+    curves = {"a": pd.DataFrame({"train/loss_epoch": [2.0, 1.0], "val/loss": [2.1, 1.5], "val/mean_km": [90, 70]})}
     figures = [
         error_plots.plot_error_distribution(runs),
         error_plots.plot_cell_errors({name: evaluation.per_cell_errors(p) for name, p in runs.items()}),
@@ -418,7 +418,7 @@ def test_map_command_draws_the_test_split_of_a_run(trained, root, tmp_path, caps
     page = out.read_text(encoding="utf-8")
     assert page.count("data:image/jpeg;base64,") == 4 * n_test
     mean = float(re.search(r"mean ([0-9.]+) km", printed).group(1))
-    logged = runs.logged_test_results(trained.metrics_csv)["haversine_km"]
+    logged = runs.logged_test_results(trained.metrics_csv)["mean_km"]
     assert mean == pytest.approx(logged, abs=0.05)  # the same number Lightning logged at test time
 
 

@@ -16,6 +16,7 @@ import torch
 from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset, use_tiny_backbone
 
 from geoguess_utils.data.datamodule import GeoDataModule
+from geoguess_utils.data.settings import CacheSettings, CellSettings
 from geoguess_utils.evaluation import summarise_km
 from geoguess_utils.geo import distance, projection
 from geoguess_utils.tasks.classification import ClassificationTask
@@ -46,7 +47,7 @@ def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatc
     assert "last.ckpt" in names and any(n.startswith("best-epoch") for n in names)
     metrics = _metrics(run)
     for column in (
-        "val/haversine_km",
+        "val/mean_km",
         "val/median_km",
         "val/acc_1_km",
         "val/acc_25_km",
@@ -55,7 +56,7 @@ def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatc
         "val/acc",
         "val/acc_top5",
         "train/loss_epoch",
-        "test/haversine_km",
+        "test/mean_km",
         "test/acc_750_km",
     ):
         assert column in metrics and metrics[column].notna().any(), column
@@ -73,7 +74,11 @@ def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path, 
     for scheduler in ("plateau", "onecycle"):
         pl.seed_everything(0)
         datamodule = GeoDataModule(
-            roots=[str(tiny_root)], image_size=32, batch_size=8, spacing_deg=0.5, cache_dir=str(tmp_path / "cache")
+            roots=[str(tiny_root)],
+            image_size=32,
+            batch_size=8,
+            cells=CellSettings(spacing_deg=0.5),
+            cache=CacheSettings(dir=str(tmp_path / "cache")),
         )
         task = RegressionTask(pretrained=False, lr=1e-3, freeze_backbone_epochs=1, scheduler=scheduler)
         watch = ParameterWatch()
@@ -123,7 +128,7 @@ def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatc
     assert lightning_cli.run(args) == lightning_cli.INTERRUPTED_EXIT_CODE
     (run,) = _run_dirs(tmp_path)
     metrics = _metrics(run)
-    assert metrics["test/haversine_km"].notna().any()
+    assert metrics["test/mean_km"].notna().any()
     assert metrics["epoch"].max() <= 1
     assert (run / "checkpoints" / "best-epoch00.ckpt").is_file()
 
@@ -179,12 +184,12 @@ def test_two_process_ddp_run_on_cpu_unfreezes_checkpoints_and_tests(tiny_root, t
     assert result.returncode == 0, output[-4000:]
     assert "distributed_backend=gloo" in output
     assert "All distributed processes registered. Starting with 2 processes" in output
-    assert "test/haversine_km" in output
+    assert "test/mean_km" in output
     (run,) = _run_dirs(tmp_path)
     metrics = _metrics(run)
     lrs = metrics.dropna(subset=["lr-AdamW/backbone"])["lr-AdamW/backbone"].tolist()
     assert lrs[0] == 0.0 and lrs[-1] > 0.0  # frozen in epoch 0, learning in epoch 1
-    assert metrics["val/haversine_km"].notna().sum() == 2
+    assert metrics["val/mean_km"].notna().sum() == 2
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
@@ -204,15 +209,15 @@ def test_short_training_beats_the_training_mean_baseline(tmp_path, monkeypatch):
         f"[{root}]",
         "--data.image_size",
         "64",
-        "--data.spacing_deg",
+        "--data.cells.spacing_deg",
         "0.5",
-        "--data.split_fractions",
+        "--data.split.fractions",
         "[0.7, 0.25, 0.05]",
         "--data.num_workers",
         "0",
         "--data.augment",
         "false",
-        "--data.cache_dir",
+        "--data.cache.dir",
         str(tmp_path / "cache"),
         "--model.init_args.lr",
         "0.001",
@@ -233,7 +238,27 @@ def test_short_training_beats_the_training_mean_baseline(tmp_path, monkeypatch):
     x, y = projection.to_projected(train["latitude"].to_numpy(), train["longitude"].to_numpy())
     mean_lat, mean_lon = projection.to_latlon(np.mean(x), np.mean(y))
     baseline = summarise_km(distance.haversine_km(val["latitude"], val["longitude"], mean_lat, mean_lon))["mean_km"]
-    val_km = _metrics(run)["val/haversine_km"].dropna()
+    val_km = _metrics(run)["val/mean_km"].dropna()
     assert len(val_km) == 5
     assert val_km.iloc[-1] < 0.85 * baseline, (val_km.tolist(), baseline)
     assert torch.isfinite(torch.tensor(val_km.to_numpy())).all()
+
+
+def test_an_old_config_names_each_moved_key(tmp_path):
+    from geoguess_utils.training.moved_keys import moved_key_problems
+
+    old = tmp_path / "old.yaml"
+    old.write_text(
+        "data:\n  roots: [x]\n  spacing_deg: 0.3\n  image_cache: memory\ncheckpoint:\n  monitor: val/haversine_km\n"
+    )
+    problems = moved_key_problems(["--config", str(old), "--data.seed", "3", "--data.image_size", "64"])
+    assert f"{old}: data.spacing_deg moved to data.cells.spacing_deg" in problems
+    assert f"{old}: data.image_cache moved to data.cache.images" in problems
+    assert f"{old}: checkpoint.monitor: the metric val/haversine_km is now called val/mean_km" in problems
+    assert "--data.seed moved to --data.split.seed" in problems
+    assert len(problems) == 4  # --data.image_size kept its name
+    assert moved_key_problems(["--config", str(REPO / "configs" / "quick_cpu.yaml")]) == []
+    from geoguess_utils import cli
+
+    code = cli.main(["fit", "--config", str(old)])
+    assert code == 2

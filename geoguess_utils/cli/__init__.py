@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "grid": ("geoguess_utils.cli.grid", "build the square grid over Croatia and draw it"),
     "make-sample": ("geoguess_utils.cli.make_sample", "write the offline SYNTHETIC dataset (procedural Croatia)"),
     "download-streetview": ("geoguess_utils.cli.download_streetview", "fetch real Street View data, YOUR API key"),
+    "download-mapillary": ("geoguess_utils.cli.download_mapillary", "build a dataset of CC BY-SA Mapillary photos"),
     "validate": ("geoguess_utils.cli.validate", "check LUMEN dataset roots and list every problem"),
     "predict": ("geoguess_utils.cli.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),

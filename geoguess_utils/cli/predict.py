@@ -8,6 +8,7 @@ with one row per folder, the competition's submission format.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--decoding",
-        choices=("weighted_mean", "geometric_median"),
+        choices=_decoding_choices(),
         help="classification only: how class probabilities become a location (default: the checkpoint's)",
     )
     parser.add_argument("--cache-dir", type=Path, help="folder for the dataset's enriched-table cache")
@@ -38,12 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device(name: str):  # noqa: ANN202 - torch.device
-    import torch
+def _decoding_choices() -> list[str]:
+    from geoguess_utils.tasks.decoding import DECODINGS
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return list(DECODINGS)
 
 
 def predict_roots(
@@ -55,6 +54,7 @@ def predict_roots(
     decoding: str | None = None,
     cache_dir: Path | None = None,
     lenient: bool = False,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """Predict every location under ``roots`` with the checkpoint ``ckpt``.
 
@@ -62,11 +62,8 @@ def predict_roots(
         DataFrame with columns uuid, latitude, longitude (degrees), one row per location,
         in the order the dataset lists them.
     """
-    import pandas as pd
-    import torch
-
-    from geoguess_utils.data.datamodule import GeoDataModule
-    from geoguess_utils.errors import CheckpointError, ConfigError, DataError
+    from geoguess_utils import inference
+    from geoguess_utils.errors import ConfigError
     from geoguess_utils.tasks.classification import ClassificationTask
     from geoguess_utils.training.checkpoint import load_task
 
@@ -75,38 +72,17 @@ def predict_roots(
         if not isinstance(task, ClassificationTask):
             raise ConfigError("--decoding applies to classification checkpoints only")
         task.decoding = decoding
-    if task.image_size is None:
-        raise CheckpointError(f"{ckpt} does not record the image size it was trained at")
-    datamodule = GeoDataModule(
-        predict_roots=[str(r) for r in roots],
-        image_size=task.image_size,
+    predictions = inference.predict(
+        task,
+        [str(r) for r in roots],
         batch_size=batch_size,
+        device=device,
         num_workers=num_workers,
-        cache_dir=None if cache_dir is None else str(cache_dir),
+        cache_dir=cache_dir,
         lenient=lenient,
-        augment=False,
-        context=task.context.to_dict(),
+        progress=progress,
     )
-    datamodule.setup("predict")
-    target = _device(device)
-    task.to(target)
-    uuids: list[str] = []
-    latlon = []
-    with torch.inference_mode():
-        for batch in datamodule.predict_dataloader():
-            latlon.append(task.predict_latlon(batch["images"].to(target)))
-            uuids += list(batch["uuid"])
-    expected = list(datamodule.predict_locations["uuid"])
-    if uuids != expected:
-        raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(expected)}")
-    points = torch.cat(latlon).numpy() if latlon else None
-    return pd.DataFrame(
-        {
-            "uuid": uuids,
-            "latitude": [] if points is None else points[:, 0],
-            "longitude": [] if points is None else points[:, 1],
-        }
-    )
+    return inference.submission(predictions)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -122,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         decoding=args.decoding,
         cache_dir=args.cache_dir,
         lenient=args.lenient,
+        progress=sys.stderr.isatty(),
     )
     atomic_write_csv(table, args.out)
     print(f"wrote {len(table)} predictions to {args.out}")

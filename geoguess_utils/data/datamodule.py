@@ -11,16 +11,23 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from geoguess_utils.cells.context import CENTROID_KINDS, GeoContext
-from geoguess_utils.data import layout, loading, reader, validation
+from geoguess_utils.data import layout, loading
 from geoguess_utils.data.augment import TrainAugmentation
 from geoguess_utils.data.enrich import default_cache_dir, enrich_locations
-from geoguess_utils.data.geodataset import GeoDataset
+from geoguess_utils.data.geodataset import CachedFeatureDataset, GeoDataset
 from geoguess_utils.data.images import ImageCache
 from geoguess_utils.data.sampling import EpochSampler, ResumableLoader, base_seed
+from geoguess_utils.data.settings import (
+    CacheSettings,
+    CellSettings,
+    EmbeddingSettings,
+    LoaderSettings,
+    ReadSettings,
+    SplitSettings,
+)
 from geoguess_utils.data.splits import SPLIT_FILE, SPLITS, _check_fractions, load_split, make_split, save_split
 from geoguess_utils.errors import ConfigError, DataError
-
-IMAGE_CACHE_MODES: tuple[str, ...] = ("memmap", "memory")
+from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 
 class GeoDataModule(pl.LightningDataModule):
@@ -32,33 +39,18 @@ class GeoDataModule(pl.LightningDataModule):
         image_size: Side of the views fed to the model, pixels (224, 112, 56, ...).
         batch_size: Locations per batch.
         num_workers: DataLoader worker processes.
-        pin_memory: Pin batches in page-locked memory (faster copies to a GPU).
-        persistent_workers: Keep workers alive between epochs (needs ``num_workers > 0``;
-            ignored otherwise).
-        spacing_deg: Grid cell side for the classes, degrees.
-        crs: Projected CRS for scaling and centroids.
-        centroid: Class point used for predictions: weighted, clipped or geometric.
-        variant: Croatia variant for the grid: mainland or full.
-        split_fractions: Train, val, test shares.
-        seed: Split seed.
-        split_csv: A saved split to reuse instead of drawing one.
-        run_dir: Where ``split.csv`` and lenient-mode reports are written.
-        cache_dir: Where the enriched table and image caches live; defaults to a
-            per-dataset folder under ``~/.cache/geoguess``.
-        image_cache: ``"memmap"`` (pre-resized uint8 file per split), ``"memory"``
-            (the same, loaded into RAM) or ``None`` (decode JPEGs every time).
-        lenient: Skip locations with problems (reported to ``run_dir`` or as a
-            warning) instead of raising.
-        deep_validation: Decode every image while validating.
-        expected_source_size: Required source image side in pixels (640 for LUMEN);
-            ``None`` accepts the most common size and flags the others.
-        coast_tolerance_km: How far outside Croatia's (coarse) outline a location may lie.
-        use_draft: Decode JPEGs with DCT scaling when it helps.
-        max_pixels: Refuse source images with more pixels (decompression-bomb guard).
         augment: Colour jitter and small crops on training views.
-        drop_last: Drop the last incomplete training batch.
+        run_dir: Where ``split.csv`` and lenient-mode reports are written.
         context: A fitted context as a dict (``GeoContext.to_dict()``, e.g. from a
             checkpoint) to use instead of fitting one; see also :meth:`set_context`.
+        cells: The classes (cell scheme, spacing, CRS, class point, Croatia variant).
+        split: Split shares, seed, or a saved split to reuse.
+        reading: Validation and decoding of the roots.
+        cache: Where the enriched table and image caches live, and which image cache.
+        loader: DataLoader details (pinned memory, persistent workers, drop_last).
+        embeddings: Train the frozen phase from the embedding cache (see
+            :mod:`geoguess_utils.embeddings`); dataloaders are then rebuilt every epoch, so
+            the fine-tuning phase switches back to (augmented) images.
     """
 
     def __init__(
@@ -68,27 +60,15 @@ class GeoDataModule(pl.LightningDataModule):
         image_size: int = 112,
         batch_size: int = 32,
         num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        spacing_deg: float = 0.3,
-        crs: str = "EPSG:3766",
-        centroid: str = "weighted",
-        variant: str = "mainland",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        seed: int = 0,
-        split_csv: str | None = None,
-        run_dir: str | None = None,
-        cache_dir: str | None = None,
-        image_cache: str | None = None,
-        lenient: bool = False,
-        deep_validation: bool = False,
-        expected_source_size: int | None = None,
-        coast_tolerance_km: float = validation.DEFAULT_COAST_TOLERANCE_KM,
-        use_draft: bool = True,
-        max_pixels: int = reader.DEFAULT_MAX_PIXELS,
         augment: bool = True,
-        drop_last: bool = False,
+        run_dir: str | None = None,
         context: dict[str, Any] | None = None,
+        cells: CellSettings | None = None,
+        split: SplitSettings | None = None,
+        reading: ReadSettings | None = None,
+        cache: CacheSettings | None = None,
+        loader: LoaderSettings | None = None,
+        embeddings: EmbeddingSettings | None = None,
     ) -> None:
         super().__init__()
         if image_size < 1 or batch_size < 1 or num_workers < 0:
@@ -96,10 +76,14 @@ class GeoDataModule(pl.LightningDataModule):
                 f"need image_size >= 1, batch_size >= 1 and num_workers >= 0; "
                 f"got {image_size}, {batch_size} and {num_workers}"
             )
-        if image_cache not in (None, *IMAGE_CACHE_MODES):
-            raise ConfigError(f"image_cache must be None, 'memmap' or 'memory', got {image_cache!r}")
-        if centroid not in CENTROID_KINDS:
-            raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {centroid!r}")
+        self.cells = cells or CellSettings()
+        self.split_settings = split or SplitSettings()
+        self.reading = reading or ReadSettings()
+        self.cache = cache or CacheSettings()
+        self.loader = loader or LoaderSettings()
+        self.embeddings = embeddings or EmbeddingSettings()
+        if self.cells.centroid not in CENTROID_KINDS:
+            raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {self.cells.centroid!r}")
         if not roots and not predict_roots:
             raise ConfigError("give dataset roots (roots=...) and/or roots to predict on (predict_roots=...)")
         self.roots = [str(r) for r in roots or []]
@@ -107,26 +91,11 @@ class GeoDataModule(pl.LightningDataModule):
         self.image_size = int(image_size)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers
-        self.spacing_deg = spacing_deg
-        self.crs = crs
-        self.centroid = centroid
-        self.variant = variant
-        self.split_fractions = _check_fractions(split_fractions)
-        self.seed = seed
-        self.split_csv = split_csv
-        self.run_dir = Path(run_dir) if run_dir else None
-        self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.image_cache = image_cache
-        self.lenient = lenient
-        self.deep_validation = deep_validation
-        self.expected_source_size = expected_source_size
-        self.coast_tolerance_km = coast_tolerance_km
-        self.use_draft = use_draft
-        self.max_pixels = max_pixels
         self.augment = augment
-        self.drop_last = drop_last
+        self.split_fractions = _check_fractions(self.split_settings.fractions)
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.cache_dir = Path(self.cache.dir) if self.cache.dir else None
+        self.normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
         self._context: GeoContext | None = None
         if context is not None:
             self.set_context(context)
@@ -134,9 +103,17 @@ class GeoDataModule(pl.LightningDataModule):
         self.locations: pd.DataFrame | None = None
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
+        self._tables: dict[str, pd.DataFrame] = {}
+        self._feature_datasets: dict[str, CachedFeatureDataset] = {}
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise every split's views with the backbone's RGB statistics (the task calls this in setup)."""
+        self.normalization = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
+        for dataset in self._datasets.values():
+            dataset.set_normalization(*self.normalization)
 
     def set_context(self, context: GeoContext | dict[str, Any]) -> None:
         """Use an already fitted context (e.g. a checkpoint's) instead of fitting one."""
@@ -157,12 +134,12 @@ class GeoDataModule(pl.LightningDataModule):
     # -- setup -----------------------------------------------------------------
 
     def _validate_kwargs(self) -> dict[str, Any]:
-        size = self.expected_source_size
+        size = self.reading.expected_source_size
         return {
-            "deep": self.deep_validation,
+            "deep": self.reading.deep_validation,
             "expected_size": (size, size) if size else None,
-            "coast_tolerance_km": self.coast_tolerance_km,
-            "max_pixels": self.max_pixels,
+            "coast_tolerance_km": self.reading.coast_tolerance_km,
+            "max_pixels": self.reading.max_pixels,
         }
 
     def _cache_root(self, roots: Sequence[str]) -> Path:
@@ -177,6 +154,8 @@ class GeoDataModule(pl.LightningDataModule):
         Args:
             stage: ``"fit"``, ``"validate"``, ``"test"``, ``"predict"`` or ``None`` (all).
         """
+        if self.embeddings.enabled and self.trainer is not None:
+            self.trainer.reload_dataloaders_every_n_epochs = 1  # the phase decides: features or images
         if stage in (None, "fit", "validate", "test") and self.roots and self.locations is None:
             self._setup_labelled()
         if stage in (None, "predict") and self.predict_roots and self.predict_locations is None:
@@ -185,7 +164,7 @@ class GeoDataModule(pl.LightningDataModule):
     def _setup_labelled(self) -> None:
         locations = loading.load_locations(
             self.roots,
-            lenient=self.lenient,
+            lenient=self.reading.lenient,
             report_path=self._report_path("skipped_locations.csv"),
             require_labels=True,
             **self._validate_kwargs(),
@@ -194,7 +173,9 @@ class GeoDataModule(pl.LightningDataModule):
             raise DataError(f"no usable locations in {', '.join(self.roots)}")
         uuids = locations["uuid"].tolist()
         split = (
-            load_split(self.split_csv, uuids) if self.split_csv else make_split(uuids, self.split_fractions, self.seed)
+            load_split(self.split_settings.csv, uuids)
+            if self.split_settings.csv
+            else make_split(uuids, self.split_fractions, self.split_settings.seed)
         )
         if self.run_dir is not None:
             save_split(split, self.run_dir / SPLIT_FILE)
@@ -203,10 +184,10 @@ class GeoDataModule(pl.LightningDataModule):
             self._context = GeoContext.fit(
                 train["latitude"].to_numpy(),
                 train["longitude"].to_numpy(),
-                spacing_deg=self.spacing_deg,
-                crs=self.crs,
-                variant=self.variant,  # type: ignore[arg-type]
-                centroid=self.centroid,  # type: ignore[arg-type]
+                spacing_deg=self.cells.spacing_deg,
+                crs=self.cells.crs,
+                variant=self.cells.variant,  # type: ignore[arg-type]
+                centroid=self.cells.centroid,  # type: ignore[arg-type]
             )
         cache_root = self._cache_root(self.roots)
         table = enrich_locations(locations, self._context, split, cache_dir=cache_root)
@@ -214,6 +195,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.locations = table
         for name in SPLITS:
             part = table[table["split"] == name].reset_index(drop=True)
+            self._tables[name] = part
             self._datasets[name] = self._dataset(part, name, cache_root, train=name == "train")
 
     def _setup_predict(self) -> None:
@@ -223,7 +205,7 @@ class GeoDataModule(pl.LightningDataModule):
             self._setup_labelled()
         locations = loading.load_locations(
             self.predict_roots,
-            lenient=self.lenient,
+            lenient=self.reading.lenient,
             report_path=self._report_path("skipped_predict_locations.csv"),
             require_labels=False,
             **self._validate_kwargs(),
@@ -235,24 +217,25 @@ class GeoDataModule(pl.LightningDataModule):
 
     def _dataset(self, table: pd.DataFrame, name: str, cache_root: Path, *, train: bool) -> GeoDataset:
         cache = None
-        if self.image_cache is not None:
+        if self.cache.images is not None:
             paths = table[list(layout.PATH_COLUMNS)].to_numpy(dtype=str).tolist()
             cache = ImageCache.open_or_build(
                 paths,
                 self.image_size,
                 cache_root,
                 name,
-                use_draft=self.use_draft,
-                max_pixels=self.max_pixels,
-                in_memory=self.image_cache == "memory",
+                use_draft=self.reading.use_draft,
+                max_pixels=self.reading.max_pixels,
+                in_memory=self.cache.images == "memory",
             )
         return GeoDataset(
             table,
             self.image_size,
             augment=TrainAugmentation() if train and self.augment else None,
             image_cache=cache,
-            use_draft=self.use_draft,
-            max_pixels=self.max_pixels,
+            use_draft=self.reading.use_draft,
+            max_pixels=self.reading.max_pixels,
+            normalization=self.normalization,
         )
 
     # -- loaders ---------------------------------------------------------------
@@ -269,8 +252,8 @@ class GeoDataModule(pl.LightningDataModule):
             self.setup("predict" if name == "predict" else "fit")
         return self._datasets[name]
 
-    def _loader(self, name: str, *, shuffle: bool, drop_last: bool) -> DataLoader:
-        dataset = self.dataset(name)
+    def _loader(self, name: str, *, shuffle: bool, drop_last: bool, features: bool = False) -> DataLoader:
+        dataset: Any = self.feature_dataset(name, self.trainer.lightning_module) if features else self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
         if shuffle:  # resumable mid-epoch: the order depends on (seed, epoch) only
@@ -279,8 +262,8 @@ class GeoDataModule(pl.LightningDataModule):
                 batch_size=self.batch_size,
                 sampler=self._epoch_sampler(dataset),
                 num_workers=self.num_workers,
-                pin_memory=self.pin_memory,
-                persistent_workers=self.persistent_workers and self.num_workers > 0,
+                pin_memory=self.loader.pin_memory,
+                persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
                 drop_last=drop_last,
             )
         return DataLoader(
@@ -288,8 +271,8 @@ class GeoDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            pin_memory=self.loader.pin_memory,
+            persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
             drop_last=drop_last,
         )
 
@@ -297,22 +280,61 @@ class GeoDataModule(pl.LightningDataModule):
         """The training sampler, kept across calls so that each new pass is a new epoch."""
         trainer = self.trainer
         replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        key = (id(dataset), len(dataset), replicas, rank)
+        key = (len(dataset), replicas, rank)  # the same sampler for images and cached features
         if self._train_sampler is None or self._train_sampler[0] != key:
             self._train_sampler = (key, EpochSampler(dataset, base_seed(), num_replicas=replicas, rank=rank))
         return self._train_sampler[1]
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch)."""
-        return self._loader("train", shuffle=True, drop_last=self.drop_last)
+        """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch).
+
+        While the task's backbone is frozen and the embedding cache is on, batches carry
+        cached ``view_features`` instead of images (same order, no augmentation).
+        """
+        if self._features_now():
+            return self._loader("train", shuffle=True, drop_last=self.loader.drop_last, features=True)
+        return self._loader("train", shuffle=True, drop_last=self.loader.drop_last)
 
     def val_dataloader(self) -> DataLoader:
-        """Validation batches in a fixed order."""
-        return self._loader("val", shuffle=False, drop_last=False)
+        """Validation batches in a fixed order (cached features while they are used for training)."""
+        return self._loader("val", shuffle=False, drop_last=False, features=self._features_now())
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in a fixed order."""
-        return self._loader("test", shuffle=False, drop_last=False)
+        """Test batches in a fixed order (cached features when the backbone is still frozen)."""
+        return self._loader("test", shuffle=False, drop_last=False, features=self._features_now())
+
+    # -- embedding cache ------------------------------------------------------------
+
+    def _features_now(self) -> bool:
+        """Whether loaders serve cached features now: cache on, and the attached task's backbone frozen."""
+        if not self.embeddings.enabled or self.trainer is None:
+            return False
+        task = self.trainer.lightning_module
+        return bool(getattr(task, "backbone_frozen", False)) and getattr(task, "net", None) is not None
+
+    def feature_dataset(self, name: str, task: Any) -> CachedFeatureDataset:
+        """The split ``name`` with ``task``'s cached backbone features, computed on first use.
+
+        Args:
+            name: ``"train"``, ``"val"`` or ``"test"``.
+            task: A task whose network is built (its backbone computes the features).
+        """
+        if name not in self._feature_datasets:
+            from geoguess_utils.embeddings import Embedder, build_embeddings
+
+            base = self.dataset(name)
+            plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
+            cache = build_embeddings(
+                Embedder.of_task(task),
+                plain,
+                self._cache_root(self.roots),
+                name,
+                batch_size=self.embeddings.batch_size,
+                num_workers=self.num_workers,
+                in_place=True,
+            )
+            self._feature_datasets[name] = CachedFeatureDataset(base, cache)
+        return self._feature_datasets[name]
 
     def predict_dataloader(self) -> DataLoader:
         """Batches over ``predict_roots`` in a fixed order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ class GeoDataset(Dataset):
         image_cache: ImageCache | None = None,
         use_draft: bool = True,
         max_pixels: int = reader.DEFAULT_MAX_PIXELS,
+        normalization: tuple[Sequence[float], Sequence[float]] = (IMAGENET_MEAN, IMAGENET_STD),
     ) -> None:
         if image_cache is not None and len(image_cache) != len(table):
             raise DataError(f"image cache {image_cache.data_path} has {len(image_cache)} rows, the table {len(table)}")
@@ -58,8 +59,12 @@ class GeoDataset(Dataset):
         self.image_cache = image_cache
         self.use_draft = use_draft
         self.max_pixels = max_pixels
-        self._mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        self.set_normalization(*normalization)
+
+    def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Normalise views with these RGB statistics (the backbone's; images scaled to [0, 1])."""
+        self._mean = torch.tensor(tuple(mean), dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(tuple(std), dtype=torch.float32).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.uuids)
@@ -99,4 +104,39 @@ class GeoDataset(Dataset):
             "xy_scaled": torch.from_numpy(self.xy_scaled[index].copy()),
             "latlon": torch.from_numpy(self.latlon[index].copy()),
             "uuid": self.uuids[index],
+            "index": int(index),
+        }
+
+
+class CachedFeatureDataset(Dataset):
+    """A split's targets with cached per-view features in place of images.
+
+    Samples are dicts with ``view_features`` (V, F) float32 and the targets of
+    :class:`GeoDataset` (``class_index``, ``xy_scaled``, ``latlon``, ``uuid``, ``index``).
+
+    Args:
+        base: The split's image dataset (for its targets).
+        cache: Its :class:`~geoguess_utils.embeddings.EmbeddingCache`, row ``i`` for ``base[i]``.
+    """
+
+    def __init__(self, base: GeoDataset, cache: Any) -> None:
+        if len(cache) != len(base):
+            raise DataError(f"embedding cache {cache.data_path} has {len(cache)} rows, the split {len(base)}")
+        self.base = base
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """One location's features and targets; ``key`` is a row index or ``(row index, seed)``."""
+        index = key[0] if isinstance(key, tuple) else key
+        b = self.base
+        return {
+            "view_features": torch.from_numpy(np.asarray(self.cache[index], dtype=np.float32)),
+            "class_index": torch.tensor(b.class_index[index], dtype=torch.int64),
+            "xy_scaled": torch.from_numpy(b.xy_scaled[index].copy()),
+            "latlon": torch.from_numpy(b.latlon[index].copy()),
+            "uuid": b.uuids[index],
+            "index": int(index),
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 from urllib.parse import urlparse
@@ -11,13 +13,91 @@ from torch import nn
 
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE, LiteClassifier, _LiteFeatures
+from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+Builder = Callable[[bool], tuple[nn.Module, int]]
+"""``builder(pretrained) -> (body, num_features)``: a module mapping (N, 3, H, W) to (N, F, ...) features."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone: how to build it and what its inputs must look like.
+
+    Attributes:
+        name: Registry name (stored in checkpoints).
+        builder: Builds the body; see :data:`Builder`.
+        mean: Per-channel RGB mean the inputs are normalised with (images scaled to [0, 1]).
+        std: Per-channel RGB standard deviation.
+    """
+
+    name: str
+    builder: Builder
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+"""Explicitly registered backbones; torchvision classifiers are found by name on top of these."""
+
+
+def register_backbone(
+    name: str,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> Callable[[Builder], Builder]:
+    """Register a backbone builder under ``name`` (a decorator).
+
+    Args:
+        name: Name used in configs (``--model.backbone NAME``) and stored in checkpoints.
+        mean: RGB mean the backbone's inputs are normalised with; the data pipeline and the
+            checkpoint read it from here.
+        std: RGB standard deviation, likewise.
+    """
+
+    def add(builder: Builder) -> Builder:
+        if name in BACKBONES:
+            raise ConfigError(f"a backbone named {name!r} is already registered")
+        BACKBONES[name] = BackboneSpec(name, builder, tuple(mean), tuple(std))  # type: ignore[arg-type]
+        return builder
+
+    return add
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of a registered backbone, or of a torchvision classifier by its name.
+
+    Raises:
+        ConfigError: Unknown name (the message says where the names come from).
+    """
+    if name in BACKBONES:
+        return BACKBONES[name]
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ConfigError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or a torchvision classifier: "
+            f"{', '.join(known)}"
+        )
+
+    def torchvision_body(pretrained: bool) -> tuple[nn.Module, int]:
+        model = _torchvision_classifier(name, pretrained)
+        return model, _drop_last_linear(model)
+
+    return BackboneSpec(name, torchvision_body)
+
+
+def backbone_normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` RGB statistics the inputs of backbone ``name`` are normalised with."""
+    spec = backbone_spec(name)
+    return tuple(float(v) for v in spec.mean), tuple(float(v) for v in spec.std)
 
 
 def list_backbones() -> list[str]:
-    """Names accepted by :func:`build_backbone`: the offline default plus torchvision's classifiers."""
+    """Names accepted by :func:`build_backbone`: the registered backbones plus torchvision's classifiers."""
     import torchvision
 
-    return [OFFLINE_BACKBONE, *torchvision.models.list_models(module=torchvision.models)]
+    return [*BACKBONES, *torchvision.models.list_models(module=torchvision.models)]
 
 
 def torch_hub_checkpoint_dir() -> Path:
@@ -108,7 +188,8 @@ def build_backbone(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> Bac
     """Build a feature extractor by name.
 
     Args:
-        name: ``"efficientnet_lite0"`` or a torchvision classification model name
+        name: A registered name (``"efficientnet_lite0"``, see :func:`register_backbone`) or a
+            torchvision classification model name
             (``"resnext101_32x8d"``, ``"resnet18"``, ``"resnet50"``, ``"efficientnet_b0"``, ...).
         pretrained: Load ImageNet weights (torchvision's need the internet once; the
             file is cached in :func:`torch_hub_checkpoint_dir`).
@@ -120,8 +201,11 @@ def build_backbone(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> Bac
         ConfigError: Unknown name.
         GeoguessError: Weights cannot be downloaded or read; the message says what to do.
     """
-    if name == OFFLINE_BACKBONE:
-        return Backbone(name, _LiteFeatures(LiteClassifier(pretrained)), 1280)
-    model = _torchvision_classifier(name, pretrained)
-    num_features = _drop_last_linear(model)
-    return Backbone(name, model, num_features)
+    body, num_features = backbone_spec(name).builder(pretrained)
+    return Backbone(name, body, num_features)
+
+
+@register_backbone(OFFLINE_BACKBONE)
+def _efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, int]:
+    """EfficientNet-Lite0 with the ImageNet weights installed with the package (no download)."""
+    return _LiteFeatures(LiteClassifier(pretrained)), 1280

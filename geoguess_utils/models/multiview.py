@@ -36,6 +36,7 @@ class MultiViewNet(nn.Module):
         num_views: int = 4,
         dropout: float = 0.0,
         channels_last: bool = False,
+        head_hidden: int = 0,
     ) -> None:
         """Build the network.
 
@@ -48,6 +49,8 @@ class MultiViewNet(nn.Module):
             dropout: Dropout probability before the linear layer.
             channels_last: Feed the backbone NHWC-strided images (faster convolutions on
                 recent GPUs; move the module with ``.to(memory_format=torch.channels_last)``).
+            head_hidden: Width of one hidden ReLU layer in the head (0: a single linear layer,
+                the original design). Dropout applies before each linear layer.
         """
         super().__init__()
         if pooling not in POOLINGS:
@@ -59,16 +62,27 @@ class MultiViewNet(nn.Module):
         self.channels_last = bool(channels_last)
         self.backbone = build_backbone(backbone, pretrained)
         width = self.backbone.num_features * (self.num_views if pooling == "concat" else 1)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_outputs))
+        if head_hidden < 0:
+            raise ConfigError(f"head_hidden must be >= 0, got {head_hidden}")
+        if head_hidden:
+            self.head = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(width, head_hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_hidden, num_outputs),
+            )
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_outputs))
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled features of a batch of locations.
+    def view_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Backbone features of each view.
 
         Args:
             images: Shape (B, V, 3, H, W), views in heading order.
 
         Returns:
-            Shape (B, V * F) for ``"concat"``, (B, F) for ``"mean"``.
+            Shape (B, V, F): what the embedding cache stores.
         """
         if images.ndim != 5 or images.shape[1] != self.num_views:
             raise ValueError(f"expected images of shape (B, {self.num_views}, 3, H, W), got {tuple(images.shape)}")
@@ -76,8 +90,23 @@ class MultiViewNet(nn.Module):
         flat = images.reshape(batch * views, *images.shape[2:])
         if self.channels_last:
             flat = flat.contiguous(memory_format=torch.channels_last)
-        feats = self.backbone(flat).reshape(batch, views, -1)
-        return feats.flatten(1) if self.pooling == "concat" else feats.mean(dim=1)
+        return self.backbone(flat).reshape(batch, views, -1)
+
+    def fuse(self, view_features: torch.Tensor) -> torch.Tensor:
+        """Fuse per-view features (B, V, F) into (B, V * F) for ``"concat"`` or (B, F) for ``"mean"``."""
+        if view_features.ndim != 3 or view_features.shape[1] != self.num_views:
+            raise ValueError(
+                f"expected view features of shape (B, {self.num_views}, F), got {tuple(view_features.shape)}"
+            )
+        return view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Fused features of a batch of locations, (B, V * F) or (B, F), of images (B, V, 3, H, W)."""
+        return self.fuse(self.view_features(images))
+
+    def from_view_features(self, view_features: torch.Tensor) -> torch.Tensor:
+        """Outputs (B, num_outputs) from per-view features (B, V, F), e.g. read from the embedding cache."""
+        return self.head(self.fuse(view_features))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W)."""

@@ -8,6 +8,7 @@ from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
     "ClassificationTask": "classification",
+    "KNNTask": "knn",
     "DECODINGS": "decoding",
     "Decoding": "decoding",
     "GeoTask": "base",

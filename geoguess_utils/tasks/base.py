@@ -58,6 +58,8 @@ class GeoTask(pl.LightningModule):
         channels_last: bool = False,
         compile_backbone: bool = False,
         cpu_bf16_frozen_backbone: bool = False,
+        head_hidden: int = 0,
+        head_only: bool = False,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
@@ -87,6 +89,10 @@ class GeoTask(pl.LightningModule):
                 head stays fp32): 2-3x faster steps there. Once the backbone trains, the
                 trainer's ``precision`` decides (bf16 then helps or hurts depending on the
                 network and image size; see ``BENCHMARKS.md``). No effect on GPUs.
+            head_hidden: Width of one hidden ReLU layer in the head (0: one linear layer).
+            head_only: Never train the backbone: only the head learns, for every epoch. With
+                the datamodule's embedding cache on (``--data.embeddings.enabled true``) the
+                backbone then never runs during training.
         """
         super().__init__()
         _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -103,15 +109,36 @@ class GeoTask(pl.LightningModule):
         self.test_km = HaversineMetrics()
 
     # ------------------------------------------------------------------ context and network
+    @classmethod
+    def accepted_arguments(cls) -> set[str]:
+        """Names of every ``__init__`` argument of this task, its own and those it passes to the base."""
+        import inspect
+
+        names: set[str] = set()
+        for klass in cls.__mro__:
+            if klass is pl.LightningModule:
+                break
+            init = klass.__dict__.get("__init__")
+            if init is not None:
+                names |= {
+                    p.name
+                    for p in inspect.signature(init).parameters.values()
+                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+                }
+        return names
+
     def num_outputs(self, context: GeoContext) -> int:
-        """Size of the output layer for ``context``."""
+        """Hook: size of the output layer for ``context``."""
         raise NotImplementedError
 
-    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
-        """Initialise the output layer's bias from the training set (subclasses)."""
+    def configure_head(self, head: nn.Linear, context: GeoContext) -> None:
+        """Hook: initialise the output layer (zeroed before this) from the training set."""
 
-    def _configure_extras(self, context: GeoContext) -> None:
-        """Create context-dependent metrics and buffers (subclasses)."""
+    def configure_metrics(self, context: GeoContext) -> None:
+        """Hook: create the task's own metrics and buffers once the context is known.
+
+        The great-circle metrics every task logs exist already (``val_km``, ``test_km``).
+        """
 
     def configure_context(self, context: GeoContext, image_size: int | None = None) -> None:
         """Attach the fitted context and build the network for it.
@@ -142,6 +169,7 @@ class GeoTask(pl.LightningModule):
             pooling=hp.pooling,
             dropout=hp.dropout,
             channels_last=hp.channels_last,
+            head_hidden=int(hp.get("head_hidden", 0)),
         )
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -149,8 +177,8 @@ class GeoTask(pl.LightningModule):
         with torch.no_grad():
             head.weight.zero_()  # start from the training prior; features then move predictions away from it
             head.bias.zero_()
-        self._init_head(head, context)
-        self._configure_extras(context)
+        self.configure_head(head, context)
+        self.configure_metrics(context)
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
         weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / max(len(n), 1))
@@ -159,6 +187,8 @@ class GeoTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Take the GeoContext (and image size) from the trainer's datamodule."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if hasattr(datamodule, "set_normalization"):
+            datamodule.set_normalization(*self.normalization)
         try:
             context = getattr(datamodule, "context", None)
         except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
@@ -173,6 +203,13 @@ class GeoTask(pl.LightningModule):
         if image_size is None and hasattr(datamodule, "hparams"):
             image_size = datamodule.hparams.get("image_size")
         self.configure_context(context, image_size)
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` RGB statistics the backbone's inputs are normalised with (from its registry entry)."""
+        from geoguess_utils.models.backbones import backbone_normalization
+
+        return backbone_normalization(str(self.hparams.backbone))
 
     def on_fit_start(self) -> None:
         """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
@@ -197,8 +234,8 @@ class GeoTask(pl.LightningModule):
         """
         raise NotImplementedError
 
-    def _log_extra(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
-        """Log task-specific metrics of a batch (subclasses)."""
+    def log_task_metrics(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
+        """Hook: update and log the task's own metrics for a batch of ``stage``."""
 
     def _land(self, lat: np.ndarray, lon: np.ndarray) -> torch.Tensor:
         assert self.context is not None
@@ -207,7 +244,7 @@ class GeoTask(pl.LightningModule):
 
     def predict_latlon(self, images: torch.Tensor) -> torch.Tensor:
         """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
-        return self.decode(self(images))
+        return self.decode(self.batch_outputs({"images": images}))
 
     # ------------------------------------------------------------------ steps
     def _bf16_backbone_now(self) -> bool:
@@ -220,28 +257,36 @@ class GeoTask(pl.LightningModule):
             and accel.cpu_has_native_bf16()
         )
 
-    def _training_outputs(self, images: torch.Tensor) -> torch.Tensor:
-        if self.net is None or not self._bf16_backbone_now():
-            return self(images)
+    def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Raw outputs of a batch of images, or of cached per-view features (``"view_features"``, (B, V, F))."""
+        if "view_features" in batch:
+            if self.net is None:
+                raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
+            return self.net.from_view_features(batch["view_features"].float())
+        return self(batch["images"])
+
+    def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        if self.net is None or "view_features" in batch or not self._bf16_backbone_now():
+            return self.batch_outputs(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            features = self.net.features(images)
+            features = self.net.features(batch["images"])
         return self.net.head(features.float())
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimisation step; logs ``train/loss``."""
-        outputs = self._training_outputs(batch["images"])
+        outputs = self._training_outputs(batch)
         loss = self.loss(outputs, batch)
-        size = len(batch["images"])
+        size = len(batch["latlon"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self._log_extra("train", outputs, batch)
+        self.log_task_metrics("train", outputs, batch)
         return loss
 
     def _evaluate(self, batch: dict[str, Any], stage: str, km: HaversineMetrics) -> torch.Tensor:
-        outputs = self(batch["images"])
+        outputs = self.batch_outputs(batch)
         loss = self.loss(outputs, batch)
-        size = len(batch["images"])
+        size = len(batch["latlon"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
-        self._log_extra(stage, outputs, batch)
+        self.log_task_metrics(stage, outputs, batch)
         km.update(self.decode(outputs).to(self.device), batch["latlon"])
         return loss
 
@@ -256,7 +301,7 @@ class GeoTask(pl.LightningModule):
         return self._evaluate(batch, "val", self.val_km)
 
     def on_validation_epoch_end(self) -> None:
-        """Log ``val/haversine_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
+        """Log ``val/mean_km``, ``val/median_km`` and ``val/acc_<t>_km``."""
         self._log_km("val", self.val_km)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -264,12 +309,24 @@ class GeoTask(pl.LightningModule):
         return self._evaluate(batch, "test", self.test_km)
 
     def on_test_epoch_end(self) -> None:
-        """Log ``test/haversine_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
+        """Log ``test/mean_km``, ``test/median_km`` and ``test/acc_<t>_km``."""
         self._log_km("test", self.test_km)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Return ``{"uuid": list[str], "latlon": (B, 2) float64 degrees}``."""
-        return {"uuid": list(batch["uuid"]), "latlon": self.predict_latlon(batch["images"])}
+        """The one inference step: ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, ...}``.
+
+        Subclasses add what their outputs carry through :meth:`prediction_extras`
+        (a classifier adds ``"probabilities"``, (B, K) float64). ``Trainer.predict``,
+        :mod:`geoguess_utils.inference` and the server all go through here.
+        """
+        outputs = self.batch_outputs(batch)
+        result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs)}
+        result.update(self.prediction_extras(outputs))
+        return result
+
+    def prediction_extras(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra per-location results of :meth:`predict_step` (none by default)."""
+        return {}
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
@@ -308,8 +365,13 @@ class GeoTask(pl.LightningModule):
 
     @property
     def backbone_frozen(self) -> bool:
-        """Whether the current epoch is one of the first ``freeze_backbone_epochs``."""
-        return self.current_epoch < self.hparams.freeze_backbone_epochs
+        """Whether the backbone is frozen now: ``head_only``, or one of the first ``freeze_backbone_epochs``."""
+        return self.head_only or self.current_epoch < self.hparams.freeze_backbone_epochs
+
+    @property
+    def head_only(self) -> bool:
+        """Whether the backbone is never trained (the ``head_only`` setting)."""
+        return bool(self.hparams.get("head_only", False))
 
     def _backbone_groups(self) -> list[dict[str, Any]]:
         groups = []
@@ -338,7 +400,7 @@ class GeoTask(pl.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
-        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs:
+        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs and not self.head_only:
             self._thaw_backbone_lr()
 
     def _thaw_backbone_lr(self) -> None:
@@ -365,7 +427,8 @@ class GeoTask(pl.LightningModule):
         if self.context is None:
             raise CheckpointError("cannot describe a task without a GeoContext")
         from geoguess_utils.data.layout import HEADINGS
-        from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+
+        mean, std = self.normalization
 
         return {
             "format": checkpoint.RECORD_FORMAT,
@@ -373,7 +436,7 @@ class GeoTask(pl.LightningModule):
             "backbone": str(self.hparams.backbone),
             "pooling": str(self.hparams.pooling),
             "image_size": self.image_size,
-            "normalization": {"mean": [float(v) for v in IMAGENET_MEAN], "std": [float(v) for v in IMAGENET_STD]},
+            "normalization": {"mean": list(mean), "std": list(std)},
             "headings": [int(h) for h in HEADINGS],
             "context": self.context.to_dict(),
             "context_fingerprint": self.context.fingerprint(),

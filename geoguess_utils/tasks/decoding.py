@@ -2,15 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import borders
 
-Decoding = Literal["weighted_mean", "geometric_median"]
-DECODINGS: tuple[str, ...] = ("weighted_mean", "geometric_median")
+Decoder = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+"""``decoder(probabilities (B, K), class points (K, 2) km, top_k) -> points (B, 2) km``, in the projected plane."""
+
+DECODINGS: dict[str, Decoder] = {}
+"""Registered decodings by name; :func:`register_decoding` adds one."""
+
+
+def register_decoding(name: str) -> Callable[[Decoder], Decoder]:
+    """Register a decoding under ``name`` (a decorator); the CLI's ``--decoding`` choices come from here.
+
+    A decoding maps class probabilities (B, K) and the class points in projected km (K, 2)
+    to one point per location in projected km (B, 2); ``top_k`` is the task's
+    ``median_top_k`` setting, which a decoding may use or ignore.
+    """
+
+    def add(function: Decoder) -> Decoder:
+        if name in DECODINGS:
+            raise ConfigError(f"a decoding named {name!r} is already registered")
+        DECODINGS[name] = function
+        return function
+
+    return add
+
+
+def get_decoding(name: str) -> Decoder:
+    """The decoding registered as ``name``.
+
+    Raises:
+        ConfigError: Unknown name (the message lists the registered ones).
+    """
+    try:
+        return DECODINGS[name]
+    except KeyError:
+        raise ConfigError(f"unknown decoding {name!r}; choose one of {', '.join(DECODINGS)}") from None
+
 
 _LOGIT_LIMIT = 1.0e4
 
@@ -83,3 +117,17 @@ def clip_to_land(
 def _finite_logits(outputs: torch.Tensor) -> torch.Tensor:
     out = torch.nan_to_num(outputs.detach().to(torch.float64), nan=0.0, posinf=_LOGIT_LIMIT, neginf=-_LOGIT_LIMIT)
     return out.clamp(-_LOGIT_LIMIT, _LOGIT_LIMIT)
+
+
+@register_decoding("weighted_mean")
+def weighted_mean(probabilities: torch.Tensor, points_km: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The probability-weighted mean of every class point (the original design); ``top_k`` is unused."""
+    return probabilities @ points_km
+
+
+@register_decoding("geometric_median")
+def geometric_median(probabilities: torch.Tensor, points_km: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The weighted geometric median of the ``top_k`` most probable class points."""
+    k = min(int(top_k), probabilities.shape[1])
+    top = probabilities.topk(k, dim=1)
+    return weighted_geometric_median(points_km[top.indices], top.values)

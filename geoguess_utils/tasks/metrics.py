@@ -16,7 +16,7 @@ class HaversineMetrics(Metric):
     """Epoch-level great-circle errors between predicted and true locations.
 
     ``compute()`` returns a dict of scalar tensors named by :func:`metric_names`:
-    ``haversine_km`` (mean), ``median_km`` and ``acc_<t>_km`` (share within t km).
+    ``mean_km`` (mean), ``median_km`` and ``acc_<t>_km`` (share within t km).
     """
 
     is_differentiable = False

@@ -26,7 +26,8 @@ class RegressionTask(GeoTask):
         """Two outputs: scaled x and y."""
         return 2
 
-    def _init_head(self, head: nn.Linear, context: GeoContext) -> None:
+    def configure_head(self, head: nn.Linear, context: GeoContext) -> None:
+        """Start at the training mean: the bias is its scaled projected position."""
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
         if n.sum() <= 0:

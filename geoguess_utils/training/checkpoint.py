@@ -9,7 +9,6 @@ anything more is refused.
 
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import zipfile
@@ -95,14 +94,19 @@ def read_record(checkpoint: dict[str, Any], source: str = "the checkpoint") -> d
 
 def _check_normalization(record: dict[str, Any], source: str) -> None:
     from geoguess_utils.data.layout import HEADINGS
-    from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+    from geoguess_utils.models.backbones import backbone_normalization
 
     norm = record["normalization"]
     saved = ([float(v) for v in norm["mean"]], [float(v) for v in norm["std"]])
-    current = ([float(v) for v in IMAGENET_MEAN], [float(v) for v in IMAGENET_STD])
+    try:
+        mean, std = backbone_normalization(str(record["backbone"]))
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+    current = (list(mean), list(std))
     if saved != current:
         raise CheckpointError(
-            f"{source} was trained on images normalised with mean/std {saved}, but the data pipeline uses {current}"
+            f"{source} was trained on images normalised with mean/std {saved}, but backbone "
+            f"{record['backbone']!r} is registered with {current}"
         )
     headings = record.get("headings")
     if headings is not None and [int(h) for h in headings] != [int(h) for h in HEADINGS]:
@@ -179,7 +183,7 @@ def load_task(
     task_cls = TASKS.get(record["task"])
     if task_cls is None:
         raise CheckpointError(f"{path} holds an unknown task {record['task']!r}; known: {', '.join(TASKS)}")
-    accepted = set(inspect.signature(task_cls.__init__).parameters) - {"self"}
+    accepted = task_cls.accepted_arguments()
     hparams = {k: v for k, v in dict(data.get("hyper_parameters", {})).items() if k in accepted}
     hparams["pretrained"] = False
     hparams["backbone"] = record["backbone"]

@@ -22,6 +22,7 @@ from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.training.callbacks import RunCheckpoint, SaveSplitCallback
 from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint, read_record
+from geoguess_utils.training.moved_keys import check_moved_keys
 from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
 
 MONITOR = f"val/{MEAN_NAME}"
@@ -181,6 +182,7 @@ def run(argv: list[str]) -> int:
     Returns:
         0 after a complete run, 130 when training was interrupted with Ctrl+C.
     """
+    check_moved_keys(argv)
     cli = GeoguessCLI(args=argv)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     interrupted = fit(trainer, model, datamodule, cli.config.get("ckpt_path"))

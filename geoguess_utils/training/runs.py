@@ -38,8 +38,8 @@ QUICK_OVERRIDES: dict[str, str] = {
     "--data.image_size": "32",
     "--data.batch_size": "32",
     "--data.num_workers": "0",
-    "--data.persistent_workers": "false",
-    "--data.pin_memory": "false",
+    "--data.loader.persistent_workers": "false",
+    "--data.loader.pin_memory": "false",
     "--trainer.max_epochs": "2",
     "--trainer.limit_train_batches": "12",
     "--trainer.log_every_n_steps": "4",
@@ -176,7 +176,7 @@ def fit_arguments(
         "best",
         "--seed_everything",
         str(int(seed)),
-        "--data.seed",
+        "--data.split.seed",
         str(int(seed)),
         "--trainer.enable_progress_bar",
         "false",
@@ -184,7 +184,7 @@ def fit_arguments(
     if task == "regression":
         argv += ["--model.init_args.lr", str(REGRESSION_LR)]
     if paths.is_synthetic(roots):
-        argv += ["--data.expected_source_size", "null"]  # the sample's images are small, not LUMEN's 640 px
+        argv += ["--data.reading.expected_source_size", "null"]  # the sample's images are small, not LUMEN's 640 px
     if quick:
         for key, value in QUICK_OVERRIDES.items():
             argv += [key, value]
@@ -294,7 +294,7 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
 
     Returns:
         One row per epoch (index ``epoch``), one column per logged train/val value
-        (``train/loss_epoch``, ``val/loss``, ``val/haversine_km``, ...); step-level and
+        (``train/loss_epoch``, ``val/loss``, ``val/mean_km``, ...); step-level and
         test values are left out.
 
     Raises:

@@ -36,8 +36,8 @@ def plot_training_curves(curves: Mapping[str, pd.DataFrame]) -> Figure:
         ax.set_xlabel("epoch")
         ax.legend()
         km = axes[0, -1]
-        if "val/haversine_km" in table:
-            km.plot(table.index, table["val/haversine_km"], marker="o", color=colour, label=name)
+        if "val/mean_km" in table:
+            km.plot(table.index, table["val/mean_km"], marker="o", color=colour, label=name)
     km = axes[0, -1]
     km.set_title("validation: mean error")
     km.set_xlabel("epoch")

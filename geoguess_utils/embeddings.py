@@ -1,0 +1,354 @@
+"""The embedding cache: each view's backbone features, computed once and memory-mapped.
+
+While the backbone is frozen, every epoch would decode the same JPEGs and run the same
+forward pass again. The cache stores the features of every view of every location,
+``(N, 4, F)`` float16, in one file next to a JSON sidecar that names what they depend on:
+the backbone's name and a digest of its weights, the image size, the input normalisation,
+and every image file's path, size and modification time (the image cache's key). A cache
+whose sidecar disagrees, whose data file was truncated or edited since, or that was
+never finished, is rebuilt.
+
+The features are computed through the one inference path, ``Trainer.predict``, with a
+prediction writer that puts each batch's rows in place: on a GPU, under bf16 or across
+several devices (each rank writes its rows into the shared file), the result is the same
+file a single process writes.
+
+Trade-off: augmentation cannot apply to cached features (they are of the un-augmented
+views). The frozen phase trains on them; the fine-tuning phase reads images again and
+augments them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+
+from geoguess_utils.data.images import _data_stamp, _digest, _reserve, cache_key
+from geoguess_utils.errors import DataError
+from geoguess_utils.io import atomic_write_text
+
+EMBED_FORMAT = 1
+"""Version of the cache layout; a change makes every older cache stale."""
+
+
+def weights_digest(module: Any) -> str:
+    """Short hex digest of a module's parameters and buffers (names, shapes, dtypes, values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def embedding_key(
+    paths: Sequence[Sequence[str]],
+    backbone: str,
+    digest: str,
+    image_size: int,
+    normalization: tuple[Sequence[float], Sequence[float]],
+    num_features: int,
+    *,
+    use_draft: bool = True,
+) -> dict[str, Any]:
+    """Everything a cache of features depends on (stored in its sidecar).
+
+    Args:
+        paths: One sequence of view paths per location, in dataset order.
+        backbone: Backbone name.
+        digest: :func:`weights_digest` of the backbone.
+        image_size: Side of the views fed to the backbone, pixels.
+        normalization: ``(mean, std)`` RGB statistics of the backbone's inputs.
+        num_features: Feature size F of one view.
+        use_draft: Whether views are decoded with DCT scaling.
+    """
+    images = cache_key(paths, image_size, use_draft=use_draft)
+    views = images["shape"][1]
+    return {
+        "format": EMBED_FORMAT,
+        "backbone": str(backbone),
+        "weights": str(digest),
+        "image_size": int(image_size),
+        "normalization": {"mean": [float(v) for v in normalization[0]], "std": [float(v) for v in normalization[1]]},
+        "shape": [len(paths), int(views), int(num_features)],
+        "dtype": "float16",
+        "images": {k: images[k] for k in ("decode", "files", "bytes", "mtime_ns")},
+    }
+
+
+class EmbeddingCache:
+    """Per-view features of a list of locations, memory-mapped from one float16 file.
+
+    ``cache[i]`` is a (views, F) float16 array. Like the image cache, it is opened
+    lazily and reopened after pickling, so DataLoader workers share the file.
+
+    Args:
+        data_path: The ``.f16`` file holding the raw array.
+        shape: ``(N, views, F)``.
+    """
+
+    def __init__(self, data_path: str | os.PathLike[str], shape: Sequence[int]) -> None:
+        self.data_path = Path(data_path)
+        self.shape = tuple(int(s) for s in shape)
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The features, shape :attr:`shape`, float16."""
+        if self._array is None:
+            if self.shape[0] == 0:
+                self._array = np.zeros(self.shape, dtype=np.float16)
+            else:
+                self._array = np.memmap(self.data_path, dtype=np.float16, mode="r", shape=self.shape)
+        return self._array
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.array[index]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_array"] = None
+        return state
+
+    @staticmethod
+    def paths_for(cache_dir: str | os.PathLike[str], name: str, key: dict[str, Any]) -> tuple[Path, Path]:
+        """The data file and sidecar of cache ``name`` for ``key`` (the backbone and size are in the name)."""
+        stem = Path(cache_dir) / "embeddings" / f"{name}_{key['backbone'].replace('/', '_')}_{key['image_size']}px"
+        return stem.with_suffix(".f16"), stem.with_suffix(".json")
+
+    @classmethod
+    def open_if_fresh(cls, cache_dir: str | os.PathLike[str], name: str, key: dict[str, Any]) -> EmbeddingCache | None:
+        """The cache for ``key`` when it exists and is complete and unchanged; ``None`` otherwise."""
+        data_path, key_path = cls.paths_for(cache_dir, name, key)
+        try:
+            stored = json.loads(key_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if stored.get("digest") != _digest(key) or stored.get("key") != key:
+            return None
+        expected = int(np.prod(key["shape"])) * 2
+        if expected:
+            try:
+                stamp = _data_stamp(data_path)
+            except OSError:
+                return None
+            if stamp["bytes"] != expected or stored.get("data") != stamp:
+                return None
+        return cls(data_path, key["shape"])
+
+
+class Embedder(pl.LightningModule):
+    """A backbone as a LightningModule whose ``predict_step`` gives each view's features.
+
+    Args:
+        backbone: A :class:`~geoguess_utils.models.backbones.Backbone` (shared, not copied).
+        name: Its registry name.
+        normalization: ``(mean, std)`` its inputs are normalised with.
+    """
+
+    def __init__(self, backbone: Any, name: str, normalization: tuple[Sequence[float], Sequence[float]]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.name = str(name)
+        self.normalization = normalization
+
+    @classmethod
+    def of_task(cls, task: Any) -> Embedder:
+        """The embedder of a task's backbone (the same module: no copy of the weights)."""
+        if task.net is None:
+            raise DataError("the task's network is not built yet: call configure_context() first")
+        return cls(task.net.backbone, str(task.hparams.backbone), task.normalization)
+
+    @classmethod
+    def by_name(cls, name: str, pretrained: bool = True) -> Embedder:
+        """A fresh backbone from the registry (``pretrained``: its ImageNet weights)."""
+        from geoguess_utils.models.backbones import backbone_normalization, build_backbone
+
+        return cls(build_backbone(name, pretrained), name, backbone_normalization(name))
+
+    def view_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (B, V, F) of images (B, V, 3, H, W)."""
+        batch, views = images.shape[:2]
+        return self.backbone(images.reshape(batch * views, *images.shape[2:])).reshape(batch, views, -1)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """``{"index": (B,), "view_features": (B, V, F)}`` of a batch of the dataset."""
+        return {"index": torch.as_tensor(batch["index"]), "view_features": self.view_features(batch["images"])}
+
+
+def build_embeddings(
+    embedder: Embedder,
+    dataset: Any,
+    cache_dir: str | os.PathLike[str],
+    name: str,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+    progress: bool = False,
+    in_place: bool = False,
+) -> EmbeddingCache:
+    """Open the embedding cache of ``dataset`` for ``task``'s backbone, computing it first when needed.
+
+    Args:
+        embedder: The backbone (:meth:`Embedder.of_task` or :meth:`Embedder.by_name`).
+        dataset: A :class:`~geoguess_utils.data.geodataset.GeoDataset` without augmentation,
+            normalised for that backbone.
+        cache_dir: Folder of the dataset's caches (the features go in ``embeddings/``).
+        name: Cache name, e.g. the split.
+        batch_size: Locations per forward pass.
+        num_workers: DataLoader worker processes.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: Show a progress bar.
+        in_place: Run the embedder's ``predict_step`` in a plain loop on the backbone's own
+            device instead of through ``Trainer.predict``: for a backbone that a running
+            ``trainer.fit`` owns (the datamodule's frozen phase).
+
+    Returns:
+        The opened cache; row ``i`` holds the features of ``dataset[i]``.
+
+    Raises:
+        DataError: When the dataset is augmented (cached features must be of the plain views).
+    """
+    if getattr(dataset, "augment", None) is not None:
+        raise DataError("embeddings are computed from un-augmented views: pass a dataset without augmentation")
+    key = embedding_key(
+        dataset.paths.tolist(),
+        embedder.name,
+        weights_digest(embedder.backbone),
+        dataset.image_size,
+        embedder.normalization,
+        embedder.backbone.num_features,
+        use_draft=dataset.use_draft,
+    )
+    cache = EmbeddingCache.open_if_fresh(cache_dir, name, key)
+    if cache is not None:
+        return cache
+    _compute(embedder, dataset, cache_dir, name, key, batch_size, num_workers, device, progress, in_place)
+    cache = EmbeddingCache.open_if_fresh(cache_dir, name, key)
+    if cache is None:
+        raise DataError(f"the embedding cache {name!r} in {cache_dir} could not be written completely")
+    return cache
+
+
+def _compute(
+    embedder: Embedder,
+    dataset: Any,
+    cache_dir: str | os.PathLike[str],
+    name: str,
+    key: dict[str, Any],
+    batch_size: int,
+    num_workers: int,
+    device: str,
+    progress: bool,
+    in_place: bool,
+) -> None:
+    from torch.utils.data import DataLoader
+
+    from geoguess_utils.inference import run_predict
+
+    data_path, key_path = EmbeddingCache.paths_for(cache_dir, name, key)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    shape = tuple(key["shape"])
+    partial = data_path.with_name(f".{data_path.name}.partial")
+    key_path.unlink(missing_ok=True)  # the old sidecar goes first: a half-written cache never looks fresh
+    if shape[0]:
+        partial.touch()
+        _reserve(partial, int(np.prod(shape)) * 2)
+        writer = _RowWriter(partial, shape)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        was_training = embedder.backbone.training
+        try:
+            if in_place:
+                _compute_in_place(embedder, loader, writer)
+            else:
+                run_predict(
+                    embedder, loader, device=device, progress=progress, callbacks=[writer], return_predictions=False
+                )
+        finally:
+            embedder.backbone.train(was_training)
+        if writer.rows_written < shape[0]:
+            partial.unlink(missing_ok=True)
+            raise DataError(f"computed features for {writer.rows_written} of {shape[0]} locations of {name!r}")
+        os.replace(partial, data_path)
+        stamp = _data_stamp(data_path)
+    else:
+        data_path.unlink(missing_ok=True)
+        stamp = None
+    atomic_write_text(key_path, json.dumps({"digest": _digest(key), "key": key, "data": stamp}))
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU for a module without parameters)."""
+    return next((p.device for p in module.parameters()), torch.device("cpu"))
+
+
+def _compute_in_place(embedder: Embedder, loader: Any, writer: _RowWriter) -> None:
+    """The embedder's ``predict_step`` in a plain loop, on the backbone's own device.
+
+    Used when the backbone already sits on a device inside a running fit (the frozen phase
+    asks for its features there): a second Trainer would move it and take it over.
+    """
+    device = device_of(embedder.backbone)
+    embedder.backbone.eval()
+    with torch.inference_mode():
+        for batch_idx, batch in enumerate(loader):
+            writer.write_rows(embedder.predict_step({**batch, "images": batch["images"].to(device)}, batch_idx))
+    writer.flush()
+
+
+class _RowWriter(BasePredictionWriter):
+    """Prediction writer: each batch's features go to their rows of the shared file (on any rank)."""
+
+    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
+        super().__init__(write_interval="batch")
+        self.path = path
+        self.shape = shape
+        self.rows_written = 0
+        self._array: np.ndarray | None = None
+
+    def write_on_batch_end(
+        self,
+        trainer: Any,
+        pl_module: Any,
+        prediction: Any,
+        batch_indices: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
+    ) -> None:
+        """Write the batch's ``view_features`` at its ``index`` rows."""
+        self.write_rows(prediction)
+
+    def write_rows(self, prediction: dict[str, Any]) -> None:
+        """Put ``prediction["view_features"]`` (B, V, F) at rows ``prediction["index"]`` (B,)."""
+        if self._array is None:
+            self._array = np.memmap(self.path, dtype=np.float16, mode="r+", shape=self.shape)
+        rows = torch.as_tensor(prediction["index"]).cpu().numpy()
+        self._array[rows] = prediction["view_features"].float().cpu().numpy().astype(np.float16)
+        self.rows_written += len(rows)
+
+    def flush(self) -> None:
+        """Write the mapped rows to the file and close it."""
+        if self._array is not None:
+            self._array.flush()
+            self._array = None
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        """Flush, wait for every rank, and count the rows all ranks wrote."""
+        self.flush()
+        trainer.strategy.barrier()
+        total = trainer.strategy.reduce(torch.tensor(float(self.rows_written)), reduce_op="sum")
+        self.rows_written = int(total)

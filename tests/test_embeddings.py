@@ -1,0 +1,170 @@
+"""The embedding cache: built once through Trainer.predict, detected stale, and used by the frozen phase."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from _training_helpers import make_dataset
+
+from geoguess_utils import embeddings
+from geoguess_utils.data.datamodule import GeoDataModule
+from geoguess_utils.data.geodataset import GeoDataset
+from geoguess_utils.data.loading import load_locations
+from geoguess_utils.data.settings import CacheSettings, CellSettings, EmbeddingSettings
+from geoguess_utils.tasks.classification import ClassificationTask
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("emb") / "root", 30, size=SIZE, seed=5)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    torch.manual_seed(0)
+    return embeddings.Embedder.by_name("resnet18", pretrained=False)
+
+
+def _dataset(root, embedder):
+    table = load_locations([str(root)], require_labels=False)
+    return GeoDataset(table, SIZE, normalization=embedder.normalization)
+
+
+def test_cached_features_are_the_backbone_features_of_each_view(root, embedder, tmp_path):
+    dataset = _dataset(root, embedder)
+    cache = embeddings.build_embeddings(embedder, dataset, tmp_path, "all", batch_size=7)
+    assert cache.shape == (30, 4, 512) and cache.array.dtype == np.float16
+    images = torch.stack([dataset[i]["images"] for i in (0, 17, 29)])
+    with torch.no_grad():
+        expected = embedder.eval().view_features(images).numpy()
+    got = np.stack([cache[i] for i in (0, 17, 29)]).astype(np.float32)
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=2e-3)  # float16 storage
+
+
+def test_a_fresh_cache_is_reused_and_a_stale_one_rebuilt(root, embedder, tmp_path, monkeypatch):
+    dataset = _dataset(root, embedder)
+    first = embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+    calls = []
+    real = embeddings._compute
+    monkeypatch.setattr(embeddings, "_compute", lambda *a: calls.append(1) or real(*a))
+    embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+    assert calls == []  # fresh: nothing recomputed
+
+    with open(first.data_path, "r+b") as f:  # truncated
+        f.truncate(100)
+    embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+    assert calls == [1]
+
+    data_path = first.data_path
+    sidecar = data_path.with_suffix(".json")
+    stored = json.loads(sidecar.read_text())
+    stored["key"]["image_size"] = 64  # edited sidecar
+    sidecar.write_text(json.dumps(stored))
+    embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+    assert calls == [1, 1]
+
+    view = dataset.paths[3][0]
+    os.utime(view, ns=(os.stat(view).st_atime_ns, os.stat(view).st_mtime_ns + 10**9))  # an image changed
+    embeddings.build_embeddings(embedder, _dataset(root, embedder), tmp_path, "all")
+    assert calls == [1, 1, 1]
+
+    with torch.no_grad():
+        next(embedder.backbone.parameters()).add_(1.0)  # other weights
+    try:
+        embeddings.build_embeddings(embedder, _dataset(root, embedder), tmp_path, "all")
+    finally:
+        with torch.no_grad():
+            next(embedder.backbone.parameters()).sub_(1.0)
+    assert len(calls) == 4
+
+
+def test_an_augmented_dataset_is_refused(root, embedder, tmp_path):
+    from geoguess_utils.data.augment import TrainAugmentation
+    from geoguess_utils.errors import DataError
+
+    table = load_locations([str(root)], require_labels=False)
+    dataset = GeoDataset(table, SIZE, augment=TrainAugmentation())
+    with pytest.raises(DataError, match="un-augmented"):
+        embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+
+
+class _BatchKinds(pl.Callback):
+    """Which kind of batch each training epoch saw: cached features or images."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[int, set[str]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        kind = "features" if "view_features" in batch else "images"
+        self.kinds.setdefault(trainer.current_epoch, set()).add(kind)
+
+
+def _module(root, tmp_path, enabled):
+    return GeoDataModule(
+        roots=[str(root)],
+        image_size=SIZE,
+        batch_size=8,
+        augment=False,
+        cells=CellSettings(spacing_deg=0.7),
+        cache=CacheSettings(dir=str(tmp_path / "cache")),
+        embeddings=EmbeddingSettings(enabled=enabled),
+    )
+
+
+def _fit(module, task, epochs, tmp_path, callbacks=()):
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(task, datamodule=module)
+    return trainer
+
+
+def test_the_frozen_phase_trains_from_the_cache_then_images_return(root, tmp_path):
+    kinds = _BatchKinds()
+    task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=1)
+    _fit(_module(root, tmp_path, True), task, 2, tmp_path, [kinds])
+    assert kinds.kinds == {0: {"features"}, 1: {"images"}}
+
+
+def test_cache_on_and_off_give_the_same_frozen_training(root, tmp_path):
+    results = {}
+    for enabled in (False, True):
+        pl.seed_everything(3)
+        task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=2, head_hidden=16)
+        trainer = _fit(_module(root, tmp_path / str(enabled), enabled), task, 2, tmp_path)
+        results[enabled] = float(trainer.callback_metrics["val/mean_km"])
+    # not identical: features are stored as float16, and the image path runs the frozen backbone's
+    # batch norm on batch statistics, the cache on its running ones
+    assert results[True] == pytest.approx(results[False], rel=2e-2)
+
+
+def test_head_only_never_runs_the_backbone_after_the_cache_and_keeps_it_fixed(root, tmp_path, monkeypatch):
+    from geoguess_utils.models.multiview import MultiViewNet
+
+    task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=0, head_only=True)
+    module = _module(root, tmp_path, True)
+    module.setup("fit")
+    task.configure_context(module.context, SIZE)
+    before = {k: v.clone() for k, v in task.net.backbone.state_dict().items()}
+    calls = []
+    real = MultiViewNet.view_features
+    monkeypatch.setattr(MultiViewNet, "view_features", lambda self, x: calls.append(1) or real(self, x))
+    kinds = _BatchKinds()
+    _fit(module, task, 2, tmp_path, [kinds])
+    assert kinds.kinds == {0: {"features"}, 1: {"features"}}
+    assert calls == []  # the cache was computed by the Embedder, training used only the head
+    for name, value in task.net.backbone.state_dict().items():
+        torch.testing.assert_close(value, before[name], rtol=0, atol=0)
