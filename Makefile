@@ -69,8 +69,7 @@ demo: install $(SAMPLE)/data.csv
 	else \
 		rm -rf $(DEMO_RUN) $(DEMO_DONE) && \
 		$(BIN)/geoguess fit --config configs/quick_cpu.yaml --data.roots '[$(SAMPLE)]' \
-			--trainer.logger '$(DEMO_LOGGERS)' --checkpoint.filename best \
-			--trainer.enable_progress_bar false $(DEMO_FIT_ARGS) && \
+			--trainer.logger '$(DEMO_LOGGERS)' --checkpoint.filename best $(DEMO_FIT_ARGS) && \
 		touch $(DEMO_DONE); \
 	fi
 	@echo "== 4/6 predict every location of the sample (the competition's submission format)"

@@ -301,10 +301,13 @@ def _compute_in_place(embedder: Embedder, loader: Any, writer: _RowWriter) -> No
     Used when the backbone already sits on a device inside a running fit (the frozen phase
     asks for its features there): a second Trainer would move it and take it over.
     """
+    from tqdm.auto import tqdm
+
     device = device_of(embedder.backbone)
     embedder.backbone.eval()
+    bar = tqdm(loader, desc=f"embedding {writer.path.name.split('_')[0].lstrip('.')}", unit="batch", leave=False)
     with torch.inference_mode():
-        for batch_idx, batch in enumerate(loader):
+        for batch_idx, batch in enumerate(bar):
             writer.write_rows(embedder.predict_step({**batch, "images": batch["images"].to(device)}, batch_idx))
     writer.flush()
 

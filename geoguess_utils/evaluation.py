@@ -106,28 +106,46 @@ def prediction_spread(predictions: Predictions | pd.DataFrame) -> dict[str, floa
 
 
 def per_cell_errors(predictions: Predictions) -> pd.DataFrame:
-    """Errors grouped by the grid cell the true location falls in.
+    """Errors grouped by the cell the true location falls in.
 
     Args:
-        predictions: Labelled predictions.
+        predictions: Labelled predictions; ``class_table`` is a cells frame
+            (``GeoContext.cells_frame()``) or another table
+            :func:`geoguess_utils.cells.frame.as_cells_frame` accepts.
 
     Returns:
-        One row per class of the model (class table order): ``class_index``,
-        ``cell_id``, the cell bounds, ``n_train`` (training locations of the class),
-        ``n`` (predicted locations in it), ``mean_error_km`` and ``median_error_km``
-        (NaN where ``n`` is 0).
+        GeoDataFrame with one row per class of the model (``class_index`` order):
+        ``class_index``, ``cell_id``, the cell's bounding box ``lon_min``, ``lat_min``,
+        ``lon_max``, ``lat_max`` (degrees), ``n_train`` (training locations of the
+        class), ``n`` (predicted locations in it), ``mean_error_km``,
+        ``median_error_km`` (NaN where ``n`` is 0) and the cell polygon as ``geometry``.
     """
-    from geoguess_utils.cells import square
+    from geoguess_utils.cells import frame as cell_frames
 
     summarise(predictions)  # refuses unlabelled predictions
-    table = predictions.class_table.sort_values("class_index").reset_index(drop=True)
+    cells = cell_frames.as_cells_frame(predictions.class_table)
+    if "n_train" not in cells.columns:
+        raise DataError(f"the class table lacks 'n_train' (training locations per class); it has {list(cells.columns)}")
     frame = predictions.table
-    classes = square.assign_classes(table, frame["true_lat"], frame["true_lon"])
+    classes = cell_frames.assign_to_cells(cells, frame["true_lat"], frame["true_lon"])
     stats = pd.DataFrame({"class_index": classes, "error_km": frame["error_km"].to_numpy()}).groupby("class_index")
     errors = stats["error_km"]
-    columns = ["class_index", "cell_id", "lon_min", "lat_min", "lon_max", "lat_max", "n_train"]
-    out = table[columns].copy()
+    import geopandas as gpd
+    import shapely
+
+    bounds = shapely.bounds(cells.geometry.to_numpy())
+    out = pd.DataFrame(
+        {
+            "class_index": cells["class_index"].to_numpy(dtype=np.int64),
+            "cell_id": cells["cell_id" if "cell_id" in cells.columns else "class_index"].to_numpy(dtype=np.int64),
+            "lon_min": bounds[:, 0],
+            "lat_min": bounds[:, 1],
+            "lon_max": bounds[:, 2],
+            "lat_max": bounds[:, 3],
+            "n_train": cells["n_train"].to_numpy(dtype=np.int64),
+        }
+    )
     out["n"] = out["class_index"].map(errors.size()).fillna(0).astype(np.int64)
     out["mean_error_km"] = out["class_index"].map(errors.mean())
     out["median_error_km"] = out["class_index"].map(errors.median())
-    return out
+    return gpd.GeoDataFrame(out, geometry=list(cells.geometry.to_numpy()), crs=cells.crs)

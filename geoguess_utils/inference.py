@@ -33,7 +33,8 @@ class Predictions:
         probabilities: Class probabilities, shape (N, K), rows in ``table`` order,
             columns in ``class_index`` order; ``None`` for a regression model.
         task_name: ``"classification"`` or ``"regression"``.
-        class_table: The model's classes (``GeoContext.class_table``).
+        class_table: The model's classes with their cell polygons
+            (``GeoContext.cells_frame()``: the class table plus ``geometry``).
     """
 
     table: pd.DataFrame
@@ -223,7 +224,7 @@ def predict(
     )
     for column in layout.PATH_COLUMNS:
         table[column] = locations[column].to_numpy()
-    return Predictions(table, result.get("probabilities"), task.task_name, task.context.class_table.copy())
+    return Predictions(table, result.get("probabilities"), task.task_name, task.context.cells_frame())
 
 
 def submission(predictions: Predictions) -> pd.DataFrame:

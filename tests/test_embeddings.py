@@ -168,3 +168,18 @@ def test_head_only_never_runs_the_backbone_after_the_cache_and_keeps_it_fixed(ro
     assert calls == []  # the cache was computed by the Embedder, training used only the head
     for name, value in task.net.backbone.state_dict().items():
         torch.testing.assert_close(value, before[name], rtol=0, atol=0)
+
+
+def test_the_embed_command_builds_then_reuses_the_cache(root, tmp_path, capsys):
+    from geoguess_utils import cli
+
+    argv = ["embed", "--data", str(root), "--image-size", "32", "--cache-dir", str(tmp_path)]
+    assert cli.main(argv) == 0  # EfficientNet-Lite0 with the weights installed with the package
+    assert "30 locations x 4 views x 1280 features (efficientnet_lite0, 32 px)" in capsys.readouterr().out
+    files = sorted(p.name for p in (tmp_path / "embeddings").iterdir())
+    assert files == ["all_efficientnet_lite0_32px.f16", "all_efficientnet_lite0_32px.json"]
+    data = tmp_path / "embeddings" / "all_efficientnet_lite0_32px.f16"
+    stamp = data.stat().st_mtime_ns
+    assert cli.main(argv) == 0
+    assert data.stat().st_mtime_ns == stamp  # the same weights and images: reused
+    assert data.stat().st_size == 30 * 4 * 1280 * 2

@@ -1,12 +1,18 @@
 """GeoContext: everything fitted on the training split, in one serialisable object.
 
-A context holds the projection, the min-max scaler and the class table. It is fitted
-on training locations only and stored inside every checkpoint as a plain dictionary,
-so prediction needs nothing but the checkpoint and the images.
+A context holds the projection, the min-max scaler, the cell scheme (its parameters
+and cells) and the class table. It is fitted on training locations only and stored
+inside every checkpoint as a plain dictionary, so prediction needs nothing but the
+checkpoint and the images.
+
+Dict formats: 1 stored square bounds in the class table; 2 stores the scheme's name,
+parameters and cell polygons next to a class table of counts and class points.
+:meth:`GeoContext.from_dict` reads both.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,34 +22,39 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from geoguess_utils.cells import square
-from geoguess_utils.errors import ConfigError
+from geoguess_utils.cells import frame as cells_frame_module
+from geoguess_utils.cells.scheme import CLASS_COLUMNS, CellScheme, geometry_to_plain, get_scheme
+from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, projection
 
 CentroidKind = Literal["weighted", "clipped", "geometric"]
 CENTROID_KINDS: tuple[str, ...] = ("weighted", "clipped", "geometric")
-CONTEXT_FORMAT = 1
+CONTEXT_FORMAT = 2
+READABLE_FORMATS: tuple[int, ...] = (1, 2)
 
 
 @dataclass
 class GeoContext:
-    """Projection, scaler and classes fitted on training locations.
+    """Projection, scaler, cell scheme and classes fitted on training locations.
 
     Attributes:
         crs: Projected CRS, e.g. ``"EPSG:3766"``.
-        spacing_deg: Grid cell side in degrees.
-        variant: Croatia variant the grid was built on.
+        variant: Croatia variant the cells were built on.
         centroid: Which class point predictions use: ``"weighted"`` (mean training
             position), ``"clipped"`` (cell centroid moved onto land) or ``"geometric"``.
         scaler: Min-max scaler of projected training coordinates.
-        class_table: One row per class, columns :data:`geoguess_utils.cells.square.CLASS_TABLE_COLUMNS`.
+        scheme: The fitted cell scheme (:class:`geoguess_utils.cells.scheme.CellScheme`):
+            its name, parameters and the K cells in class order.
+        class_table: One row per class: :data:`geoguess_utils.cells.scheme.CLASS_COLUMNS`
+            plus the scheme's own columns (the square scheme adds its bounds, giving
+            :data:`geoguess_utils.cells.square.CLASS_TABLE_COLUMNS`).
     """
 
     crs: str
-    spacing_deg: float
     variant: str
     centroid: str
     scaler: projection.MinMaxScaler
+    scheme: CellScheme
     class_table: pd.DataFrame = field(repr=False)
 
     @classmethod
@@ -55,27 +66,72 @@ class GeoContext:
         crs: str = projection.DEFAULT_CRS,
         variant: borders.Variant = "mainland",
         centroid: CentroidKind = "weighted",
+        scheme: str | CellScheme = "square",
     ) -> GeoContext:
         """Fit a context on training locations (never on validation or test rows).
 
         Args:
             train_lat: Training latitudes, degrees, shape (N,).
             train_lon: Training longitudes, degrees, shape (N,).
-            spacing_deg: Grid cell side in degrees.
+            spacing_deg: Cell side in degrees, for schemes that take a ``spacing_deg``.
             crs: Projected CRS for scaling and centroids.
-            variant: Croatia variant for the grid and for clipping.
+            variant: Croatia variant for the cells and for clipping.
             centroid: Which class point predictions use.
+            scheme: A registered scheme name (built with :meth:`CellScheme.from_options`
+                from ``spacing_deg``), or an unfitted scheme instance with its own parameters.
         """
         if centroid not in CENTROID_KINDS:
             raise ConfigError(f"unknown centroid kind {centroid!r}; choose one of {', '.join(CENTROID_KINDS)}")
+        borders._check_variant(variant)
+        # A given instance is copied, so fitting never changes the caller's scheme.
+        cells = (
+            copy.deepcopy(scheme)
+            if isinstance(scheme, CellScheme)
+            else get_scheme(scheme).from_options(spacing_deg=spacing_deg)
+        )
+        cells.fit(train_lat, train_lon, variant)
+        table = cells.class_table(train_lat, train_lon, crs, variant)
         x, y = projection.to_projected(train_lat, train_lon, crs)
-        table = square.fit_class_table(square.build_grid(spacing_deg, variant), train_lat, train_lon, crs, variant)
-        return cls(crs, float(spacing_deg), variant, centroid, projection.MinMaxScaler.fit(x, y), table)
+        return cls(crs, variant, centroid, projection.MinMaxScaler.fit(x, y), cells, table)
 
     @property
     def num_classes(self) -> int:
         """Number of classes K."""
         return len(self.class_table)
+
+    @property
+    def scheme_name(self) -> str:
+        """Registered name of the cell scheme, e.g. ``"square"``."""
+        return self.scheme.name
+
+    @property
+    def spacing_deg(self) -> float | None:
+        """The scheme's ``spacing_deg`` parameter (square cell side, degrees); ``None`` for schemes without one."""
+        value = self.scheme.params().get("spacing_deg")
+        return None if value is None else float(value)
+
+    def cell_polygons(self) -> np.ndarray:
+        """The K cells in class order: object array of shapely polygons, EPSG:4326 degrees."""
+        return self.scheme.polygons
+
+    def cells_frame(self):  # noqa: ANN201 - GeoDataFrame
+        """The classes as polygons: what maps, figures and per-cell errors read.
+
+        Returns:
+            GeoDataFrame in EPSG:4326, one row per class in class order, with the class
+            table's columns (``class_index``, ``cell_id``, ``n_train``, the class points,
+            the scheme's own columns) and the cell polygon as ``geometry``; ``attrs``
+            names the scheme (``attrs["cell_scheme"] = {"name", "params"}``).
+        """
+        import geopandas as gpd
+
+        frame = gpd.GeoDataFrame(
+            self.class_table.reset_index(drop=True).copy(),
+            geometry=list(self.cell_polygons()),
+            crs=cells_frame_module.CELLS_CRS,
+        )
+        frame.attrs[cells_frame_module.SCHEME_ATTR] = {"name": self.scheme_name, "params": self.scheme.params()}
+        return frame
 
     def centroids_latlon(self, kind: str | None = None) -> np.ndarray:
         """Class points as a (K, 2) float64 array of ``[lat, lon]`` degrees.
@@ -95,8 +151,8 @@ class GeoContext:
         return np.column_stack([x, y])
 
     def assign(self, lat: ArrayLike, lon: ArrayLike) -> np.ndarray:
-        """Class index per location, shape (N,) int64."""
-        return square.assign_classes(self.class_table, lat, lon)
+        """Class index per location, shape (N,) int64 (the scheme's rule; nearest cell when in none)."""
+        return self.scheme.assign(lat, lon)
 
     def enrich(self, df: pd.DataFrame) -> pd.DataFrame:
         """Add projected, scaled and class columns to a table of labelled locations.
@@ -125,44 +181,106 @@ class GeoContext:
         return projection.to_latlon(x, y, self.crs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of str, int, float and lists: safe in a ``weights_only`` checkpoint."""
+        """Plain dict of str, int, float and lists: safe in a ``weights_only`` checkpoint.
+
+        Returns:
+            ``{"format": 2, "crs", "variant", "centroid", "scaler": dict, "scheme":
+            CellScheme.to_dict(), "class_table": {column: list} for CLASS_COLUMNS}``.
+        """
         columns = {}
-        for name in square.CLASS_TABLE_COLUMNS:
+        for name in CLASS_COLUMNS:
             values = self.class_table[name].to_numpy()
             columns[name] = [int(v) for v in values] if values.dtype.kind in "iu" else [float(v) for v in values]
         return {
             "format": CONTEXT_FORMAT,
             "crs": self.crs,
-            "spacing_deg": float(self.spacing_deg),
             "variant": self.variant,
             "centroid": self.centroid,
             "scaler": self.scaler.to_dict(),
+            "scheme": self.scheme.to_dict(),
             "class_table": columns,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GeoContext:
-        """Rebuild a context from :meth:`to_dict` output.
+        """Rebuild a context from :meth:`to_dict` output, of this format or format 1.
 
         Raises:
-            ConfigError: When the dict is from an unknown format or misses fields.
+            ConfigError: When the dict is from an unknown format, misses fields, or its
+                class table does not match its cells.
         """
-        if data.get("format") != CONTEXT_FORMAT:
-            raise ConfigError(f"unsupported GeoContext format {data.get('format')!r} (expected {CONTEXT_FORMAT})")
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ConfigError(f"unsupported GeoContext format {found!r} (readable: {READABLE_FORMATS})")
         try:
-            table = pd.DataFrame({name: data["class_table"][name] for name in square.CLASS_TABLE_COLUMNS})
+            if data["format"] == 1:
+                data = upgrade_format_1(data)
+            scheme = CellScheme.from_dict(data["scheme"])
+            table = pd.DataFrame({name: data["class_table"][name] for name in CLASS_COLUMNS})
+            _check_table(table, scheme)
             return cls(
                 crs=str(data["crs"]),
-                spacing_deg=float(data["spacing_deg"]),
-                variant=str(data["variant"]),
+                variant=str(borders._check_variant(str(data["variant"]))),
                 centroid=str(data["centroid"]),
                 scaler=projection.MinMaxScaler.from_dict(data["scaler"]),
-                class_table=table,
+                scheme=scheme,
+                class_table=scheme.table_with_cell_columns(table),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, DataError) as exc:
             raise ConfigError(f"GeoContext dict is incomplete or malformed: {exc}") from exc
 
     def fingerprint(self) -> str:
         """Short hex digest of :meth:`to_dict`: equal contexts give equal fingerprints."""
-        payload = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(payload).hexdigest()[:16]
+        return dict_fingerprint(self.to_dict())
+
+
+def dict_fingerprint(data: dict[str, Any]) -> str:
+    """Short hex digest of a context dict exactly as stored (of any format).
+
+    A checkpoint records the fingerprint of the dict it was written with, so an older
+    file is checked against its own dict, not against the converted context.
+    """
+    payload = json.dumps(data, sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _check_table(table: pd.DataFrame, scheme: CellScheme) -> None:
+    """Refuse a stored class table that does not describe the stored cells, in order."""
+    if len(table) != scheme.num_cells:
+        raise ConfigError(
+            f"class table has {len(table)} rows but the {scheme.name} scheme holds {scheme.num_cells} cells"
+        )
+    if table["class_index"].tolist() != list(range(len(table))):
+        raise ConfigError("class table: class_index must be 0..K-1 in order")
+    if table["cell_id"].astype(np.int64).tolist() != scheme.cell_ids.tolist():
+        raise ConfigError("class table: cell_id differs from the scheme's cells")
+
+
+def upgrade_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 context dict (square bounds in the class table) in format 2.
+
+    Args:
+        data: Format-1 dict: ``crs``, ``spacing_deg``, ``variant``, ``centroid``,
+            ``scaler`` and a ``class_table`` with ``lon_min``/``lat_min``/``lon_max``/``lat_max``.
+
+    Returns:
+        The same context as a format-2 dict with a ``square`` scheme.
+    """
+    from geoguess_utils.cells import square
+
+    old = data["class_table"]
+    boxes = square.box_polygons(pd.DataFrame({name: old[name] for name in square.BOX_COLUMNS}))
+    return {
+        "format": 2,
+        "crs": data["crs"],
+        "variant": data["variant"],
+        "centroid": data["centroid"],
+        "scaler": data["scaler"],
+        "scheme": {
+            "name": "square",
+            "params": {"spacing_deg": float(data["spacing_deg"])},
+            "cell_ids": [int(v) for v in old["cell_id"]],
+            "cells": [geometry_to_plain(box) for box in boxes],
+        },
+        "class_table": {name: list(old[name]) for name in CLASS_COLUMNS},
+    }

@@ -11,6 +11,10 @@ The seed's recipe, step by step:
    abroad (``clipped``), and the mean training position in the cell (``weighted``);
 5. give every location the class of the kept cell it falls in, or of the nearest kept
    cell when it falls in none (:func:`assign_classes`).
+
+The same grid is the ``square`` cell scheme (:class:`SquareScheme`), which is how a
+:class:`~geoguess_utils.cells.context.GeoContext` uses it; the functions above stay as
+the course's step-by-step version of the recipe.
 """
 
 from __future__ import annotations
@@ -20,8 +24,12 @@ import pandas as pd
 import shapely
 from numpy.typing import ArrayLike
 
-from geoguess_utils.errors import DataError
+from geoguess_utils.cells.scheme import CellScheme, finite_points, register_scheme
+from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, projection
+
+BOX_COLUMNS: tuple[str, ...] = ("lon_min", "lat_min", "lon_max", "lat_max")
+"""Bounds of a square cell, degrees: the columns the square scheme adds to a class table."""
 
 CLASS_TABLE_COLUMNS = (
     "class_index",
@@ -60,8 +68,6 @@ def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noq
     import geopandas as gpd
 
     if not spacing_deg > 0:
-        from geoguess_utils.errors import ConfigError
-
         raise ConfigError(f"grid spacing must be positive, got {spacing_deg}")
     lon0, lat0, lon1, lat1 = borders.croatia(variant).bounds
     n_cols = int(np.ceil((lon1 - lon0) / spacing_deg))
@@ -79,11 +85,28 @@ def box_cells(spacing_deg: float, variant: borders.Variant = "mainland"):  # noq
             "lon_max": lon_min + spacing_deg,
             "lat_max": lat_min + spacing_deg,
         },
-        geometry=shapely.box(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
+        geometry=_boxes(lon_min, lat_min, lon_min + spacing_deg, lat_min + spacing_deg),
         crs="EPSG:4326",
     )
     frame.attrs.update(spacing_deg=float(spacing_deg), variant=variant, origin_lon=lon0, origin_lat=lat0)
     return frame
+
+
+def _boxes(lon_min: ArrayLike, lat_min: ArrayLike, lon_max: ArrayLike, lat_max: ArrayLike) -> np.ndarray:
+    """Axis-aligned boxes whose ring runs counter-clockwise from the south-west corner.
+
+    Args:
+        lon_min: West edges, degrees, shape (K,).
+        lat_min: South edges, degrees, shape (K,).
+        lon_max: East edges, degrees, shape (K,).
+        lat_max: North edges, degrees, shape (K,).
+
+    Returns:
+        Object array of K shapely polygons.
+    """
+    x0, y0, x1, y1 = (np.asarray(v, dtype=np.float64).ravel() for v in (lon_min, lat_min, lon_max, lat_max))
+    ring = np.stack([np.column_stack(corner) for corner in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))], axis=1)
+    return np.asarray(shapely.polygons(ring), dtype=object)
 
 
 def build_grid(spacing_deg: float, variant: borders.Variant = "mainland"):  # noqa: ANN201 - GeoDataFrame
@@ -114,10 +137,25 @@ def _cell_index(boxes: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.nda
     Returns:
         Row positions, int64 array of shape (N,).
     """
-    lo_x = boxes["lon_min"].to_numpy()[None, :]
-    hi_x = boxes["lon_max"].to_numpy()[None, :]
-    lo_y = boxes["lat_min"].to_numpy()[None, :]
-    hi_y = boxes["lat_max"].to_numpy()[None, :]
+    bounds = np.column_stack([boxes[c].to_numpy(dtype=np.float64) for c in BOX_COLUMNS])
+    return _box_index(bounds, lat, lon)
+
+
+def _box_index(bounds: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Box holding each point (half-open), nearest box when in none.
+
+    Args:
+        bounds: ``[lon_min, lat_min, lon_max, lat_max]`` per box, degrees, shape (K, 4).
+        lat: Latitudes, degrees, shape (N,), finite.
+        lon: Longitudes, degrees, shape (N,), finite.
+
+    Returns:
+        Box positions, int64 array of shape (N,).
+    """
+    lo_x = bounds[None, :, 0]
+    lo_y = bounds[None, :, 1]
+    hi_x = bounds[None, :, 2]
+    hi_y = bounds[None, :, 3]
     out = np.empty(len(lat), dtype=np.int64)
     chunk = 4096
     for start in range(0, len(lat), chunk):
@@ -130,17 +168,6 @@ def _cell_index(boxes: pd.DataFrame, lat: np.ndarray, lon: np.ndarray) -> np.nda
         dist = np.where(inside, -1.0, np.hypot(dx, dy))
         out[start : start + chunk] = np.argmin(dist, axis=1)
     return out
-
-
-def _finite_points(lat: ArrayLike, lon: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
-    lat_a = np.asarray(lat, dtype=np.float64).ravel()
-    lon_a = np.asarray(lon, dtype=np.float64).ravel()
-    if lat_a.shape != lon_a.shape:
-        raise DataError(f"{what}: latitude and longitude have different lengths ({lat_a.size} vs {lon_a.size})")
-    bad = np.flatnonzero(~(np.isfinite(lat_a) & np.isfinite(lon_a)))
-    if bad.size:
-        raise DataError(f"{what}: non-finite coordinates at positions {bad[:10].tolist()}")
-    return lat_a, lon_a
 
 
 def fit_class_table(
@@ -164,7 +191,7 @@ def fit_class_table(
         that holds at least one training location, ``class_index`` 0..K-1 in
         ``cell_id`` order.
     """
-    lat, lon = _finite_points(train_lat, train_lon, "training locations")
+    lat, lon = finite_points(train_lat, train_lon, "training locations")
     if lat.size == 0:
         raise DataError("cannot build classes from an empty training split")
     which = _cell_index(grid, lat, lon)
@@ -222,6 +249,82 @@ def assign_classes(class_table: pd.DataFrame, lat: ArrayLike, lon: ArrayLike) ->
         int64 array of shape (N,) with values in ``[0, K)``; each location gets
         exactly one class (cells are half-open, so a point on an edge is not shared).
     """
-    lat_a, lon_a = _finite_points(lat, lon, "locations to classify")
+    lat_a, lon_a = finite_points(lat, lon, "locations to classify")
     rows = _cell_index(class_table, lat_a, lon_a)
     return class_table["class_index"].to_numpy(dtype=np.int64)[rows]
+
+
+def box_polygons(table: pd.DataFrame) -> np.ndarray:
+    """The square cell of each row of a frame with :data:`BOX_COLUMNS`, as shapely polygons.
+
+    Args:
+        table: K rows with ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max`` (degrees),
+            e.g. a class table written before cells were stored as polygons.
+
+    Returns:
+        Object array of K shapely boxes in EPSG:4326.
+
+    Raises:
+        DataError: When a bound column is missing or a box is empty or not finite.
+    """
+    missing = [c for c in BOX_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"square cells need the columns {list(BOX_COLUMNS)}; missing {missing}")
+    bounds = np.column_stack([pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) for c in BOX_COLUMNS])
+    bad = np.flatnonzero(
+        ~np.isfinite(bounds).all(axis=1) | (bounds[:, 2] <= bounds[:, 0]) | (bounds[:, 3] <= bounds[:, 1])
+    )
+    if bad.size:
+        raise DataError(f"square cells at rows {bad[:10].tolist()} have non-finite or empty bounds")
+    return _boxes(bounds[:, 0], bounds[:, 1], bounds[:, 2], bounds[:, 3])
+
+
+@register_scheme("square")
+class SquareScheme(CellScheme):
+    """Square cells of ``spacing_deg`` degrees: the seed's grid as a cell scheme.
+
+    Gives exactly the classes, class points and assignments of :func:`build_grid`,
+    :func:`fit_class_table` and :func:`assign_classes`: cells are half-open boxes and
+    a point outside every kept box goes to the nearest one (distance in degrees with
+    longitude shrunk by ``cos(lat)``). Its class table carries :data:`BOX_COLUMNS`.
+    """
+
+    def __init__(self, spacing_deg: float = 0.3) -> None:
+        """Square cells of ``spacing_deg`` degrees (> 0) on a side."""
+        super().__init__()
+        try:
+            spacing = float(spacing_deg)
+        except (TypeError, ValueError):
+            raise ConfigError(f"grid spacing must be a number, got {spacing_deg!r}") from None
+        if not spacing > 0:
+            raise ConfigError(f"grid spacing must be positive, got {spacing_deg}")
+        self.spacing_deg = spacing
+
+    def params(self) -> dict[str, float]:
+        """``{"spacing_deg": float}``."""
+        return {"spacing_deg": self.spacing_deg}
+
+    def build_cells(
+        self, train_lat: np.ndarray, train_lon: np.ndarray, variant: borders.Variant
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cells of :func:`build_grid` (they do not depend on the training points)."""
+        grid = build_grid(self.spacing_deg, variant)
+        return grid.geometry.to_numpy(), grid["cell_id"].to_numpy(dtype=np.int64)
+
+    def locate(self, polygons: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        """Half-open box holding each point, nearest box when none does (as :func:`assign_classes`)."""
+        return _box_index(shapely.bounds(np.asarray(polygons, dtype=object)), lat, lon)
+
+    def cell_columns(self, polygons: np.ndarray) -> dict[str, np.ndarray]:
+        """The bounds of each cell: ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max``, degrees."""
+        bounds = shapely.bounds(np.asarray(polygons, dtype=object))
+        return {name: bounds[:, i] for i, name in enumerate(BOX_COLUMNS)}
+
+    def set_cells(self, polygons: ArrayLike, cell_ids: ArrayLike) -> None:
+        """Hold these cells, which must be axis-aligned boxes (the half-open rule reads their bounds)."""
+        super().set_cells(polygons, cell_ids)
+        shapes = self.polygons
+        not_box = np.flatnonzero(~shapely.equals(shapes, shapely.envelope(shapes)))
+        if not_box.size:
+            self._polygons = self._cell_ids = None
+            raise DataError(f"square cells at positions {not_box[:10].tolist()} are not axis-aligned boxes")

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Sample points on Croatia's mainland, find the nearest Street View panorama of each and download its "
         "four views (0/90/180/270, 640x640) in the LUMEN layout. Running it again resumes."
     )
-    parser.epilog = streetview.TERMS_NOTICE
+    parser.epilog = f"{streetview.TERMS_NOTICE} {parser.epilog or ''}".strip()
     parser.add_argument(
         "--key",
         default=os.environ.get(KEY_VARIABLE),

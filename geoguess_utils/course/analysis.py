@@ -282,7 +282,8 @@ def centroid_distances(class_table: pd.DataFrame, lat: ArrayLike, lon: ArrayLike
     and predicts that class's centroid.
 
     Args:
-        class_table: Output of :func:`geoguess_utils.cells.square.fit_class_table`.
+        class_table: The classes with their class points and cells: ``GeoContext.cells_frame()``
+            of any scheme, or the output of :func:`geoguess_utils.cells.square.fit_class_table`.
         lat: Latitudes, degrees, shape (N,).
         lon: Longitudes, degrees, shape (N,).
 
@@ -290,9 +291,11 @@ def centroid_distances(class_table: pd.DataFrame, lat: ArrayLike, lon: ArrayLike
         One row per location: ``class_index`` and ``<kind>_km`` for each kind in
         :data:`FLOOR_KINDS`.
     """
+    from geoguess_utils.cells import frame as cell_frames
+
     lat_a = np.asarray(lat, dtype=np.float64).ravel()
     lon_a = np.asarray(lon, dtype=np.float64).ravel()
-    classes = square.assign_classes(class_table, lat_a, lon_a)  # checks shapes and finiteness
+    classes = cell_frames.assign_to_cells(class_table, lat_a, lon_a)  # checks shapes and finiteness
     by_class = class_table.set_index("class_index").loc[classes]
     out = pd.DataFrame({"class_index": classes})
     for kind in FLOOR_KINDS:

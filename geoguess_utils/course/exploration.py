@@ -164,8 +164,10 @@ def cell_density(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3, var
         One row per grid cell that intersects Croatia: ``cell_id``, ``lon_min``,
         ``lat_min``, ``lon_max``, ``lat_max``, ``land_km2`` (area of Croatia inside the
         cell, computed in the projected CRS), ``n`` (locations inside) and
-        ``per_1000_km2`` (NaN where ``land_km2`` is below :data:`DENSITY_MIN_AREA_KM2`).
+        ``per_1000_km2`` (NaN where ``land_km2`` is below :data:`DENSITY_MIN_AREA_KM2`),
+        with the cell polygon as ``geometry`` (a GeoDataFrame in EPSG:4326).
     """
+    import geopandas as gpd
     import shapely
 
     from geoguess_utils.cells import square
@@ -194,7 +196,7 @@ def cell_density(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3, var
     table = pd.DataFrame(rows)
     big = table["land_km2"] >= DENSITY_MIN_AREA_KM2
     table["per_1000_km2"] = np.where(big, table["n"] / table["land_km2"].clip(lower=1e-9) * 1000.0, np.nan)
-    return table
+    return gpd.GeoDataFrame(table, geometry=list(cells.geometry.to_numpy()), crs=cells.crs)
 
 
 def density_dispersion(density: pd.DataFrame) -> float:

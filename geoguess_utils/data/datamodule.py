@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from geoguess_utils.cells.context import CENTROID_KINDS, GeoContext
+from geoguess_utils.cells.scheme import get_scheme
 from geoguess_utils.data import layout, loading
 from geoguess_utils.data.augment import TrainAugmentation
 from geoguess_utils.data.enrich import default_cache_dir, enrich_locations
@@ -84,6 +85,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.embeddings = embeddings or EmbeddingSettings()
         if self.cells.centroid not in CENTROID_KINDS:
             raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {self.cells.centroid!r}")
+        get_scheme(self.cells.scheme)  # an unknown scheme name fails here, naming the registered ones
         if not roots and not predict_roots:
             raise ConfigError("give dataset roots (roots=...) and/or roots to predict on (predict_roots=...)")
         self.roots = [str(r) for r in roots or []]
@@ -185,6 +187,7 @@ class GeoDataModule(pl.LightningDataModule):
                 train["latitude"].to_numpy(),
                 train["longitude"].to_numpy(),
                 spacing_deg=self.cells.spacing_deg,
+                scheme=self.cells.scheme,
                 crs=self.cells.crs,
                 variant=self.cells.variant,  # type: ignore[arg-type]
                 centroid=self.cells.centroid,  # type: ignore[arg-type]
@@ -256,25 +259,17 @@ class GeoDataModule(pl.LightningDataModule):
         dataset: Any = self.feature_dataset(name, self.trainer.lightning_module) if features else self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
+        workers = 0 if features else self.num_workers  # reading mapped features needs no worker processes
+        common = {
+            "batch_size": self.batch_size,
+            "num_workers": workers,
+            "pin_memory": self.loader.pin_memory,
+            "persistent_workers": self.loader.persistent_workers and workers > 0,
+            "drop_last": drop_last,
+        }
         if shuffle:  # resumable mid-epoch: the order depends on (seed, epoch) only
-            return ResumableLoader(
-                dataset,
-                batch_size=self.batch_size,
-                sampler=self._epoch_sampler(dataset),
-                num_workers=self.num_workers,
-                pin_memory=self.loader.pin_memory,
-                persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
-                drop_last=drop_last,
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.loader.pin_memory,
-            persistent_workers=self.loader.persistent_workers and self.num_workers > 0,
-            drop_last=drop_last,
-        )
+            return ResumableLoader(dataset, sampler=self._epoch_sampler(dataset), **common)
+        return DataLoader(dataset, shuffle=False, **common)
 
     def _epoch_sampler(self, dataset: GeoDataset) -> EpochSampler:
         """The training sampler, kept across calls so that each new pass is a new epoch."""

@@ -59,7 +59,8 @@ from geoguess_utils.datasets.mapillary_records import (
     plan_points,
     read_status,
 )
-from geoguess_utils.datasets.streetview import RateLimiter, _looks_like_jpeg, _redact
+from geoguess_utils.datasets.streetview import RateLimiter, _looks_like_jpeg
+from geoguess_utils.datasets.streetview_checks import redact as _redact
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_text
 

@@ -21,6 +21,17 @@ A location's folder appears in ``images/`` only once its four JPEGs are on disk 
 file is written atomically into a staging folder, then the folder is renamed into
 place), so an interrupted run never leaves a partial JPEG or folder behind. Running the
 same command again resumes: finished points are skipped.
+
+An existing dataset root can be extended: rows of its ``data.csv`` that the downloader
+did not write (no entry in ``streetview_status.csv``) are kept as they are and the new
+locations are appended after them. A root that keeps its images in ``data/`` is
+refused, since the new ones would go to ``images/`` and the root would have two image
+folders. Each downloaded view passes the reader's checks (it decodes, and has at most
+:data:`~geoguess_utils.data.reader.DEFAULT_MAX_PIXELS` pixels) before it counts.
+
+The API key never reaches the disk or the screen: it is removed, with any ``key=``
+query parameter, from every message, status row and progress line (servers echo the
+request URL in their error messages).
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils.data.reader import is_safe_uuid
+from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
 
@@ -261,10 +273,6 @@ def read_status(path: Path) -> pd.DataFrame | None:
     return table[list(STATUS_COLUMNS)]
 
 
-def _redact(text: str, key: str) -> str:
-    return text.replace(key, "<key>") if key else text
-
-
 def _looks_like_jpeg(body: bytes) -> bool:
     """A complete JPEG starts with SOI (FF D8) and ends with EOI (FF D9)."""
     return len(body) > 4 and body[:2] == b"\xff\xd8" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
@@ -289,6 +297,7 @@ class _Downloader:
             if st == "OK" and p
         }
         self.host = urlsplit(settings.base_url).netloc
+        self.kept = kept_rows(self.root / DATA_CSV, table)
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -305,11 +314,11 @@ class _Downloader:
                 if attempt >= self.s.max_retries:
                     if isinstance(exc, aiohttp.ClientConnectorError):  # no connection at all: stop, resume later
                         raise StreetViewError(
-                            f"cannot reach {self.host}: {_redact(str(exc), self.s.key)}. This command needs internet "
+                            f"cannot reach {self.host}: {redact(str(exc), self.s.key)}. This command needs internet "
                             "access; run it again when online and it resumes where it stopped"
                         ) from None
                     raise _RowError(
-                        f"gave up after {attempt + 1} attempts: {_redact(self._describe(exc), self.s.key)}"
+                        f"gave up after {attempt + 1} attempts: {redact(self._describe(exc), self.s.key)}"
                     ) from None
                 retry_after = exc.retry_after_s if isinstance(exc, _RetryableError) else None
                 delay = min(60.0, self.s.backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
@@ -332,7 +341,7 @@ class _Downloader:
             if response.status == 403:
                 text = (await response.text())[:300]
                 raise StreetViewError(
-                    f"{self.host} refused the key (HTTP 403): {_redact(text, self.s.key)}. Check that the key is "
+                    f"{self.host} refused the key (HTTP 403): {redact(text, self.s.key)}. Check that the key is "
                     "valid, has the Street View Static API enabled and billing set up"
                 )
             if response.status != 200:
@@ -362,7 +371,7 @@ class _Downloader:
             meta = await self._get(f"{self.s.base_url}/metadata", params, "json")
             status = str(meta.get("status", ""))
             if status == "REQUEST_DENIED":
-                message = _redact(str(meta.get("error_message", "")), self.s.key)
+                message = redact(str(meta.get("error_message", "")), self.s.key)
                 raise StreetViewError(f"the Street View API denied the request: {message or 'check your API key'}")
             if status not in _RETRY_API:
                 return meta
@@ -429,6 +438,10 @@ class _Downloader:
             }
             body = await self._get(self.s.base_url, params, "jpeg")
             atomic_write_bytes(target, body)
+            try:
+                check_view(target)
+            except DataError as exc:
+                raise _RowError(f"the server sent an image the reader refuses: {exc}") from None
         self.images.mkdir(parents=True, exist_ok=True)
         if final.exists():
             shutil.rmtree(final)
@@ -436,16 +449,21 @@ class _Downloader:
 
     def _set(self, i: int, **values: Any) -> None:
         for column, value in values.items():
-            self.table.loc[i, column] = value
+            self.table.loc[i, column] = redact(value, self.s.key) if isinstance(value, str) else value
 
     # -- the run ----------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the status table and the LUMEN ``data.csv`` of complete locations."""
-        atomic_write_csv(self.table, self.root / STATUS_CSV)
-        done = self.table[self.table["status"] == "OK"].copy()
+        """Write the status table and the LUMEN ``data.csv``: rows kept from before, then complete locations."""
+        table = self.table.copy()
+        table["error"] = table["error"].map(lambda text: redact(text, self.s.key))
+        atomic_write_csv(table, self.root / STATUS_CSV)
+        done = table[table["status"] == "OK"].copy()
         done["source"] = SOURCE_LABEL
-        atomic_write_csv(done[list(DATA_COLUMNS)], self.root / DATA_CSV)
+        done = done[list(DATA_COLUMNS)]
+        if self.kept is not None and len(self.kept):
+            done = pd.concat([self.kept, done.astype(object)], ignore_index=True).fillna("")
+        atomic_write_csv(done, self.root / DATA_CSV)
 
     async def _worker(self, queue: asyncio.Queue[int], total: int) -> None:
         while True:
@@ -498,6 +516,18 @@ async def download_async(
 
     settings.check()
     root = Path(settings.out_dir)
+    if (root / "data").is_dir():
+        raise DataError(
+            f"{root} keeps its images in data/, but the downloader writes images/; the root would then have two "
+            "image folders. Download into a new folder (and combine the roots when training)"
+        )
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} exists and is not a folder")
+    original_say = say
+
+    def say(line: str) -> None:
+        original_say(redact(line, settings.key))
+
     table = plan_samples(settings.n_locations, settings.seed, settings.radius_m, read_status(root / STATUS_CSV))
     images = root / IMAGES_DIRNAME
     todo = [i for i in range(settings.n_locations) if not _is_done(table.loc[i], images)]
@@ -542,4 +572,4 @@ def download_streetview(settings: DownloadSettings, say: Callable[[str], None] =
     try:
         return asyncio.run(download_async(settings, say))
     except OSError as exc:
-        raise StreetViewError(f"download stopped: {exc}") from exc
+        raise StreetViewError(f"download stopped: {redact(exc, settings.key)}") from exc

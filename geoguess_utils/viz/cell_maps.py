@@ -161,7 +161,8 @@ def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
     """Geometric, clipped and train-weighted centroids of each class, over the training points.
 
     Args:
-        class_table: Output of :func:`geoguess_utils.cells.square.fit_class_table`.
+        class_table: The classes with their class points and cells: ``GeoContext.cells_frame()``,
+            or a table from :func:`geoguess_utils.cells.square.fit_class_table`.
         lat: Training latitudes, degrees, shape (N,).
         lon: Training longitudes, degrees, shape (N,).
         bounds: ``(lon_min, lat_min, lon_max, lat_max)`` to zoom to; all of Croatia when ``None``.
@@ -169,13 +170,12 @@ def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
         ax: Existing axes; a new figure is made when ``None``.
     """
     import geopandas as gpd
-    import shapely
+
+    from geoguess_utils.viz.location_maps import cell_shapes
 
     fig, ax = _axes(ax)
     draw_croatia(ax, variant)
-    boxes = gpd.GeoSeries(
-        shapely.box(class_table["lon_min"], class_table["lat_min"], class_table["lon_max"], class_table["lat_max"])
-    )
+    boxes = gpd.GeoSeries(cell_shapes(class_table))
     boxes.boundary.plot(ax=ax, color="#c0392b", linewidth=0.6, alpha=0.7, aspect=None)
     ax.scatter(np.asarray(lon), np.asarray(lat), s=4, color="#555555", alpha=0.45, linewidths=0, label="training")
     ax.scatter(

@@ -51,15 +51,47 @@ def _degree_axes(ax) -> None:  # noqa: ANN001
     ax.set_ylabel("latitude (deg)")
 
 
+def cell_shapes(cells: pd.DataFrame) -> np.ndarray:
+    """The polygon of each row: its ``geometry``, or the box of its square bounds (older tables).
+
+    Args:
+        cells: Frame with a ``geometry`` column of shapely polygons (EPSG:4326), or
+            with the square scheme's ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max``.
+
+    Returns:
+        Object array of shapely polygons, one per row.
+    """
+    from geoguess_utils.cells import square
+
+    if "geometry" in cells.columns:
+        return np.asarray(cells["geometry"].to_numpy(), dtype=object)
+    return square.box_polygons(cells)
+
+
+def polygon_patches(shapes: np.ndarray) -> list:
+    """One matplotlib patch per (Multi)Polygon, holes included, in lon/lat degrees."""
+    import shapely
+    from matplotlib.patches import PathPatch
+    from matplotlib.path import Path
+
+    patches = []
+    for shape in shapes:
+        vertices, codes = [], []
+        for part in shapely.get_parts(shape):
+            for ring in (part.exterior, *part.interiors):
+                xy = np.asarray(ring.coords)
+                vertices.append(xy)
+                codes.append([Path.MOVETO] + [Path.LINETO] * (len(xy) - 2) + [Path.CLOSEPOLY])
+        patches.append(PathPatch(Path(np.concatenate(vertices), np.concatenate(codes))))
+    return patches
+
+
 def _draw_cells(ax, cells: pd.DataFrame, values: np.ndarray, cmap: str, vmin: float, vmax: float, label: str) -> None:  # noqa: ANN001
-    """Fill the cells' boxes with ``values`` (NaN: outline only) and add a colour bar."""
+    """Fill the cells' polygons with ``values`` (NaN: outline only) and add a colour bar."""
     import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Rectangle
 
-    boxes = [
-        Rectangle((r.lon_min, r.lat_min), r.lon_max - r.lon_min, r.lat_max - r.lat_min) for r in cells.itertuples()
-    ]
+    boxes = polygon_patches(cell_shapes(cells))
     has_value = np.isfinite(values)
     filled = PatchCollection(
         [b for b, keep in zip(boxes, has_value, strict=True) if keep], cmap=cmap, alpha=0.8, edgecolor="#444444"

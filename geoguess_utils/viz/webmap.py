@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geoguess_utils.cells import square
+from geoguess_utils.cells import frame as cell_frames
+from geoguess_utils.cells.scheme import geometry_to_plain
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
 from geoguess_utils.io import atomic_write_text
@@ -35,8 +36,9 @@ if TYPE_CHECKING:
 PREDICTION_COLUMNS: tuple[str, ...] = ("uuid", "true_lat", "true_lon", "pred_lat", "pred_lon")
 """Columns a predictions frame must have (``error_km`` is computed when absent)."""
 
-CELL_COLUMNS: tuple[str, ...] = ("class_index", "lon_min", "lat_min", "lon_max", "lat_max")
-"""Columns the class table must have."""
+CELL_COLUMNS: tuple[str, ...] = ("class_index", "geometry")
+"""Columns the cells frame must have (``GeoContext.cells_frame()``); older class tables with
+square bounds are accepted too (:func:`geoguess_utils.cells.frame.as_cells_frame`)."""
 
 SEA_COLOUR = "#cfe3f2"
 LAND_COLOUR = "#ede8da"
@@ -82,12 +84,9 @@ def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _check_class_table(class_table: pd.DataFrame) -> None:
-    missing = [c for c in CELL_COLUMNS if c not in class_table.columns]
-    if missing:
-        raise DataError(f"the class table lacks the columns {missing}; it needs {list(CELL_COLUMNS)}")
-    if class_table.empty:
-        raise DataError("the class table is empty")
+def _cells(class_table: pd.DataFrame) -> pd.DataFrame:
+    """The classes as a cells frame in class order (raises DataError naming what is missing)."""
+    return cell_frames.as_cells_frame(class_table)
 
 
 def _check_probabilities(probabilities: np.ndarray | None, n_rows: int, n_classes: int) -> np.ndarray | None:
@@ -108,18 +107,19 @@ def cell_errors(class_table: pd.DataFrame, predictions: pd.DataFrame) -> pd.Data
     """Mean error of the locations whose true position falls in each cell.
 
     Args:
-        class_table: Columns :data:`CELL_COLUMNS`.
+        class_table: A cells frame (:data:`CELL_COLUMNS`, e.g. ``GeoContext.cells_frame()``)
+            or another table :func:`geoguess_utils.cells.frame.as_cells_frame` accepts.
         predictions: A frame accepted by :func:`check_predictions`.
 
     Returns:
-        One row per class (in class table order): ``class_index``, ``n`` (locations in
-        the cell) and ``mean_error_km`` (NaN where ``n`` is 0).
+        One row per class (in ``class_index`` order): ``class_index``, ``n`` (locations
+        in the cell) and ``mean_error_km`` (NaN where ``n`` is 0).
     """
-    _check_class_table(class_table)
+    cells = _cells(class_table)
     frame = check_predictions(predictions)
-    classes = square.assign_classes(class_table, frame["true_lat"], frame["true_lon"])
+    classes = cell_frames.assign_to_cells(cells, frame["true_lat"], frame["true_lon"])
     stats = pd.DataFrame({"class_index": classes, "error_km": frame["error_km"]}).groupby("class_index")["error_km"]
-    out = pd.DataFrame({"class_index": class_table["class_index"].to_numpy()})
+    out = pd.DataFrame({"class_index": cells["class_index"].to_numpy()})
     out["n"] = out["class_index"].map(stats.size()).fillna(0).astype(np.int64)
     out["mean_error_km"] = out["class_index"].map(stats.mean())
     return out
@@ -154,9 +154,8 @@ def surrounding_land() -> shapely.Geometry:
 
 
 def _cell_feature(row: pd.Series, properties: dict[str, object]) -> dict[str, object]:
-    lon0, lat0, lon1, lat1 = (float(row[c]) for c in ("lon_min", "lat_min", "lon_max", "lat_max"))
-    ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
-    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": properties}
+    """A GeoJSON feature of one cell's polygon (lon/lat degrees) with ``properties``."""
+    return {"type": "Feature", "geometry": geometry_to_plain(row["geometry"]), "properties": properties}
 
 
 def _add_land(fmap: folium.Map) -> None:
@@ -326,9 +325,9 @@ def build_map(
             ``pred_lat``, ``pred_lon`` (degrees), optionally ``error_km`` (computed
             with the haversine formula when absent) and ``path_0`` ... ``path_270``
             (the four views, shown as thumbnails in the popup).
-        class_table: Grid cells with :data:`CELL_COLUMNS` (e.g.
-            ``GeoContext.class_table``), drawn coloured by the mean error of the
-            locations that fall in them.
+        class_table: The cells, with :data:`CELL_COLUMNS` (``GeoContext.cells_frame()``,
+            or any table :func:`geoguess_utils.cells.frame.as_cells_frame` accepts),
+            drawn coloured by the mean error of the locations that fall in them.
         probabilities: Optional (N, K) class probabilities, rows in the order of
             ``predictions``, columns in ``class_index`` order; adds a layer (off by
             default) showing one location's probability over the cells.
@@ -354,8 +353,7 @@ def build_map(
     from branca.element import Element
 
     frame = check_predictions(predictions)
-    _check_class_table(class_table)
-    table = class_table.sort_values("class_index").reset_index(drop=True)
+    table = _cells(class_table)
     probs = _check_probabilities(probabilities, len(frame), len(table))
     focus_row = _resolve_focus(frame, focus) if probs is not None else None
 
