@@ -42,6 +42,9 @@ KNOWN_CYCLES: tuple[frozenset[str], ...] = (
             "geoguess_utils.training.checkpoint",
         }
     ),
+    # cell_maps imports location_maps.cell_shapes inside a function, and location_maps
+    # imports cell_maps inside another one.
+    frozenset({"geoguess_utils.viz.cell_maps", "geoguess_utils.viz.location_maps"}),
 )
 """Cycles present when this test was written, each exactly as found; remove one once it is broken."""
 

@@ -9,8 +9,9 @@ import torch
 from matplotlib.collections import PatchCollection
 
 from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.cells.scheme import CellScheme
 from geoguess_utils.errors import ConfigError, DataError
-from geoguess_utils.geo import distance
+from geoguess_utils.geo import borders, distance
 from geoguess_utils.tasks.losses import haversine_soft_targets
 from geoguess_utils.viz import label_smoothing
 
@@ -60,6 +61,40 @@ def test_figure_has_one_panel_per_tau_coloured_by_the_targets(context):
             assert ax.get_ylim()[0] < ZAGREB[0] < ax.get_ylim()[1]
         assert "one-hot" in maps[0].get_title() and "10 km" in maps[1].get_title()
         assert "own cell 100%" in maps[0].get_title()
+    finally:
+        plt.close(fig)
+
+
+class _NorthSouth(CellScheme):
+    """Two cells, Croatia north and south of a parallel: not squares (not registered)."""
+
+    def params(self) -> dict[str, float]:
+        return {"split_lat": 45.0}
+
+    def build_cells(self, train_lat, train_lon, variant):
+        import shapely
+
+        land = borders.croatia(variant)
+        lon0, lat0, lon1, lat1 = land.bounds
+        south = shapely.intersection(shapely.box(lon0 - 1, lat0 - 1, lon1 + 1, 45.0), land)
+        north = shapely.intersection(shapely.box(lon0 - 1, 45.0, lon1 + 1, lat1 + 1), land)
+        return np.array([south, north], dtype=object), np.array([1, 2])
+
+
+def test_cells_of_any_scheme_are_drawn_as_their_polygons(croatia_points):
+    lat, lon = croatia_points
+    context = GeoContext.fit(lat, lon, scheme=_NorthSouth())
+    fig = label_smoothing.plot_label_smoothing(context, *ZAGREB, taus_km=[0.0, 50.0], half_width_deg=None)
+    try:
+        maps = [ax for ax in fig.axes if ax.get_title()]
+        targets = label_smoothing.smoothing_targets(context, *ZAGREB, taus_km=[0.0, 50.0])
+        for ax, weights in zip(maps, targets.values(), strict=True):
+            cells = next(c for c in ax.collections if isinstance(c, PatchCollection) and c.get_array() is not None)
+            np.testing.assert_allclose(np.asarray(cells.get_array()), weights)
+            drawn = [path.get_extents() for path in cells.get_paths()]
+            for extent, shape in zip(drawn, context.cell_polygons(), strict=True):
+                np.testing.assert_allclose([extent.x0, extent.y0, extent.x1, extent.y1], shape.bounds, atol=1e-9)
+        assert targets[0.0].tolist() == [0.0, 1.0]  # Zagreb lies north of 45 degrees
     finally:
         plt.close(fig)
 

@@ -140,14 +140,15 @@ def plot_label_smoothing(
     import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import PowerNorm
-    from matplotlib.patches import Rectangle
+
+    from geoguess_utils.viz.location_maps import polygon_patches
 
     if half_width_deg is not None and not half_width_deg > 0:
         raise ConfigError(f"half_width_deg must be positive (or None for the whole country), got {half_width_deg}")
     targets = smoothing_targets(context, lat, lon, taus_km)
     lat, lon = float(lat), float(lon)
     own = int(context.assign([lat], [lon])[0])
-    table = context.class_table
+    shapes = context.cell_polygons()  # (K,) polygons in class order, whatever the cell scheme
     points = context.centroids_latlon()
     norm = PowerNorm(gamma=0.5, vmin=0.0, vmax=1.0)  # square-root scale: small weights stay visible
     fig, axes = plt.subplots(
@@ -157,12 +158,14 @@ def plot_label_smoothing(
     for ax, (tau, weights) in zip(axes[0], targets.items(), strict=True):
         _axes(ax)
         draw_croatia(ax, context.variant)  # type: ignore[arg-type]
-        squares = [
-            Rectangle((row.lon_min, row.lat_min), row.lon_max - row.lon_min, row.lat_max - row.lat_min)
-            for row in table.itertuples()
-        ]
         cells = PatchCollection(
-            squares, cmap=TARGET_CMAP, norm=norm, alpha=0.85, edgecolor="#666666", linewidth=0.4, zorder=2
+            polygon_patches(shapes),
+            cmap=TARGET_CMAP,
+            norm=norm,
+            alpha=0.85,
+            edgecolor="#666666",
+            linewidth=0.4,
+            zorder=2,
         )
         cells.set_array(weights)
         ax.add_collection(cells)
