@@ -16,6 +16,7 @@ _EXPORTS = {
     "OFFLINE_BACKBONE": "efficientnet_lite",
     "POOLINGS": "multiview",
     "Pooling": "multiview",
+    "ViewAttention": "view_attention",
     "build_backbone": "backbones",
     "imagenet_classifier": "backbones",
     "list_backbones": "backbones",

@@ -67,7 +67,8 @@ class GeoTask(pl.LightningModule):
         Args:
             backbone: Backbone name (see :func:`geoguess_utils.models.backbones.list_backbones`).
             pretrained: Start the backbone from ImageNet weights.
-            pooling: ``"concat"`` the four views' features or take their ``"mean"``.
+            pooling: ``"concat"`` the four views' features, take their ``"mean"``, or fuse them
+                with ``"attention"`` (a small transformer over the views with a heading embedding).
             dropout: Dropout before the output layer.
             optimizer: ``"adam"`` or ``"adamw"``.
             lr: Learning rate of the output layer (the peak rate for one-cycle).

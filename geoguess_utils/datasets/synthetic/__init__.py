@@ -9,6 +9,7 @@ from geoguess_utils._lazy import lazy_namespace
 _EXPORTS = {
     "CSV_COLUMNS": "write",
     "CSV_NAME": "write",
+    "DENSITIES": "density",
     "DEFAULT_SIZE": "render",
     "EXAMPLE_PLACES": "scene",
     "IMAGES_DIRNAME": "write",
@@ -28,7 +29,9 @@ _EXPORTS = {
     "render_examples": "render",
     "render_location": "render",
     "render_scene": "render",
+    "sample_locations": "density",
     "sea_geometry": "scene",
+    "settlement_points": "density",
 }
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
