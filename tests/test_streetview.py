@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from geoguess_utils.data import layout
 from geoguess_utils.datasets import streetview
 from geoguess_utils.errors import ConfigError, DataError
 
@@ -173,16 +174,16 @@ def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
     assert server.calls[f"image {_pano(plan, 5)} 0"] == 2
     assert server.calls[f"meta {_location(plan, 6)}"] == 2
     root = settings.out_dir
-    data = pd.read_csv(root / streetview.DATA_CSV)
+    data = pd.read_csv(root / layout.CSV_NAME)
     assert list(data.columns[:3]) == ["uuid", "latitude", "longitude"]
     assert set(data["source"]) == {"streetview"}
     assert sorted(data["uuid"]) == sorted(plan.loc[plan.index != 1, "uuid"])
     for row in data.itertuples():
-        folder = root / streetview.IMAGES_DIRNAME / row.uuid
+        folder = root / layout.WRITTEN_IMAGE_DIR / row.uuid
         assert sorted(p.name for p in folder.iterdir()) == ["0.jpg", "180.jpg", "270.jpg", "90.jpg"]
-        for heading in streetview.HEADINGS:
+        for heading in layout.HEADINGS:
             assert (folder / f"{heading}.jpg").read_bytes() == _jpeg(heading + len(row.panorama_id))
-    assert not (root / streetview.IMAGES_DIRNAME / plan.loc[1, "uuid"]).exists()
+    assert not (root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"]).exists()
     assert not (root / streetview.STAGING_DIRNAME).exists()
     status = pd.read_csv(root / streetview.STATUS_CSV)
     assert set(streetview.STATUS_COLUMNS) <= set(status.columns)
@@ -201,7 +202,7 @@ def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path:
     table, _ = _run(server, settings)
     assert list(table["status"]) == ["OK", "OK", "FAILED", "OK"]
     assert "gave up" in table.loc[2, "error"]
-    images = settings.out_dir / streetview.IMAGES_DIRNAME
+    images = settings.out_dir / layout.WRITTEN_IMAGE_DIR
     assert not (images / plan.loc[2, "uuid"]).exists()  # no partial folder among the finished ones
 
     server.always_fail.clear()
@@ -213,9 +214,9 @@ def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path:
     metadata_calls = {k for k in server.calls if k.startswith("meta")}
     assert metadata_calls == {f"meta {_location(table, i)}" for i in (4, 5)}  # point 2 kept its panorama id
     assert server.calls[f"image {_pano(plan, 0)} 0"] == 0
-    assert all(server.calls[f"image {_pano(plan, 2)} {h}"] == 1 for h in streetview.HEADINGS)
+    assert all(server.calls[f"image {_pano(plan, 2)} {h}"] == 1 for h in layout.HEADINGS)
     assert len(list(images.iterdir())) == 6
-    assert len(pd.read_csv(settings.out_dir / streetview.DATA_CSV)) == 6
+    assert len(pd.read_csv(settings.out_dir / layout.CSV_NAME)) == 6
 
 
 def test_partial_views_of_an_interrupted_point_are_reused(tmp_path: Path) -> None:
@@ -322,9 +323,9 @@ def test_an_oversized_image_from_the_server_fails_its_location(tmp_path: Path) -
     assert list(table["status"]) == ["OK", "FAILED"]
     assert "decompression bomb" in table.loc[1, "error"] and "180.jpg" in table.loc[1, "error"]
     root = settings.out_dir
-    assert not (root / streetview.IMAGES_DIRNAME / plan.loc[1, "uuid"]).exists()
+    assert not (root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"]).exists()
     assert not any(p.name == "180.jpg" for p in (root / streetview.STAGING_DIRNAME).rglob("*"))
-    assert list(pd.read_csv(root / streetview.DATA_CSV)["uuid"]) == [plan.loc[0, "uuid"]]
+    assert list(pd.read_csv(root / layout.CSV_NAME)["uuid"]) == [plan.loc[0, "uuid"]]
     table, _ = _run(server, settings)  # the next run fetches the refused view again
     assert list(table["status"]) == ["OK", "OK"]
 
@@ -336,16 +337,16 @@ def test_downloading_into_an_existing_dataset_keeps_its_rows(tmp_path: Path) -> 
     root = tmp_path / "sv"
     argv = ["make-sample", "--out", str(root), "--locations", "6", "--size", "32", "--seed", "1", "--workers", "1"]
     assert cli.main(argv) == 0
-    before = pd.read_csv(root / streetview.DATA_CSV, dtype=str, keep_default_na=False)
+    before = pd.read_csv(root / layout.CSV_NAME, dtype=str, keep_default_na=False)
     settings = _settings(tmp_path, 2)
     table, _ = _run(MockStreetView(), settings)
     assert list(table["status"]) == ["OK", "OK"]
-    after = pd.read_csv(root / streetview.DATA_CSV, dtype=str, keep_default_na=False)
+    after = pd.read_csv(root / layout.CSV_NAME, dtype=str, keep_default_na=False)
     assert len(after) == 8
     pd.testing.assert_frame_equal(after.iloc[:6][list(before.columns)], before)  # kept exactly, in order
     assert list(after["uuid"].iloc[6:]) == list(table["uuid"])
     table, _ = _run(MockStreetView(), replace(settings, n_locations=3))  # resuming keeps them too
-    assert len(pd.read_csv(root / streetview.DATA_CSV)) == 9
+    assert len(pd.read_csv(root / layout.CSV_NAME)) == 9
     report = validation.validate_roots([root])  # the mock's 8x8 views differ in size from the sample's; nothing else
     assert {p.kind for p in report.problems} <= {"unexpected_size"}, [p.message for p in report.problems]
     assert len(report.locations) == 9

@@ -8,6 +8,7 @@ from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
     "BOX_COLUMNS": "square",
+    "CELLS_CRS": "frame",
     "CELL_FRAME_COLUMNS": "frame",
     "CENTROID_KINDS": "context",
     "CLASS_COLUMNS": "scheme",
@@ -16,17 +17,27 @@ _EXPORTS = {
     "CellScheme": "scheme",
     "CentroidKind": "context",
     "GeoContext": "context",
+    "READABLE_FORMATS": "context",
+    "SCHEME_ATTR": "frame",
+    "SchemeType": "scheme",
     "SquareScheme": "square",
     "as_cells_frame": "frame",
     "assign_classes": "square",
     "assign_to_cells": "frame",
     "box_cells": "square",
+    "box_polygons": "square",
     "build_grid": "square",
+    "class_points": "scheme",
+    "dict_fingerprint": "context",
+    "finite_points": "scheme",
     "fit_class_table": "square",
+    "geometry_from_plain": "scheme",
+    "geometry_to_plain": "scheme",
     "get_scheme": "scheme",
     "list_schemes": "scheme",
     "locate_in_polygons": "scheme",
     "register_scheme": "scheme",
+    "upgrade_format_1": "context",
 }
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

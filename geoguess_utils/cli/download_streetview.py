@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the download."""
+    from geoguess_utils.data.layout import CSV_NAME
     from geoguess_utils.datasets import streetview
 
     settings = streetview.DownloadSettings(
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     )
     table = streetview.download_streetview(settings)
     complete = int((table["status"] == "OK").sum())
-    print(f"{complete} complete locations in {args.out} ({streetview.DATA_CSV}, {streetview.STATUS_CSV})")
+    print(f"{complete} complete locations in {args.out} ({CSV_NAME}, {streetview.STATUS_CSV})")
     return 0

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR, view_file
 from geoguess_utils.data.reader import is_safe_uuid
 from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
@@ -58,13 +59,10 @@ from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
 DEFAULT_BASE_URL = "https://maps.googleapis.com/maps/api/streetview"
 """Street View Static API; the metadata endpoint is ``<base>/metadata``."""
 
-HEADINGS: tuple[int, ...] = (0, 90, 180, 270)
 IMAGE_SIZE_PX = 640
 FIELD_OF_VIEW_DEG = 90
 SOURCE_LABEL = "streetview"
 STATUS_CSV = "streetview_status.csv"
-DATA_CSV = "data.csv"
-IMAGES_DIRNAME = "images"
 STAGING_DIRNAME = ".partial"
 
 TERMS_NOTICE = (
@@ -289,7 +287,7 @@ class _Downloader:
         self.limiter = RateLimiter(settings.rate_per_s)
         self.progress = _Progress()
         self.root = Path(settings.out_dir)
-        self.images = self.root / IMAGES_DIRNAME
+        self.images = self.root / WRITTEN_IMAGE_DIR
         self.staging = self.root / STAGING_DIRNAME
         self.panoramas: dict[str, str] = {
             str(p): str(u)
@@ -297,7 +295,7 @@ class _Downloader:
             if st == "OK" and p
         }
         self.host = urlsplit(settings.base_url).netloc
-        self.kept = kept_rows(self.root / DATA_CSV, table)
+        self.kept = kept_rows(self.root / CSV_NAME, table)
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -421,7 +419,7 @@ class _Downloader:
 
     async def _images(self, name: str, pano: str) -> None:
         final = self.images / name
-        if final.is_dir() and all((final / f"{h}.jpg").is_file() for h in HEADINGS):
+        if final.is_dir() and all((final / view_file(h)).is_file() for h in HEADINGS):
             return
         folder = self.staging / name
         for heading in HEADINGS:
@@ -463,7 +461,7 @@ class _Downloader:
         done = done[list(DATA_COLUMNS)]
         if self.kept is not None and len(self.kept):
             done = pd.concat([self.kept, done.astype(object)], ignore_index=True).fillna("")
-        atomic_write_csv(done, self.root / DATA_CSV)
+        atomic_write_csv(done, self.root / CSV_NAME)
 
     async def _worker(self, queue: asyncio.Queue[int], total: int) -> None:
         while True:
@@ -505,7 +503,7 @@ def _is_done(row: pd.Series, images: Path) -> bool:
     if row["status"] != "OK":
         return True
     folder = images / str(row["uuid"])
-    return all((folder / f"{h}.jpg").is_file() for h in HEADINGS)
+    return all((folder / view_file(h)).is_file() for h in HEADINGS)
 
 
 async def download_async(
@@ -529,7 +527,7 @@ async def download_async(
         original_say(redact(line, settings.key))
 
     table = plan_samples(settings.n_locations, settings.seed, settings.radius_m, read_status(root / STATUS_CSV))
-    images = root / IMAGES_DIRNAME
+    images = root / WRITTEN_IMAGE_DIR
     todo = [i for i in range(settings.n_locations) if not _is_done(table.loc[i], images)]
     for i in todo:
         if table.loc[i, "status"] == "OK":

@@ -7,20 +7,25 @@ each module is imported on first use, so importing the package costs nothing.
 from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
+    "AGGREGATES": "knn",
     "ClassificationTask": "classification",
-    "KNNTask": "knn",
     "DECODINGS": "decoding",
-    "Decoding": "decoding",
+    "Decoder": "decoding",
     "GeoTask": "base",
     "HaversineMetrics": "metrics",
+    "KNNTask": "knn",
     "OPTIMIZERS": "base",
     "RECOMMENDED_TAU_KM": "losses",
     "RegressionTask": "regression",
     "SCHEDULERS": "base",
     "TASKS": "registry",
     "clip_to_land": "decoding",
+    "geometric_median": "decoding",
+    "get_decoding": "decoding",
     "haversine_soft_targets": "losses",
+    "register_decoding": "decoding",
     "weighted_geometric_median": "decoding",
+    "weighted_mean": "decoding",
 }
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -16,15 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import HEADINGS
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR
 from geoguess_utils.datasets.synthetic.density import Density, check_density, sample_locations
 from geoguess_utils.datasets.synthetic.render import DEFAULT_SIZE, _check_size, _location_rng, encode_jpeg, render_scene
 from geoguess_utils.datasets.synthetic.scene import SOURCE_LABEL, Scenes, describe_locations
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_csv
 
-IMAGES_DIRNAME = "images"
-CSV_NAME = "data.csv"
 CSV_COLUMNS = ("uuid", "latitude", "longitude", "source")
 
 
@@ -98,10 +96,11 @@ def generate_dataset(
     if int(n_locations) < 1:
         raise ConfigError(f"the number of locations must be at least 1, got {n_locations}")
     root = Path(out_dir)
-    csv_path, images_path = root / CSV_NAME, root / IMAGES_DIRNAME
+    csv_path, images_path = root / CSV_NAME, root / WRITTEN_IMAGE_DIR
     if not overwrite and (csv_path.exists() or images_path.exists()):
         raise ConfigError(
-            f"{root} already holds a dataset ({CSV_NAME} or {IMAGES_DIRNAME}/); choose another folder or overwrite it"
+            f"{root} already holds a dataset ({CSV_NAME} or {WRITTEN_IMAGE_DIR}/); "
+            "choose another folder or overwrite it"
         )
     n = int(n_locations)
     rng = np.random.default_rng([int(seed), 0])
@@ -111,7 +110,7 @@ def generate_dataset(
 
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{IMAGES_DIRNAME}.", suffix=".partial", dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{WRITTEN_IMAGE_DIR}.", suffix=".partial", dir=root))
     except OSError as exc:
         raise GeoguessError(f"could not create {root}: {exc.strerror or exc}") from exc
     try:
@@ -143,7 +142,7 @@ def generate_dataset(
                         progress(done, n)
         csv_path.unlink(missing_ok=True)
         if images_path.exists():
-            old = root / f".{IMAGES_DIRNAME}.old-{time.time_ns()}"
+            old = root / f".{WRITTEN_IMAGE_DIR}.old-{time.time_ns()}"
             os.replace(images_path, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, images_path)
