@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from geoguess_utils.data.images import _data_stamp, _digest, _reserve, cache_key
+from geoguess_utils.data.images import MappedArray, _data_stamp, _digest, _reserve, cache_key, sidecar_matches
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_write_text
 
@@ -85,42 +85,21 @@ def embedding_key(
     }
 
 
-class EmbeddingCache:
+class EmbeddingCache(MappedArray):
     """Per-view features of a list of locations, memory-mapped from one float16 file.
 
-    ``cache[i]`` is a (views, F) float16 array. Like the image cache, it is opened
-    lazily and reopened after pickling, so DataLoader workers share the file.
+    ``cache[i]`` is a (views, F) float16 array; like the image cache (see
+    :class:`~geoguess_utils.data.images.MappedArray`) DataLoader workers share the file.
 
     Args:
         data_path: The ``.f16`` file holding the raw array.
         shape: ``(N, views, F)``.
     """
 
+    dtype = np.float16
+
     def __init__(self, data_path: str | os.PathLike[str], shape: Sequence[int]) -> None:
-        self.data_path = Path(data_path)
-        self.shape = tuple(int(s) for s in shape)
-        self._array: np.ndarray | None = None
-
-    @property
-    def array(self) -> np.ndarray:
-        """The features, shape :attr:`shape`, float16."""
-        if self._array is None:
-            if self.shape[0] == 0:
-                self._array = np.zeros(self.shape, dtype=np.float16)
-            else:
-                self._array = np.memmap(self.data_path, dtype=np.float16, mode="r", shape=self.shape)
-        return self._array
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index: int) -> np.ndarray:
-        return self.array[index]
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_array"] = None
-        return state
+        super().__init__(data_path, shape)
 
     @staticmethod
     def paths_for(cache_dir: str | os.PathLike[str], name: str, key: dict[str, Any]) -> tuple[Path, Path]:
@@ -132,20 +111,8 @@ class EmbeddingCache:
     def open_if_fresh(cls, cache_dir: str | os.PathLike[str], name: str, key: dict[str, Any]) -> EmbeddingCache | None:
         """The cache for ``key`` when it exists and is complete and unchanged; ``None`` otherwise."""
         data_path, key_path = cls.paths_for(cache_dir, name, key)
-        try:
-            stored = json.loads(key_path.read_text())
-        except (OSError, ValueError):
+        if not sidecar_matches(data_path, key_path, key, int(np.prod(key["shape"])) * 2):
             return None
-        if stored.get("digest") != _digest(key) or stored.get("key") != key:
-            return None
-        expected = int(np.prod(key["shape"])) * 2
-        if expected:
-            try:
-                stamp = _data_stamp(data_path)
-            except OSError:
-                return None
-            if stamp["bytes"] != expected or stored.get("data") != stamp:
-                return None
         return cls(data_path, key["shape"])
 
 

@@ -191,18 +191,19 @@ def _reserve(path: Path, nbytes: int) -> None:
         os.close(fd)
 
 
-class ImageCache:
-    """Pre-resized views of a list of locations, memory-mapped from one ``uint8`` file.
+class MappedArray:
+    """A read-only array in one raw file, memory-mapped on first use (or read into RAM).
 
-    Indexing returns a (views, size, size, 3) ``uint8`` array. The file is opened
-    lazily and reopened after pickling, so a cache can be handed to DataLoader worker
-    processes without copying its pixels.
+    The file is opened lazily and reopened after pickling, so an instance can be handed to
+    DataLoader worker processes without copying its contents. Subclasses set :attr:`dtype`.
 
     Args:
-        data_path: The ``.u8`` file holding the raw array.
-        shape: ``(N, views, size, size, 3)``.
+        data_path: The raw file.
+        shape: The array's shape.
         in_memory: Read the whole file into RAM instead of memory-mapping it.
     """
+
+    dtype: type = np.uint8
 
     def __init__(self, data_path: str | os.PathLike[str], shape: Sequence[int], *, in_memory: bool = False) -> None:
         self.data_path = Path(data_path)
@@ -212,14 +213,14 @@ class ImageCache:
 
     @property
     def array(self) -> np.ndarray:
-        """The cached pixels, shape :attr:`shape`, ``uint8``."""
+        """The whole array, shape :attr:`shape`, dtype :attr:`dtype`."""
         if self._array is None:
             if self.shape[0] == 0:
-                self._array = np.zeros(self.shape, dtype=np.uint8)
+                self._array = np.zeros(self.shape, dtype=self.dtype)
             elif self.in_memory:
-                self._array = np.fromfile(self.data_path, dtype=np.uint8).reshape(self.shape)
+                self._array = np.fromfile(self.data_path, dtype=self.dtype).reshape(self.shape)
             else:
-                self._array = np.memmap(self.data_path, dtype=np.uint8, mode="r", shape=self.shape)
+                self._array = np.memmap(self.data_path, dtype=self.dtype, mode="r", shape=self.shape)
         return self._array
 
     def __len__(self) -> int:
@@ -233,6 +234,40 @@ class ImageCache:
         if not self.in_memory:
             state["_array"] = None  # each worker maps the file itself
         return state
+
+
+def sidecar_matches(data_path: Path, key_path: Path, key: dict[str, Any], nbytes: int) -> bool:
+    """Whether a cache's sidecar vouches for ``key`` and for its data file as it is now.
+
+    True when the sidecar holds this key (and its digest), the data file has ``nbytes``
+    bytes, and its size and modification time are those the sidecar recorded when the
+    file was finished (so a truncated, edited or half-written file never passes).
+    """
+    try:
+        stored = json.loads(key_path.read_text())
+    except (OSError, ValueError):
+        return False
+    if stored.get("digest") != _digest(key) or stored.get("key") != key:
+        return False
+    if nbytes == 0:
+        return True
+    try:
+        stamp = _data_stamp(data_path)
+    except OSError:
+        return False
+    return stamp["bytes"] == nbytes and stored.get("data") == stamp
+
+
+class ImageCache(MappedArray):
+    """Pre-resized views of a list of locations, memory-mapped from one ``uint8`` file.
+
+    Indexing returns a (views, size, size, 3) ``uint8`` array (see :class:`MappedArray`).
+
+    Args:
+        data_path: The ``.u8`` file holding the raw array.
+        shape: ``(N, views, size, size, 3)``.
+        in_memory: Read the whole file into RAM instead of memory-mapping it.
+    """
 
     @staticmethod
     def paths_for(cache_dir: str | os.PathLike[str], name: str, size: int) -> tuple[Path, Path]:
@@ -289,20 +324,7 @@ class ImageCache:
 
     @staticmethod
     def _is_fresh(data_path: Path, key_path: Path, key: dict[str, Any]) -> bool:
-        try:
-            stored = json.loads(key_path.read_text())
-        except (OSError, ValueError):
-            return False
-        if stored.get("digest") != _digest(key) or stored.get("key") != key:
-            return False
-        expected = int(np.prod(key["shape"]))
-        if expected == 0:
-            return True
-        try:
-            stamp = _data_stamp(data_path)
-        except OSError:
-            return False
-        return stamp["bytes"] == expected and stored.get("data") == stamp
+        return sidecar_matches(data_path, key_path, key, int(np.prod(key["shape"])))
 
     @staticmethod
     def _build(
