@@ -93,3 +93,33 @@ class ParameterWatch(pl.Callback):
             return total
 
         self.moved.append((change("backbone.", True), change("backbone.", False)))
+
+
+TINY_FEATURES = 8
+"""Feature size of :func:`tiny_backbone`."""
+
+
+def tiny_backbone(name: str = "efficientnet_lite0", pretrained: bool = True):
+    """A two-layer stand-in for a real backbone, keeping the requested name (checkpoints record it).
+
+    For tests of plumbing (shapes, freezing, checkpoints, resuming) where what the real
+    network has learnt does not matter; ``pretrained`` is accepted and ignored.
+    """
+    from torch import nn
+
+    from geoguess_utils.models.backbones import Backbone
+
+    body = nn.Sequential(
+        nn.Conv2d(3, TINY_FEATURES, kernel_size=3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+    )
+    return Backbone(name, body, TINY_FEATURES)
+
+
+def use_tiny_backbone(monkeypatch) -> None:
+    """Make every network built in this test use :func:`tiny_backbone` (in this process only)."""
+    from geoguess_utils.models import backbones, multiview
+
+    monkeypatch.setattr(backbones, "build_backbone", tiny_backbone)
+    monkeypatch.setattr(multiview, "build_backbone", tiny_backbone, raising=False)

@@ -207,6 +207,7 @@ def test_quick_arguments_are_small():
     assert np.array_equal(full.sizes, [224, 112, 56])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frozen_epochs, expected", [(1, torch.bfloat16), (0, torch.float32)])
 def test_frozen_backbone_runs_in_bf16_on_cpus_where_it_pays(monkeypatch, croatia_points, frozen_epochs, expected):
     from geoguess_utils import accel

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _training_helpers import fit_args, make_dataset
+from _training_helpers import fit_args, make_dataset, use_tiny_backbone
 
 from geoguess_utils import cli
 from geoguess_utils.cells.context import GeoContext
@@ -20,6 +20,14 @@ from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
 from geoguess_utils.training import lightning_cli
 from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_backbone():
+    """Checkpoints, prediction and evaluation are plumbing: a two-layer backbone stands in for the real one."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_tiny_backbone(patch)
+        yield
 
 
 @pytest.fixture(scope="module")

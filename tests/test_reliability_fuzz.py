@@ -31,12 +31,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin
 
 FUZZ = settings(
     max_examples=150,
-    deadline=5000,  # milliseconds per input; generous because the machine may be busy
+    deadline=None,  # no per-input time limit: a busy machine must not fail the test (no_hang catches hangs)
     derandomize=True,  # the same inputs on every run: a failure is reproducible, the suite stable
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
 )
-HANG_SECONDS = 10
+HANG_SECONDS = 60  # only a hang guard: far above any honest input, even on a busy machine
 
 
 @contextlib.contextmanager
@@ -140,6 +140,7 @@ def test_random_bytes_as_data_csv(payload, workdir, lumen_root):
     _validate_or_project_error(lumen_root)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     header=st.lists(COLUMN, min_size=0, max_size=6),

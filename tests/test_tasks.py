@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _training_helpers import use_tiny_backbone
 from scipy.optimize import minimize
 
 from geoguess_utils.cells.context import GeoContext
@@ -14,6 +15,12 @@ from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.decoding import weighted_geometric_median
 from geoguess_utils.tasks.losses import haversine_soft_targets
 from geoguess_utils.tasks.regression import RegressionTask
+
+
+@pytest.fixture(autouse=True)
+def _tiny_backbone(monkeypatch):
+    """Every test here is about heads, losses and decoding: a two-layer backbone stands in for the real one."""
+    use_tiny_backbone(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset
+from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset, use_tiny_backbone
 
 from geoguess_utils.data.datamodule import GeoDataModule
 from geoguess_utils.data.settings import CacheSettings, CellSettings
@@ -39,6 +39,7 @@ def _run_dirs(work: Path) -> list[Path]:
 
 
 def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatch):
+    use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert lightning_cli.run(fit_args(tiny_root, tmp_path)) == 0
     (run,) = _run_dirs(tmp_path)
@@ -68,7 +69,8 @@ def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatc
     assert ckpt["epoch"] == 1
 
 
-def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path):
+def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path, monkeypatch):
+    use_tiny_backbone(monkeypatch)
     for scheduler in ("plateau", "onecycle"):
         pl.seed_everything(0)
         datamodule = GeoDataModule(
@@ -104,6 +106,7 @@ def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path):
 
 
 def test_resume_continues_from_the_last_checkpoint(tiny_root, tmp_path, monkeypatch):
+    use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert lightning_cli.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
     (first,) = _run_dirs(tmp_path)
@@ -117,6 +120,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_root, tmp_path, monkeypa
 
 
 def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatch):
+    use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     callback = '[{"class_path": "_training_helpers.InterruptAtBatch", "init_args": {"epoch": 1, "batch": 1}}]'
@@ -142,6 +146,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_on_cpu_unfreezes_checkpoints_and_tests(tiny_root, tmp_path):
     """Lightning's own DDP (gloo on CPU) through ``geoguess fit``.
 
