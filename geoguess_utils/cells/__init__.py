@@ -8,6 +8,10 @@ from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
     "BOX_COLUMNS": "square",
+    "BalancedScheme": "data_driven",
+    "COUNTY_COLUMN": "data_driven",
+    "CountyScheme": "data_driven",
+    "county_names": "data_driven",
     "CELL_FRAME_COLUMNS": "frame",
     "CENTROID_KINDS": "context",
     "CLASS_COLUMNS": "scheme",
