@@ -9,6 +9,8 @@ from geoguess_utils._lazy import lazy_namespace
 _EXPORTS = {
     "ClassificationTask": "classification",
     "KNNTask": "knn",
+    "HybridTask": "hybrid",
+    "RetrievalSettings": "retrieval",
     "DECODINGS": "decoding",
     "Decoding": "decoding",
     "GeoTask": "base",
