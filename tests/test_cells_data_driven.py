@@ -23,7 +23,7 @@ def _points(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_both_schemes_are_registered():
-    assert {"balanced", "county", "square"} <= set(list_schemes())
+    assert {"balanced", "county", "county_split", "square"} <= set(list_schemes())
     assert get_scheme("balanced") is BalancedScheme and get_scheme("county") is CountyScheme
 
 

