@@ -50,7 +50,7 @@ def load_views(root: Path, table: pd.DataFrame, size: int) -> np.ndarray:
     out = np.empty((len(table), 4, 3, size, size), dtype=np.uint8)
     for i, name in enumerate(table["uuid"]):
         for v, heading in enumerate(layout.HEADINGS):
-            with Image.open(root / write.IMAGES_DIRNAME / name / f"{heading}.jpg") as picture:
+            with Image.open(root / layout.WRITTEN_IMAGE_DIR / name / f"{heading}.jpg") as picture:
                 out[i, v] = np.asarray(picture.convert("RGB")).transpose(2, 0, 1)
     return out
 
@@ -116,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
         root = args.data or Path(scratch) / "synthetic"
-        if not (root / write.CSV_NAME).exists():
+        if not (root / layout.CSV_NAME).exists():
             write.generate_dataset(root, args.locations, size=args.size, seed=args.seed, workers=args.threads)
         gen_s = time.perf_counter() - start
-        table = pd.read_csv(root / write.CSV_NAME)
+        table = pd.read_csv(root / layout.CSV_NAME)
         views = load_views(root, table, args.size)
 
     lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()

@@ -227,13 +227,13 @@ def test_frozen_backbone_runs_in_bf16_on_cpus_where_it_pays(monkeypatch, croatia
     seen = []
     task.net.backbone.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     images = torch.randn(2, 4, 3, 32, 32)
-    outputs = task._training_outputs(images)
+    outputs = task._training_outputs({"images": images})
     assert seen == [expected]
     assert outputs.dtype == torch.float32 and outputs.shape == (2, task.context.num_classes)
     with torch.no_grad():
         task.net.head[-1].weight.normal_()
         reference = task(images)
-        relative_error = (task._training_outputs(images) - reference).norm() / reference.norm()
+        relative_error = (task._training_outputs({"images": images}) - reference).norm() / reference.norm()
         # bf16 keeps about 3 significant digits per value; through a whole random
         # ResNet-18 the errors add up to a few percent, far from a wrong answer (~100%).
         assert relative_error < 0.1

@@ -225,3 +225,63 @@ def test_the_one_inference_path_gives_the_same_predictions_as_a_plain_loop(train
     written = pd.read_csv(out)
     assert written["uuid"].tolist() == uuids
     np.testing.assert_allclose(written[["latitude", "longitude"]].to_numpy(), points, rtol=0, atol=1e-12)
+
+
+# -- evaluate: impossible and implausible coordinates ---------------------------------------------
+
+
+@pytest.fixture
+def truth_csv(croatia_points, tmp_path) -> Path:
+    lat, lon = croatia_points
+    truth = pd.DataFrame({"uuid": [f"loc{i:02d}" for i in range(20)], "latitude": lat[:20], "longitude": lon[:20]})
+    path = tmp_path / "truth.csv"
+    truth.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("column, value", [("latitude", 95.0), ("longitude", 500.0), ("latitude", -90.5)])
+def test_evaluate_refuses_impossible_coordinates_naming_line_and_uuid(column, value, truth_csv, tmp_path, capsys):
+    preds = pd.read_csv(truth_csv)
+    preds.loc[4, column] = value
+    path = tmp_path / "preds.csv"
+    preds.to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"coordinates that cannot exist .*: line 6 uuid 'loc04' \(latitude"):
+        evaluate(path, truth_csv)
+    assert cli.main(["evaluate", str(path), "--truth", str(truth_csv)]) == 2
+    err = capsys.readouterr().err
+    assert "line 6 uuid 'loc04'" in err and str(value).rstrip("0").rstrip(".") in err
+    assert evaluate(truth_csv, truth_csv)["mean_km"] == 0.0  # the same file in range is accepted
+
+
+def test_evaluate_warns_when_the_truth_columns_look_swapped(truth_csv, tmp_path, capsys):
+    truth = pd.read_csv(truth_csv)
+    swapped = truth.rename(columns={"latitude": "longitude", "longitude": "latitude"})
+    swapped_path = tmp_path / "swapped_truth.csv"
+    swapped.to_csv(swapped_path, index=False)
+    assert cli.main(["evaluate", str(truth_csv), "--truth", str(swapped_path)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: 20 of 20 points of the truth file" in captured.err and "columns look swapped" in captured.err
+    assert json.loads(captured.out)["mean_km"] > 1000
+    assert cli.main(["evaluate", str(truth_csv), "--truth", str(truth_csv)]) == 0
+    assert "warning" not in capsys.readouterr().err  # points in Croatia: no warning
+
+
+def test_uuids_differing_only_in_spaces_are_shown_quoted(truth_csv, tmp_path):
+    preds = pd.read_csv(truth_csv)
+    preds.loc[0, "uuid"] = " loc00"
+    path = tmp_path / "spaced.csv"
+    preds.to_csv(path, index=False)
+    with pytest.raises(DataError) as caught:
+        evaluate(path, truth_csv)
+    message = str(caught.value)
+    assert "'loc00'" in message and "' loc00'" in message and "differ only in spaces" in message
+
+
+@pytest.mark.parametrize("line", [2, 5])
+def test_a_row_with_a_field_too_many_is_named_on_any_line(line, truth_csv, tmp_path):
+    rows = truth_csv.read_text().splitlines()
+    rows[line - 1] += ",EXTRA"
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=rf"extra\.csv line {line}: 4 fields, but the header has 3"):
+        evaluate(path, truth_csv)

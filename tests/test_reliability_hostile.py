@@ -337,3 +337,212 @@ def test_tampered_records_say_what_is_wrong(good_checkpoint, context, tmp_path):
         load_task(tampered(other_task))
     with pytest.raises(CheckpointError, match=r"backbone 'shufflenet_v2_x0_5', but backbone 'resnet18'"):
         load_task(good_checkpoint, backbone="resnet18")
+
+
+# ----------------------------------------------------------------------------- outputs onto inputs
+
+
+@pytest.fixture
+def small_root(tmp_path) -> Path:
+    root = tmp_path / "root"
+    argv = ["make-sample", "--out", str(root), "--locations", "3", "--size", "32", "--seed", "2", "--workers", "1"]
+    assert cli.main(argv) == 0
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_no_output_may_overwrite_an_input_dataset_or_checkpoint(small_root, good_checkpoint, tmp_path, capsys):
+    before = _snapshot(small_root)
+    view = next(small_root.glob("images/*/0.jpg"))
+    link = tmp_path / "innocent.csv"
+    link.symlink_to(small_root / "data.csv")
+    ckpt_copy = tmp_path / "copy.ckpt"
+    ckpt_copy.write_bytes(good_checkpoint.read_bytes())
+    common = ["--ckpt", str(ckpt_copy), "--data", str(small_root)]
+    cases = {
+        "predict over data.csv": (["predict", *common, "--out", str(small_root / "data.csv")], "data.csv"),
+        "predict through a link": (["predict", *common, "--out", str(link)], "data.csv"),
+        "predict into the images": (["predict", *common, "--out", str(view.parent / "p.csv")], "image folder"),
+        "predict over the checkpoint": (["predict", *common, "--out", str(ckpt_copy)], "--ckpt"),
+        "map over a view": (["map", *common, "--out", str(view)], "image folder"),
+        "predict caching into the images": (
+            ["predict", *common, "--out", str(tmp_path / "p.csv"), "--cache-dir", str(small_root / "images" / "c")],
+            "image folder",
+        ),
+        "validate report over data.csv": (
+            ["validate", str(small_root), "--report", str(small_root / "data.csv")],
+            "data.csv",
+        ),
+    }
+    for name, (argv, named) in cases.items():
+        assert cli.main(argv) == 2, name
+        err = capsys.readouterr().err
+        protected = str(ckpt_copy) if named == "--ckpt" else str(small_root)
+        assert "refusing --" in err and named in err and protected in err, (name, err)
+        assert _snapshot(small_root) == before, name
+    assert ckpt_copy.read_bytes() == good_checkpoint.read_bytes()
+    assert link.is_symlink()
+    beside = small_root / "predictions.csv"  # next to the dataset, not over it: fine
+    assert cli.main(["predict", *common, "--out", str(beside), "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert len(pd.read_csv(beside)) == 3
+
+
+def test_an_image_folder_linked_outside_the_root_is_refused_in_one_message(small_root, tmp_path, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    (small_root / "images").rename(elsewhere)  # valid images, but not the dataset's own
+    (small_root / "images").symlink_to(elsewhere)
+    with pytest.raises(DataError, match=r"image folder .*images resolves to .*elsewhere, outside the root"):
+        reader.find_image_dir(small_root)
+    assert cli.main(["validate", str(small_root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "outside the root" in err
+    system = tmp_path / "etc_like"  # a folder of unrelated files (as /etc is) must not become 100 "problems"
+    system.mkdir()
+    for i in range(100):
+        (system / f"conf{i}").write_text("x")
+    (small_root / "images").unlink()
+    (small_root / "images").symlink_to(system)
+    assert cli.main(["validate", str(small_root)]) == 2
+    captured = capsys.readouterr()
+    assert "conf" not in captured.out + captured.err and "outside the root" in captured.err
+    with pytest.raises(DataError, match="outside the root"):
+        loading.load_locations([small_root])
+
+
+def test_an_image_folder_linked_within_the_root_is_still_accepted(small_root):
+    (small_root / "images").rename(small_root / "pictures")
+    (small_root / "images").symlink_to("pictures")
+    assert reader.find_image_dir(small_root) == small_root / "images"
+    assert validation.validate_roots([small_root]).ok
+
+
+@pytest.mark.parametrize(
+    "field, value, wanted",
+    [
+        ("image_size", "abc", "an integer number of pixels"),
+        ("image_size", 100000, "an integer number of pixels from 8 to 4096"),
+        ("image_size", True, "an integer"),
+        ("image_size", -32, "an integer"),
+        ("task", 7, "a non-empty string"),
+        ("backbone", "", "a non-empty string"),
+        ("normalization", {"mean": [0.5], "std": [1, 1, 1]}, "three finite numbers"),
+        ("normalization", {"mean": [0.5, float("nan"), 0.5], "std": [1, 1, 1]}, "three finite numbers"),
+        ("headings", ["north", 90, 180, 270], "four numbers"),
+        ("context", [1, 2], "a dict"),
+    ],
+)
+def test_record_fields_are_checked_at_load(field, value, wanted, good_checkpoint, sample_for_records, tmp_path, capsys):
+    saved = load_checkpoint(good_checkpoint)
+    saved["geoguess"][field] = value
+    bad = tmp_path / "record.ckpt"
+    torch.save(saved, bad)
+    with pytest.raises(CheckpointError, match=rf"record field '{field}' is .*; expected .*{wanted}"):
+        load_task(bad)
+    argv = ["predict", "--ckpt", str(bad), "--data", str(sample_for_records), "--out", str(tmp_path / "p.csv")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"record field '{field}'" in err and "Traceback" not in err and "0.jpg" not in err
+
+
+@pytest.fixture(scope="module")
+def sample_for_records(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("records") / "root"
+    argv = ["make-sample", "--out", str(root), "--locations", "2", "--size", "32", "--seed", "3", "--workers", "1"]
+    assert cli.main(argv) == 0
+    return root
+
+
+def test_an_empty_or_cut_checkpoint_gives_a_reason(good_checkpoint, tmp_path):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.ckpt is empty \(0 bytes\)"):
+        load_checkpoint(empty)
+    for size in (1, 100, good_checkpoint.stat().st_size // 2):
+        cut = tmp_path / f"cut{size}.ckpt"
+        cut.write_bytes(good_checkpoint.read_bytes()[:size])
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(cut)
+        reason = str(caught.value).split("checkpoint", 1)[-1]
+        assert reason.rstrip().rstrip(":") and not str(caught.value).rstrip().endswith(":"), str(caught.value)
+
+
+def test_a_foreign_class_table_names_the_checkpoint_side_correctly(context, croatia_points, tmp_path):
+    lat, lon = croatia_points
+    finer = GeoContext.fit(lat[:300], lon[:300], spacing_deg=0.25)
+    assert finer.num_classes > context.num_classes
+    other_run = write_checkpoint(tiny_task(ClassificationTask, finer), tmp_path / "other_run.ckpt")
+    configured = tiny_task(ClassificationTask, context)  # as ``fit --ckpt_path`` configures it from the data
+    with pytest.raises(CheckpointError) as caught:
+        configured.on_load_checkpoint(load_checkpoint(other_run))
+    message = str(caught.value)
+    assert f"{finer.num_classes} classes in the checkpoint vs {context.num_classes} requested" in message
+    assert f"checkpoint {finer.fingerprint()} vs requested {context.fingerprint()}" in message
+
+
+def test_a_uuid_with_spaces_around_it_is_shown_quoted(small_root, capsys):
+    table = pd.read_csv(small_root / "data.csv", dtype=str)
+    plain = table.loc[0, "uuid"]
+    table.loc[0, "uuid"] = f"  {plain}"
+    table.to_csv(small_root / "data.csv", index=False)
+    assert cli.main(["validate", str(small_root)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    spaced = [line for line in lines if line.startswith(repr(f"  {plain}") + "\t")]
+    bare = [line for line in lines if line.startswith(plain + "\t")]
+    assert spaced and bare  # the row and its folder: they no longer look like the same uuid
+
+
+# ----------------------------------------------------------------------------- one exit-code convention
+
+
+def test_every_command_documents_the_exit_codes(capsys):
+    for name in [*cli.COMMANDS, *cli.PASSTHROUGH]:
+        with pytest.raises(SystemExit) as done:
+            cli.main([name, "--help"])
+        assert done.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for code in cli.EXIT_CODES:
+            assert f"{code} " in text.split("exit status:", 1)[-1], (name, code)
+
+
+@pytest.mark.parametrize(
+    "raised, code, said",
+    [
+        (DataError("bad row"), 2, "error: bad row"),
+        (PermissionError(13, "Permission denied", "/some/file"), 2, "error: Permission denied (/some/file)"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+        (ValueError("unexpected"), 3, "internal error (ValueError)"),
+    ],
+)
+def test_errors_map_to_the_same_exit_status_in_every_command(raised, code, said, monkeypatch, capsys):
+    import importlib
+
+    for name, (module_name, _) in {**cli.COMMANDS, **cli.PASSTHROUGH}.items():
+        module = importlib.import_module(module_name)
+
+        def fail(*args, **kwargs):
+            raise raised
+
+        monkeypatch.setattr(module, "run", fail)
+        argv = {
+            "predict": ["--ckpt", "c", "--data", "d", "--out", "o"],
+            "map": ["--ckpt", "c", "--data", "d"],
+            "evaluate": ["p", "--truth", "t"],
+            "validate": ["r"],
+            "download-streetview": ["--locations", "1", "--out", "o"],
+            "make-sample": ["--out", "o"],
+        }.get(name, [])
+        assert cli.main([name, *argv]) == code, name
+        assert said in capsys.readouterr().err, name
+
+
+def test_the_same_fault_gives_the_same_status_in_predict_and_map(small_root, tmp_path, capsys):
+    for name in ("predict", "map"):
+        out = tmp_path / f"{name}.out"
+        assert (
+            cli.main([name, "--ckpt", str(tmp_path / "missing.ckpt"), "--data", str(small_root), "--out", str(out)])
+            == 2
+        )
+        assert "does not exist" in capsys.readouterr().err

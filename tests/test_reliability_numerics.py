@@ -106,3 +106,74 @@ def test_the_check_can_fail(context):
         _inside_croatia(np.array([[np.nan, 16.0]]), context.variant)
     with pytest.raises(AssertionError):
         _inside_croatia(np.array([[43.0, 14.5]]), context.variant)  # open Adriatic sea
+
+
+# ----------------------------------------------------------------------------- never silently
+
+
+def _nan_weights_checkpoint(context, path: Path, name: str = "net.head.1.weight", value: float = float("nan")) -> Path:
+    task = tiny_task(ClassificationTask, context)
+    state = task.state_dict()
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = value
+    torch.save(
+        {"state_dict": state, "hyper_parameters": dict(task.hparams), "geoguess": task.checkpoint_record()}, path
+    )
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor(value, context, sample, tmp_path, capsys):
+    from geoguess_utils.errors import CheckpointError
+    from geoguess_utils.training.checkpoint import load_task
+
+    ckpt = _nan_weights_checkpoint(context, tmp_path / "diverged.ckpt", value=value)
+    with pytest.raises(CheckpointError, match=r"non-finite weights, first in net\.head\.1\.weight \(1 of \d+ values"):
+        load_task(ckpt)
+    for command in ("predict", "map"):
+        out = tmp_path / f"{command}.out"
+        argv = [command, "--ckpt", str(ckpt), "--data", str(sample), "--out", str(out)]
+        assert cli.main([*argv, "--cache-dir", str(tmp_path / "cache")]) == 2, command
+        assert "net.head.1.weight" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_a_non_finite_buffer_is_refused_too(context, tmp_path):
+    from geoguess_utils.errors import CheckpointError
+    from geoguess_utils.training.checkpoint import load_task
+
+    task = tiny_task(ClassificationTask, context)
+    buffer = next(name for name, value in task.state_dict().items() if "running_var" in name)
+    ckpt = _nan_weights_checkpoint(context, tmp_path / "buffer.ckpt", name=buffer)
+    with pytest.raises(CheckpointError, match=rf"first in {buffer.replace('.', '[.]')}"):
+        load_task(ckpt)
+
+
+@pytest.mark.parametrize("command", ["predict", "map"])
+def test_non_finite_outputs_at_run_time_are_counted_and_reported(
+    command, context, sample, tmp_path, monkeypatch, capsys
+):
+    ckpt = write_checkpoint(tiny_task(ClassificationTask, context), tmp_path / "model.ckpt")
+    out = tmp_path / f"{command}.out"
+    argv = [command, "--ckpt", str(ckpt), "--data", str(sample), "--out", str(out), "--cache-dir", str(tmp_path / "c")]
+    assert cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "0 of 6 locations with non-finite network outputs" in captured.out and "warning" not in captured.err
+    _network_returns(monkeypatch, "mixed")
+    assert cli.main(argv) == 0  # the points are still written (finite, on land) ...
+    captured = capsys.readouterr()
+    assert "6 of 6 locations with non-finite network outputs" in captured.out  # ... but never silently
+    assert "warning: the network gave NaN or infinite outputs for 6 of 6 locations" in captured.err
+    assert out.is_file()
+
+
+def test_map_takes_a_cache_dir_and_leaves_the_home_cache_alone(context, sample, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
+    ckpt = write_checkpoint(tiny_task(ClassificationTask, context), tmp_path / "model.ckpt")
+    cache = tmp_path / "cache"
+    argv = ["map", "--ckpt", str(ckpt), "--data", str(sample), "--out", str(tmp_path / "m.html")]
+    assert cli.main([*argv, "--cache-dir", str(cache), "--no-thumbnails"]) == 0
+    assert list(cache.glob("enriched-*.csv"))
+    assert not home.exists() or not list(home.rglob("enriched-*"))

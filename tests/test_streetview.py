@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import struct
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -14,10 +15,21 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
+from geoguess_utils.data import layout
 from geoguess_utils.datasets import streetview
-from geoguess_utils.errors import ConfigError
+from geoguess_utils.errors import ConfigError, DataError
 
 KEY = "test-key-0123456789"
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A complete 16x16 JPEG whose frame header claims ``width`` x ``height`` pixels."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 120, 30)).save(buffer, format="JPEG")
+    payload = bytearray(buffer.getvalue())
+    sof = payload.index(b"\xff\xc0")  # baseline start-of-frame: length, precision, height, width
+    payload[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(payload)
 
 
 def _jpeg(seed: int) -> bytes:
@@ -32,7 +44,10 @@ class MockStreetView:
     ``metadata`` maps a sample location string to a status (default ``OK``), or to a
     list of statuses answered one per request before ``OK``;
     ``scripts`` maps ``(pano, heading)`` to a list of actions consumed one per request
-    (``"429"``, ``"500"``, ``"drop"``, ``"cut"``, ``"404"``), then success.
+    (``"429"``, ``"500"``, ``"drop"``, ``"cut"``, ``"404"``, ``"bomb"``: a small JPEG declaring
+    20000x20000 pixels, ``"echo"``: HTTP 400 whose text repeats the request URL), then success.
+    A metadata status ``"INVALID_REQUEST"`` answers, as Google does, with an error message
+    that repeats the request URL, key included.
     """
 
     def __init__(self) -> None:
@@ -55,6 +70,8 @@ class MockStreetView:
         self.calls[f"meta {location}"] += 1
         planned = self.metadata.get(location, "OK")
         status = (planned.pop(0) if planned else "OK") if isinstance(planned, list) else planned
+        if status == "INVALID_REQUEST":
+            return web.json_response({"status": status, "error_message": f"Invalid request: {request.url}"})
         if status != "OK":
             return web.json_response({"status": status, "error_message": f"{status} for {location}"})
         lat, lon = (float(v) for v in location.split(","))
@@ -87,6 +104,10 @@ class MockStreetView:
             assert request.transport is not None
             request.transport.close()
             return response
+        if action == "bomb":
+            return web.Response(body=_jpeg_declaring(20000, 20000), content_type="image/jpeg")
+        if action == "echo":
+            return web.Response(status=400, text=f"bad request {request.url} ({request.query_string})")
         if action == "cut":  # a complete HTTP answer whose JPEG is truncated
             return web.Response(body=body[: len(body) // 2], content_type="image/jpeg")
         return web.Response(body=body, content_type="image/jpeg")
@@ -153,16 +174,16 @@ def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
     assert server.calls[f"image {_pano(plan, 5)} 0"] == 2
     assert server.calls[f"meta {_location(plan, 6)}"] == 2
     root = settings.out_dir
-    data = pd.read_csv(root / streetview.DATA_CSV)
+    data = pd.read_csv(root / layout.CSV_NAME)
     assert list(data.columns[:3]) == ["uuid", "latitude", "longitude"]
     assert set(data["source"]) == {"streetview"}
     assert sorted(data["uuid"]) == sorted(plan.loc[plan.index != 1, "uuid"])
     for row in data.itertuples():
-        folder = root / streetview.IMAGES_DIRNAME / row.uuid
+        folder = root / layout.WRITTEN_IMAGE_DIR / row.uuid
         assert sorted(p.name for p in folder.iterdir()) == ["0.jpg", "180.jpg", "270.jpg", "90.jpg"]
-        for heading in streetview.HEADINGS:
+        for heading in layout.HEADINGS:
             assert (folder / f"{heading}.jpg").read_bytes() == _jpeg(heading + len(row.panorama_id))
-    assert not (root / streetview.IMAGES_DIRNAME / plan.loc[1, "uuid"]).exists()
+    assert not (root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"]).exists()
     assert not (root / streetview.STAGING_DIRNAME).exists()
     status = pd.read_csv(root / streetview.STATUS_CSV)
     assert set(streetview.STATUS_COLUMNS) <= set(status.columns)
@@ -181,7 +202,7 @@ def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path:
     table, _ = _run(server, settings)
     assert list(table["status"]) == ["OK", "OK", "FAILED", "OK"]
     assert "gave up" in table.loc[2, "error"]
-    images = settings.out_dir / streetview.IMAGES_DIRNAME
+    images = settings.out_dir / layout.WRITTEN_IMAGE_DIR
     assert not (images / plan.loc[2, "uuid"]).exists()  # no partial folder among the finished ones
 
     server.always_fail.clear()
@@ -193,9 +214,9 @@ def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path:
     metadata_calls = {k for k in server.calls if k.startswith("meta")}
     assert metadata_calls == {f"meta {_location(table, i)}" for i in (4, 5)}  # point 2 kept its panorama id
     assert server.calls[f"image {_pano(plan, 0)} 0"] == 0
-    assert all(server.calls[f"image {_pano(plan, 2)} {h}"] == 1 for h in streetview.HEADINGS)
+    assert all(server.calls[f"image {_pano(plan, 2)} {h}"] == 1 for h in layout.HEADINGS)
     assert len(list(images.iterdir())) == 6
-    assert len(pd.read_csv(settings.out_dir / streetview.DATA_CSV)) == 6
+    assert len(pd.read_csv(settings.out_dir / layout.CSV_NAME)) == 6
 
 
 def test_partial_views_of_an_interrupted_point_are_reused(tmp_path: Path) -> None:
@@ -261,3 +282,81 @@ def test_command_line_help_states_the_terms() -> None:
     parser = argparse.ArgumentParser()
     download_streetview.add_arguments(parser)
     assert "YOUR OWN" in parser.format_help()
+
+
+# -- hostile servers, existing roots ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [KEY, "AIza+secret/with=odd&chars"])
+def test_the_key_never_reaches_a_file_or_a_line_even_when_the_server_echoes_it(tmp_path: Path, key: str) -> None:
+    from urllib.parse import quote, quote_plus
+
+    settings = _settings(tmp_path, 3, key=key, max_retries=0)
+    plan = streetview.plan_samples(3, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.metadata[_location(plan, 0)] = "INVALID_REQUEST"  # Google repeats the URL, key and all
+    server.scripts[(_pano(plan, 1), 90)] = ["echo"]
+    table, lines = _run(server, settings)
+    assert server.keys == {key}
+    assert list(table["status"]) == ["INVALID_REQUEST", "FAILED", "OK"]
+    assert "Invalid request" in table.loc[0, "error"] and "key=<key>" in table.loc[0, "error"]
+    forms = {key, quote(key, safe=""), quote_plus(key)}
+    written = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file())
+    shown = "\n".join(lines) + "\n" + "\n".join(map(str, table["error"]))
+    for form in forms:
+        assert form not in written and form not in shown, form
+
+
+def test_redaction_covers_encoded_keys_and_any_key_parameter() -> None:
+    text = "GET https://x/sv?location=1,2&key=AIza%2Bsecret%2Fk&size=640 and key=other-key and monkey=fine"
+    out = streetview.redact(text, "AIza+secret/k")
+    assert "secret" not in out and "other-key" not in out
+    assert out.count("key=<key>") == 2 and "monkey=fine" in out and "size=640" in out
+
+
+def test_an_oversized_image_from_the_server_fails_its_location(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 2, max_retries=0)
+    plan = streetview.plan_samples(2, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.scripts[(_pano(plan, 1), 180)] = ["bomb"]
+    table, _ = _run(server, settings)
+    assert list(table["status"]) == ["OK", "FAILED"]
+    assert "decompression bomb" in table.loc[1, "error"] and "180.jpg" in table.loc[1, "error"]
+    root = settings.out_dir
+    assert not (root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"]).exists()
+    assert not any(p.name == "180.jpg" for p in (root / streetview.STAGING_DIRNAME).rglob("*"))
+    assert list(pd.read_csv(root / layout.CSV_NAME)["uuid"]) == [plan.loc[0, "uuid"]]
+    table, _ = _run(server, settings)  # the next run fetches the refused view again
+    assert list(table["status"]) == ["OK", "OK"]
+
+
+def test_downloading_into_an_existing_dataset_keeps_its_rows(tmp_path: Path) -> None:
+    from geoguess_utils import cli
+    from geoguess_utils.data import validation
+
+    root = tmp_path / "sv"
+    argv = ["make-sample", "--out", str(root), "--locations", "6", "--size", "32", "--seed", "1", "--workers", "1"]
+    assert cli.main(argv) == 0
+    before = pd.read_csv(root / layout.CSV_NAME, dtype=str, keep_default_na=False)
+    settings = _settings(tmp_path, 2)
+    table, _ = _run(MockStreetView(), settings)
+    assert list(table["status"]) == ["OK", "OK"]
+    after = pd.read_csv(root / layout.CSV_NAME, dtype=str, keep_default_na=False)
+    assert len(after) == 8
+    pd.testing.assert_frame_equal(after.iloc[:6][list(before.columns)], before)  # kept exactly, in order
+    assert list(after["uuid"].iloc[6:]) == list(table["uuid"])
+    table, _ = _run(MockStreetView(), replace(settings, n_locations=3))  # resuming keeps them too
+    assert len(pd.read_csv(root / layout.CSV_NAME)) == 9
+    report = validation.validate_roots([root])  # the mock's 8x8 views differ in size from the sample's; nothing else
+    assert {p.kind for p in report.problems} <= {"unexpected_size"}, [p.message for p in report.problems]
+    assert len(report.locations) == 9
+
+
+def test_a_root_with_a_data_image_folder_is_refused_untouched(tmp_path: Path) -> None:
+    root = tmp_path / "sv"
+    (root / "data" / "u1").mkdir(parents=True)
+    (root / "data.csv").write_text("uuid,latitude,longitude\nu1,45.8,15.9\n")
+    with pytest.raises(DataError, match="keeps its images in data/"):
+        _run(MockStreetView(), _settings(tmp_path, 2))
+    assert sorted(p.name for p in root.iterdir()) == ["data", "data.csv"]
+    assert (root / "data.csv").read_text() == "uuid,latitude,longitude\nu1,45.8,15.9\n"

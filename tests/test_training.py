@@ -257,3 +257,46 @@ def test_an_old_config_names_each_moved_key(tmp_path):
 
     code = cli.main(["fit", "--config", str(old)])
     assert code == 2
+
+
+def test_ctrl_c_before_any_validation_tests_nothing_and_says_so(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    callback = '[{"class_path": "_training_helpers.InterruptAtBatch", "init_args": {"epoch": 0, "batch": 1}}]'
+    args = fit_args(tiny_root, tmp_path, "--trainer.callbacks", callback, epochs=2)
+    assert lightning_cli.run(args) == lightning_cli.INTERRUPTED_EXIT_CODE
+    err = capsys.readouterr().err
+    assert "not testing: training was interrupted before any validation" in err
+    assert "best checkpoint:" not in err  # an unvalidated last.ckpt is never called the best
+    (run,) = _run_dirs(tmp_path)
+    metrics = _metrics(run) if (run / "metrics.csv").is_file() else pd.DataFrame()
+    assert "test/mean_km" not in metrics.columns or metrics["test/mean_km"].isna().all()
+    if (run / "checkpoints" / "last.ckpt").is_file():
+        assert "last checkpoint (never validated" in err
+
+
+def test_resuming_another_runs_checkpoint_names_both_sides_and_leaves_no_run_folder(
+    tiny_root, tmp_path, monkeypatch, capsys
+):
+    from geoguess_utils import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
+    (first,) = _run_dirs(tmp_path)
+    saved = lightning_cli.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
+    saved.datamodule.setup("fit")
+    coarse = saved.datamodule.context.num_classes
+    finer = fit_args(
+        tiny_root, tmp_path, "--data.cells.spacing_deg", "0.25", "--ckpt_path", str(first / "checkpoints" / "last.ckpt")
+    )
+    capsys.readouterr()
+    assert cli.main(["fit", *finer]) == 2
+    err = capsys.readouterr().err
+    other = lightning_cli.GeoguessCLI(
+        args=fit_args(tiny_root, tmp_path, "--data.cells.spacing_deg", "0.25", "--trainer.logger", "false")
+    )
+    other.datamodule.setup("fit")
+    requested = other.datamodule.context.num_classes
+    assert coarse != requested
+    assert f"{coarse} classes in the checkpoint vs {requested} requested" in err, err
+    assert _run_dirs(tmp_path) == [first]  # the refused run left no version_1 behind

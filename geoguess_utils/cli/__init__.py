@@ -3,6 +3,9 @@
 Each sub-command lives in the module that owns its work; this file only lists them.
 A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``. Modules
 are imported only when their command runs, so ``geoguess --help`` stays fast.
+
+Every command ends with one of the exit statuses in :data:`EXIT_CODES`; :func:`main`
+is the one place that turns errors into them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 
 from geoguess_utils.errors import GeoguessError
 
@@ -27,6 +31,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
 }
 
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_REFUSED = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done",
+    EXIT_PROBLEMS: "done, but problems were found (validate lists them)",
+    EXIT_REFUSED: "refused: a bad argument, invalid data, an unsafe or mismatching checkpoint, an output path that "
+    "would overwrite an input, or a file that could not be read or written (the message says which)",
+    EXIT_INTERNAL: "internal error: a bug in geoguess (the traceback is printed; please report it)",
+    EXIT_INTERRUPTED: "interrupted with Ctrl+C (fit keeps its checkpoints and can resume)",
+}
+"""Exit status of every ``geoguess`` command -> what it means."""
+
+EXIT_CODES_HELP = "exit status: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
+
 # Commands that parse their own arguments (LightningCLI); everything after the name is theirs.
 PASSTHROUGH: dict[str, tuple[str, str]] = {
     "fit": ("geoguess_utils.training.lightning_cli", "train a model from a YAML config (LightningCLI), then test it"),
@@ -35,33 +56,53 @@ PASSTHROUGH: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level argument parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(prog="geoguess", description="GeoGuessr for Croatia.")
+    parser = argparse.ArgumentParser(prog="geoguess", description="GeoGuessr for Croatia.", epilog=EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in {**COMMANDS, **PASSTHROUGH}.items():
         sub.add_parser(name, help=help_text, add_help=name not in PASSTHROUGH)
     return parser
 
 
+def run_command(name: str, run: Callable[[], int | None]) -> int:
+    """Run one command and map how it ended to an exit status of :data:`EXIT_CODES`.
+
+    Args:
+        name: The sub-command, for messages.
+        run: Runs it and returns its own status (0, or 1 when it found problems).
+
+    Returns:
+        The exit status.
+    """
+    try:
+        return int(run() or EXIT_OK)
+    except GeoguessError as exc:
+        print(f"geoguess {name}: error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except OSError as exc:  # a file geoguess was not told about, or the system refused
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"geoguess {name}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print(f"geoguess {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"geoguess {name}: internal error ({type(exc).__name__}); please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``geoguess`` command and return its exit status."""
+    """Run the ``geoguess`` command and return its exit status (see :data:`EXIT_CODES`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[argv[0]][0])
-        try:
-            return int(module.run(argv[1:]) or 0)
-        except GeoguessError as exc:
-            print(f"geoguess {argv[0]}: error: {exc}", file=sys.stderr)
-            return 2
+        return run_command(argv[0], lambda: module.run(argv[1:]))
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv or ["--help"])
-        return 2
+        return EXIT_REFUSED
     name = argv[0]
     module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"geoguess {name}", description=COMMANDS[name][1])
+    parser = argparse.ArgumentParser(prog=f"geoguess {name}", description=COMMANDS[name][1], epilog=EXIT_CODES_HELP)
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
-    try:
-        return int(module.run(args) or 0)
-    except GeoguessError as exc:
-        print(f"geoguess {name}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(name, lambda: module.run(args))

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "Sample points on Croatia's mainland, find the nearest Street View panorama of each and download its "
         "four views (0/90/180/270, 640x640) in the LUMEN layout. Running it again resumes."
     )
-    parser.epilog = streetview.TERMS_NOTICE
+    parser.epilog = f"{streetview.TERMS_NOTICE} {parser.epilog or ''}".strip()
     parser.add_argument(
         "--key",
         default=os.environ.get(KEY_VARIABLE),
@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the download."""
+    from geoguess_utils.data.layout import CSV_NAME
     from geoguess_utils.datasets import streetview
 
     settings = streetview.DownloadSettings(
@@ -56,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     )
     table = streetview.download_streetview(settings)
     complete = int((table["status"] == "OK").sum())
-    print(f"{complete} complete locations in {args.out} ({streetview.DATA_CSV}, {streetview.STATUS_CSV})")
+    print(f"{complete} complete locations in {args.out} ({CSV_NAME}, {streetview.STATUS_CSV})")
     return 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options."""
-    from geoguess_utils.datasets.synthetic import render
+    from geoguess_utils.datasets.synthetic import density, render
 
     parser.add_argument("--out", required=True, type=Path, help="dataset root to create (data.csv + images/)")
     parser.add_argument("--locations", type=int, default=2000, help="number of locations (default 2000)")
@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     parser.add_argument(
         "--workers", type=int, default=None, help="processes drawing images (default: one per CPU core)"
+    )
+    parser.add_argument(
+        "--density",
+        choices=density.DENSITIES,
+        default="uniform",
+        help="where locations lie: uniform by area (default), or settlements: dense around towns, "
+        "along roads and the coast, sparse in the mountains, like real Street View coverage",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
 
@@ -53,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         overwrite=args.overwrite,
         progress=progress,
+        density=args.density,
     )
     elapsed = time.perf_counter() - start
     print(
-        f"wrote {len(table)} SYNTHETIC locations ({args.size}x{args.size} px, seed {args.seed}) to {args.out} "
+        f"wrote {len(table)} SYNTHETIC locations ({args.size}x{args.size} px, seed {args.seed}, "
+        f"{args.density} density) to {args.out} "
         f"in {elapsed:.1f} s"
     )
     return 0

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-thumbnails", action="store_true", help="leave the views out of the popups (smaller file)")
     parser.add_argument("--batch-size", type=int, default=64, help="locations per batch (default 64)")
     parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu', 'cuda', ...")
+    parser.add_argument(
+        "--cache-dir", type=Path, help="folder for the dataset's enriched-table cache (default ~/.cache/geoguess)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,11 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils import evaluation, inference
     from geoguess_utils.course import maps
     from geoguess_utils.errors import ConfigError, DataError
+    from geoguess_utils.guards import refuse_outputs_on_inputs
+    from geoguess_utils.output_watch import watch_network_outputs
     from geoguess_utils.training import runs
     from geoguess_utils.viz import webmap
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
+    written = {"--out": args.out, "--cache-dir": args.cache_dir}
+    refuse_outputs_on_inputs(written, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
     split_csv = args.split_csv
     if args.split is not None and split_csv is None:
         split_csv = runs.run_files_of_checkpoint(args.ckpt).split_csv
@@ -69,14 +76,17 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--split {args.split} needs the run's split.csv; {split_csv} does not exist (give --split-csv)"
             )
-    predictions = inference.predict(
-        args.ckpt,
-        list(args.data),
-        split=args.split,
-        split_csv=split_csv,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    with watch_network_outputs() as outputs:
+        predictions = inference.predict(
+            args.ckpt,
+            list(args.data),
+            split=args.split,
+            split_csv=split_csv,
+            batch_size=args.batch_size,
+            device=args.device,
+            cache_dir=args.cache_dir,
+        )
+    outputs.warn("map")
     if not predictions.labelled:
         raise DataError(f"{', '.join(map(str, args.data))}: the map needs true positions (a data.csv with coordinates)")
     summary = evaluation.summarise(predictions)
@@ -93,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     shown = min(len(predictions.table), args.max_locations or len(predictions.table))
     print(
         f"{drawn}: {summary['count']} locations, mean {summary['mean_km']:.1f} km, "
-        f"median {summary['median_km']:.1f} km, within 25 km {summary['acc_25_km']:.1%}"
+        f"median {summary['median_km']:.1f} km, within 25 km {summary['acc_25_km']:.1%}; {outputs.summary()}"
     )
     print(f"wrote the map of {shown} locations to {path} (open it in a browser)")
     return 0

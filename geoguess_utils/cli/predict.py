@@ -8,6 +8,7 @@ with one row per folder, the competition's submission format.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,19 +88,25 @@ def predict_roots(
 
 def run(args: argparse.Namespace) -> int:
     """Predict and write the CSV atomically."""
+    from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.io import atomic_write_csv
+    from geoguess_utils.output_watch import watch_network_outputs
 
-    table = predict_roots(
-        args.ckpt,
-        list(args.data),
-        batch_size=args.batch_size,
-        num_workers=args.num_workers,
-        device=args.device,
-        decoding=args.decoding,
-        cache_dir=args.cache_dir,
-        lenient=args.lenient,
-        progress=sys.stderr.isatty(),
-    )
+    refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, args.data, {"--ckpt": args.ckpt})
+    with watch_network_outputs() as outputs:
+        table = predict_roots(
+            args.ckpt,
+            list(args.data),
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            device=args.device,
+            decoding=args.decoding,
+            cache_dir=args.cache_dir,
+            lenient=args.lenient,
+        )
     atomic_write_csv(table, args.out)
-    print(f"wrote {len(table)} predictions to {args.out}")
+    outputs.warn("predict")
+    to_stdout = os.path.abspath(args.out) in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")
+    summary = f"wrote {len(table)} predictions to {args.out} ({outputs.summary()})"
+    print(summary, file=sys.stderr if to_stdout else sys.stdout)  # keep a CSV sent to stdout clean
     return 0

@@ -43,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
     """Validate the roots, print every problem; return 1 on problems unless lenient."""
     from geoguess_utils.data import validation
     from geoguess_utils.errors import ConfigError
+    from geoguess_utils.guards import refuse_outputs_on_inputs
 
     if args.lenient and args.report is None:
         raise ConfigError("--lenient needs --report FILE to record what would be skipped and why")
+    refuse_outputs_on_inputs({"--report": args.report}, args.roots)
     size = (args.expected_size, args.expected_size) if args.expected_size else None
     start = time.perf_counter()
     report = validation.validate_roots(

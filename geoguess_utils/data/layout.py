@@ -9,6 +9,9 @@ IMAGE_DIR_NAMES: tuple[str, ...] = ("data", "images")
 """Accepted names of the image folder inside a dataset root."""
 
 CSV_NAME = "data.csv"
+
+WRITTEN_IMAGE_DIR = "images"
+"""The image folder this project's producers (synthetic sample, downloaders) write; both names are read."""
 REQUIRED_COLUMNS: tuple[str, ...] = ("uuid", "latitude", "longitude")
 PATH_COLUMNS: tuple[str, ...] = tuple(f"path_{h}" for h in HEADINGS)
 LOCATION_COLUMNS: tuple[str, ...] = ("uuid", "latitude", "longitude", "root", *PATH_COLUMNS)
@@ -20,3 +23,8 @@ IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 """Pillow formats geoguess opens. Others (EPS, which runs Ghostscript, and dozens of rarely
 used decoders) are never tried on dataset files; such a file is reported as unreadable."""
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def view_file(heading: int) -> str:
+    """File name of the view at ``heading`` degrees, e.g. ``"90.jpg"``."""
+    return f"{int(heading)}.jpg"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from pathlib import Path
@@ -45,7 +46,9 @@ def find_image_dir(root: str | os.PathLike[str]) -> Path:
     """Return the image folder of a dataset root (``data/`` or ``images/``).
 
     Raises:
-        DataError: When the root does not exist, has neither folder, or has both.
+        DataError: When the root does not exist, has neither folder, has both, or its
+            image folder is a symbolic link leading outside the root (the dataset would
+            then read images, and list file names, from elsewhere on the disk).
     """
     root_path = Path(root)
     if not root_path.is_dir():
@@ -61,7 +64,14 @@ def find_image_dir(root: str | os.PathLike[str]) -> Path:
             f"dataset root {root_path} has both {found[0].name}/ and {found[1].name}/; keep one image folder so "
             f"it is clear which images belong to {CSV_NAME}"
         )
-    return found[0]
+    image_dir = found[0]
+    real_root, real_images = root_path.resolve(), image_dir.resolve()
+    if not real_images.is_relative_to(real_root) or real_images == real_root:
+        raise DataError(
+            f"dataset root {root_path}: its image folder {image_dir} resolves to {real_images}, outside the root; "
+            f"refusing it (move or copy the images into {root_path})"
+        )
+    return image_dir
 
 
 def view_paths(image_dir: str | os.PathLike[str], uuid: str) -> list[Path]:
@@ -85,6 +95,26 @@ def _parse_float(text: str) -> float:
         return float("nan")
 
 
+def _check_field_counts(csv_path: Path) -> None:
+    """Refuse a row with more fields than the header, on any line.
+
+    pandas would silently take the first column of such a file as its index when the
+    first data row is the long one (shifting every column: longitudes read as uuids),
+    and only raise for later rows; this check reports every line the same way.
+    """
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = csv.reader(handle)
+        header = next(rows, None)
+        if header is None:
+            return
+        for row in rows:
+            if len(row) > len(header):
+                raise DataError(
+                    f"{csv_path} line {rows.line_num}: {len(row)} fields, but the header has {len(header)} "
+                    f"({printable(','.join(header))}); a stray comma or an unquoted value?"
+                )
+
+
 def read_data_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a ``data.csv`` with extra or unnamed columns in any order.
 
@@ -98,14 +128,16 @@ def read_data_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
         number in the file, the header being line 1). Extra columns are dropped.
 
     Raises:
-        DataError: When the file cannot be parsed or lacks a required column.
+        DataError: When the file cannot be parsed, a row has more fields than the header
+            (the message names the line), or a required column is missing.
     """
     csv_path = Path(path)
     try:
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=False)
+        _check_field_counts(csv_path)
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=False, index_col=False)
     except FileNotFoundError as exc:
         raise DataError(f"{csv_path} does not exist") from exc
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error, OSError) as exc:
         raise DataError(f"{csv_path} is not a readable CSV file: {exc}") from exc
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
     if missing:

@@ -140,8 +140,14 @@ class ValidationReport:
 
 
 def format_problem(problem: Problem) -> str:
-    """One report line: uuid, kind, file and message, tab-separated, each :func:`printable`."""
-    fields = (problem.uuid or "-", problem.kind, problem.file, problem.message)
+    """One report line: uuid, kind, file and message, tab-separated, each :func:`printable`.
+
+    A uuid with spaces around it is shown quoted (``' a1'``), so it does not look like ``a1``.
+    """
+    uuid = problem.uuid or "-"
+    if uuid != uuid.strip():
+        uuid = repr(uuid)
+    fields = (uuid, problem.kind, problem.file, problem.message)
     return "\t".join(printable(field) for field in fields)
 
 

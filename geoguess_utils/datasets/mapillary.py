@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import CSV_NAME, HEADINGS
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, view_file
 from geoguess_utils.datasets.mapillary_records import (
     ATTRIBUTION_MD,
     DATA_COLUMNS,
@@ -59,7 +59,8 @@ from geoguess_utils.datasets.mapillary_records import (
     plan_points,
     read_status,
 )
-from geoguess_utils.datasets.streetview import RateLimiter, _looks_like_jpeg, _redact
+from geoguess_utils.datasets.streetview import RateLimiter, _looks_like_jpeg
+from geoguess_utils.datasets.streetview_checks import redact as _redact
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_text
 
@@ -356,7 +357,7 @@ class _Downloader:
     async def _views(self, i: int, url: str) -> None:
         name = str(self.table.loc[i, "uuid"])
         final = self.images / name
-        if final.is_dir() and all((final / f"{h}.jpg").is_file() for h in HEADINGS):
+        if final.is_dir() and all((final / view_file(h)).is_file() for h in HEADINGS):
             return
         body = await self._get(url or await self._image_url(str(self.table.loc[i, "image_id"])), None, "jpeg")
         compass = float(self.table.loc[i, "compass_angle"])

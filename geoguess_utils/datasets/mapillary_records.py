@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import CSV_NAME, HEADINGS, IMAGE_DIR_NAMES
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, IMAGE_DIR_NAMES, WRITTEN_IMAGE_DIR, view_file
 from geoguess_utils.data.reader import is_safe_uuid
 from geoguess_utils.errors import DataError
 
@@ -146,7 +146,7 @@ def image_dir(root: Path) -> Path:
     for name in IMAGE_DIR_NAMES:
         if (root / name).is_dir():
             return root / name
-    return root / "images"
+    return root / WRITTEN_IMAGE_DIR
 
 
 def foreign_rows(root: Path, ours: set[str]) -> pd.DataFrame:
@@ -238,4 +238,4 @@ def is_done(row: pd.Series, images: Path) -> bool:
     if row["status"] != "OK":
         return True
     folder = images / str(row["uuid"])
-    return all((folder / f"{h}.jpg").is_file() for h in HEADINGS)
+    return all((folder / view_file(h)).is_file() for h in HEADINGS)

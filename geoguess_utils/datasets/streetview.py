@@ -21,6 +21,17 @@ A location's folder appears in ``images/`` only once its four JPEGs are on disk 
 file is written atomically into a staging folder, then the folder is renamed into
 place), so an interrupted run never leaves a partial JPEG or folder behind. Running the
 same command again resumes: finished points are skipped.
+
+An existing dataset root can be extended: rows of its ``data.csv`` that the downloader
+did not write (no entry in ``streetview_status.csv``) are kept as they are and the new
+locations are appended after them. A root that keeps its images in ``data/`` is
+refused, since the new ones would go to ``images/`` and the root would have two image
+folders. Each downloaded view passes the reader's checks (it decodes, and has at most
+:data:`~geoguess_utils.data.reader.DEFAULT_MAX_PIXELS` pixels) before it counts.
+
+The API key never reaches the disk or the screen: it is removed, with any ``key=``
+query parameter, from every message, status row and progress line (servers echo the
+request URL in their error messages).
 """
 
 from __future__ import annotations
@@ -39,20 +50,19 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR, view_file
 from geoguess_utils.data.reader import is_safe_uuid
+from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
 
 DEFAULT_BASE_URL = "https://maps.googleapis.com/maps/api/streetview"
 """Street View Static API; the metadata endpoint is ``<base>/metadata``."""
 
-HEADINGS: tuple[int, ...] = (0, 90, 180, 270)
 IMAGE_SIZE_PX = 640
 FIELD_OF_VIEW_DEG = 90
 SOURCE_LABEL = "streetview"
 STATUS_CSV = "streetview_status.csv"
-DATA_CSV = "data.csv"
-IMAGES_DIRNAME = "images"
 STAGING_DIRNAME = ".partial"
 
 TERMS_NOTICE = (
@@ -261,10 +271,6 @@ def read_status(path: Path) -> pd.DataFrame | None:
     return table[list(STATUS_COLUMNS)]
 
 
-def _redact(text: str, key: str) -> str:
-    return text.replace(key, "<key>") if key else text
-
-
 def _looks_like_jpeg(body: bytes) -> bool:
     """A complete JPEG starts with SOI (FF D8) and ends with EOI (FF D9)."""
     return len(body) > 4 and body[:2] == b"\xff\xd8" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
@@ -281,7 +287,7 @@ class _Downloader:
         self.limiter = RateLimiter(settings.rate_per_s)
         self.progress = _Progress()
         self.root = Path(settings.out_dir)
-        self.images = self.root / IMAGES_DIRNAME
+        self.images = self.root / WRITTEN_IMAGE_DIR
         self.staging = self.root / STAGING_DIRNAME
         self.panoramas: dict[str, str] = {
             str(p): str(u)
@@ -289,6 +295,7 @@ class _Downloader:
             if st == "OK" and p
         }
         self.host = urlsplit(settings.base_url).netloc
+        self.kept = kept_rows(self.root / CSV_NAME, table)
 
     # -- HTTP ---------------------------------------------------------------------
 
@@ -305,11 +312,11 @@ class _Downloader:
                 if attempt >= self.s.max_retries:
                     if isinstance(exc, aiohttp.ClientConnectorError):  # no connection at all: stop, resume later
                         raise StreetViewError(
-                            f"cannot reach {self.host}: {_redact(str(exc), self.s.key)}. This command needs internet "
+                            f"cannot reach {self.host}: {redact(str(exc), self.s.key)}. This command needs internet "
                             "access; run it again when online and it resumes where it stopped"
                         ) from None
                     raise _RowError(
-                        f"gave up after {attempt + 1} attempts: {_redact(self._describe(exc), self.s.key)}"
+                        f"gave up after {attempt + 1} attempts: {redact(self._describe(exc), self.s.key)}"
                     ) from None
                 retry_after = exc.retry_after_s if isinstance(exc, _RetryableError) else None
                 delay = min(60.0, self.s.backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
@@ -332,7 +339,7 @@ class _Downloader:
             if response.status == 403:
                 text = (await response.text())[:300]
                 raise StreetViewError(
-                    f"{self.host} refused the key (HTTP 403): {_redact(text, self.s.key)}. Check that the key is "
+                    f"{self.host} refused the key (HTTP 403): {redact(text, self.s.key)}. Check that the key is "
                     "valid, has the Street View Static API enabled and billing set up"
                 )
             if response.status != 200:
@@ -362,7 +369,7 @@ class _Downloader:
             meta = await self._get(f"{self.s.base_url}/metadata", params, "json")
             status = str(meta.get("status", ""))
             if status == "REQUEST_DENIED":
-                message = _redact(str(meta.get("error_message", "")), self.s.key)
+                message = redact(str(meta.get("error_message", "")), self.s.key)
                 raise StreetViewError(f"the Street View API denied the request: {message or 'check your API key'}")
             if status not in _RETRY_API:
                 return meta
@@ -412,7 +419,7 @@ class _Downloader:
 
     async def _images(self, name: str, pano: str) -> None:
         final = self.images / name
-        if final.is_dir() and all((final / f"{h}.jpg").is_file() for h in HEADINGS):
+        if final.is_dir() and all((final / view_file(h)).is_file() for h in HEADINGS):
             return
         folder = self.staging / name
         for heading in HEADINGS:
@@ -429,6 +436,10 @@ class _Downloader:
             }
             body = await self._get(self.s.base_url, params, "jpeg")
             atomic_write_bytes(target, body)
+            try:
+                check_view(target)
+            except DataError as exc:
+                raise _RowError(f"the server sent an image the reader refuses: {exc}") from None
         self.images.mkdir(parents=True, exist_ok=True)
         if final.exists():
             shutil.rmtree(final)
@@ -436,16 +447,21 @@ class _Downloader:
 
     def _set(self, i: int, **values: Any) -> None:
         for column, value in values.items():
-            self.table.loc[i, column] = value
+            self.table.loc[i, column] = redact(value, self.s.key) if isinstance(value, str) else value
 
     # -- the run ----------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the status table and the LUMEN ``data.csv`` of complete locations."""
-        atomic_write_csv(self.table, self.root / STATUS_CSV)
-        done = self.table[self.table["status"] == "OK"].copy()
+        """Write the status table and the LUMEN ``data.csv``: rows kept from before, then complete locations."""
+        table = self.table.copy()
+        table["error"] = table["error"].map(lambda text: redact(text, self.s.key))
+        atomic_write_csv(table, self.root / STATUS_CSV)
+        done = table[table["status"] == "OK"].copy()
         done["source"] = SOURCE_LABEL
-        atomic_write_csv(done[list(DATA_COLUMNS)], self.root / DATA_CSV)
+        done = done[list(DATA_COLUMNS)]
+        if self.kept is not None and len(self.kept):
+            done = pd.concat([self.kept, done.astype(object)], ignore_index=True).fillna("")
+        atomic_write_csv(done, self.root / CSV_NAME)
 
     async def _worker(self, queue: asyncio.Queue[int], total: int) -> None:
         while True:
@@ -487,7 +503,7 @@ def _is_done(row: pd.Series, images: Path) -> bool:
     if row["status"] != "OK":
         return True
     folder = images / str(row["uuid"])
-    return all((folder / f"{h}.jpg").is_file() for h in HEADINGS)
+    return all((folder / view_file(h)).is_file() for h in HEADINGS)
 
 
 async def download_async(
@@ -498,8 +514,20 @@ async def download_async(
 
     settings.check()
     root = Path(settings.out_dir)
+    if (root / "data").is_dir():
+        raise DataError(
+            f"{root} keeps its images in data/, but the downloader writes images/; the root would then have two "
+            "image folders. Download into a new folder (and combine the roots when training)"
+        )
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--out {root} exists and is not a folder")
+    original_say = say
+
+    def say(line: str) -> None:
+        original_say(redact(line, settings.key))
+
     table = plan_samples(settings.n_locations, settings.seed, settings.radius_m, read_status(root / STATUS_CSV))
-    images = root / IMAGES_DIRNAME
+    images = root / WRITTEN_IMAGE_DIR
     todo = [i for i in range(settings.n_locations) if not _is_done(table.loc[i], images)]
     for i in todo:
         if table.loc[i, "status"] == "OK":
@@ -542,4 +570,4 @@ def download_streetview(settings: DownloadSettings, say: Callable[[str], None] =
     try:
         return asyncio.run(download_async(settings, say))
     except OSError as exc:
-        raise StreetViewError(f"download stopped: {exc}") from exc
+        raise StreetViewError(f"download stopped: {redact(exc, settings.key)}") from exc

@@ -37,7 +37,13 @@ class BackboneSpec:
 
 
 BACKBONES: dict[str, BackboneSpec] = {}
-"""Explicitly registered backbones; torchvision classifiers are found by name on top of these."""
+"""Explicitly registered backbones; resolvers and torchvision classifiers are found by name on top of these."""
+
+BackboneResolver = Callable[[str], "BackboneSpec | None"]
+"""``resolver(name) -> spec``, or ``None`` when the name is not of its kind (e.g. not ``"timm/..."``)."""
+
+RESOLVERS: list[BackboneResolver] = []
+"""Resolvers added with :func:`register_resolver`, tried after the built-in ``timm/`` and ``hf/`` ones."""
 
 
 def register_backbone(
@@ -63,20 +69,48 @@ def register_backbone(
     return add
 
 
+def register_resolver(resolver: BackboneResolver) -> BackboneResolver:
+    """Add a resolver of backbone names to :data:`RESOLVERS` (usable as a decorator).
+
+    A resolver recognises a family of names by pattern, where :func:`register_backbone`
+    registers one name: it returns a :class:`BackboneSpec` for names of its kind and ``None``
+    for the others. Resolvers are tried in order after the registered names.
+    """
+    if resolver not in RESOLVERS:
+        RESOLVERS.append(resolver)
+    return resolver
+
+
+def backbone_resolvers() -> list[BackboneResolver]:
+    """The resolvers :func:`backbone_spec` tries, in order: ``timm/``, ``hf/``, then :data:`RESOLVERS`.
+
+    The built-in two live in :mod:`geoguess_utils.models.external_backbones`; their libraries
+    are imported only when a name of their kind is asked for.
+    """
+    from geoguess_utils.models import external_backbones
+
+    return [external_backbones.timm_spec, external_backbones.hf_spec, *RESOLVERS]
+
+
 def backbone_spec(name: str) -> BackboneSpec:
-    """The spec of a registered backbone, or of a torchvision classifier by its name.
+    """The spec of a registered backbone, of a name a resolver knows, or of a torchvision classifier.
 
     Raises:
         ConfigError: Unknown name (the message says where the names come from).
     """
     if name in BACKBONES:
         return BACKBONES[name]
+    for resolver in backbone_resolvers():
+        spec = resolver(name)
+        if spec is not None:
+            return spec
     import torchvision
 
     known = torchvision.models.list_models(module=torchvision.models)
     if name not in known:
         raise ConfigError(
-            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or a torchvision classifier: "
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}, timm/<model> (timm), "
+            f"hf/<org>/<model> (a CLIP vision tower, e.g. hf/geolocal/StreetCLIP), or a torchvision classifier: "
             f"{', '.join(known)}"
         )
 
@@ -188,14 +222,17 @@ def build_backbone(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> Bac
     """Build a feature extractor by name.
 
     Args:
-        name: A registered name (``"efficientnet_lite0"``, see :func:`register_backbone`) or a
-            torchvision classification model name
+        name: A registered name (``"efficientnet_lite0"``, see :func:`register_backbone`), a
+            name of a resolver (``"timm/convnext_tiny"``, ``"hf/geolocal/StreetCLIP"``, see
+            :func:`backbone_resolvers`) or a torchvision classification model name
             (``"resnext101_32x8d"``, ``"resnet18"``, ``"resnet50"``, ``"efficientnet_b0"``, ...).
-        pretrained: Load ImageNet weights (torchvision's need the internet once; the
-            file is cached in :func:`torch_hub_checkpoint_dir`).
+        pretrained: Load pretrained weights (all but the bundled ones need the internet once;
+            torchvision's are cached in :func:`torch_hub_checkpoint_dir`, timm's and Hugging
+            Face's in the Hugging Face cache).
 
     Returns:
-        A :class:`Backbone` mapping (N, 3, H, W) ImageNet-normalised images to (N, F).
+        A :class:`Backbone` mapping (N, 3, H, W) images, normalised with
+        :func:`backbone_normalization`, to (N, F).
 
     Raises:
         ConfigError: Unknown name.

@@ -10,20 +10,25 @@ from torch import nn
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.models.backbones import build_backbone
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
+from geoguess_utils.models.view_attention import ViewAttention
 
-Pooling = Literal["concat", "mean"]
-POOLINGS: tuple[str, ...] = ("concat", "mean")
+Pooling = Literal["concat", "mean", "attention"]
+POOLINGS: tuple[str, ...] = ("concat", "mean", "attention")
 
 
 class MultiViewNet(nn.Module):
     """One backbone over the four views of a location, one linear layer on top.
 
     The views are folded into the batch, ``(B, V, 3, H, W) -> (B * V, 3, H, W)``, passed
-    through the backbone once, unfolded to ``(B, V, F)`` and either concatenated in view
-    (heading) order to ``(B, V * F)`` or averaged to ``(B, F)``.
+    through the backbone once, unfolded to ``(B, V, F)`` and fused: concatenated in view
+    (heading) order to ``(B, V * F)``, averaged to ``(B, F)``, or passed through a small
+    transformer encoder with a heading embedding (:class:`ViewAttention`) to ``(B, D)``.
 
     Attributes:
         backbone: The shared :class:`Backbone`.
+        fusion: The :class:`ViewAttention` module for ``pooling="attention"``; absent otherwise
+            (so the state dict of the other poolings is that of the original design).
+        fused_width: Width W of the fused vector the head reads.
         head: Dropout then a linear layer to ``num_outputs``.
     """
 
@@ -37,6 +42,9 @@ class MultiViewNet(nn.Module):
         dropout: float = 0.0,
         channels_last: bool = False,
         head_hidden: int = 0,
+        attention_dim: int = 256,
+        attention_heads: int = 4,
+        attention_layers: int = 2,
     ) -> None:
         """Build the network.
 
@@ -44,13 +52,18 @@ class MultiViewNet(nn.Module):
             backbone: Backbone name, see :func:`build_backbone`.
             num_outputs: Output size: the number of classes, or 2 for scaled (x, y).
             pretrained: Start the backbone from ImageNet weights.
-            pooling: ``"concat"`` (the original design) or ``"mean"`` over the views.
+            pooling: ``"concat"`` (the original design), ``"mean"`` over the views, or
+                ``"attention"``: a transformer encoder over the view tokens (see
+                :class:`ViewAttention`), which trains with the head.
             num_views: Views per location (4: headings 0, 90, 180, 270).
             dropout: Dropout probability before the linear layer.
             channels_last: Feed the backbone NHWC-strided images (faster convolutions on
                 recent GPUs; move the module with ``.to(memory_format=torch.channels_last)``).
             head_hidden: Width of one hidden ReLU layer in the head (0: a single linear layer,
                 the original design). Dropout applies before each linear layer.
+            attention_dim: Token width D of the view attention (``pooling="attention"`` only).
+            attention_heads: Its attention heads per layer.
+            attention_layers: Its encoder layers.
         """
         super().__init__()
         if pooling not in POOLINGS:
@@ -61,7 +74,15 @@ class MultiViewNet(nn.Module):
         self.num_views = int(num_views)
         self.channels_last = bool(channels_last)
         self.backbone = build_backbone(backbone, pretrained)
-        width = self.backbone.num_features * (self.num_views if pooling == "concat" else 1)
+        features = self.backbone.num_features
+        if pooling == "attention":
+            self.fusion = ViewAttention(
+                features, self.num_views, attention_dim, attention_heads, attention_layers, dropout=dropout
+            )
+            width = self.fusion.d_model
+        else:
+            width = features * (self.num_views if pooling == "concat" else 1)
+        self.fused_width = int(width)
         if head_hidden < 0:
             raise ConfigError(f"head_hidden must be >= 0, got {head_hidden}")
         if head_hidden:
@@ -93,15 +114,21 @@ class MultiViewNet(nn.Module):
         return self.backbone(flat).reshape(batch, views, -1)
 
     def fuse(self, view_features: torch.Tensor) -> torch.Tensor:
-        """Fuse per-view features (B, V, F) into (B, V * F) for ``"concat"`` or (B, F) for ``"mean"``."""
+        """Fuse per-view features (B, V, F) into (B, W).
+
+        W is V * F for ``"concat"``, F for ``"mean"`` and D for ``"attention"``
+        (:attr:`fused_width` in every case).
+        """
         if view_features.ndim != 3 or view_features.shape[1] != self.num_views:
             raise ValueError(
                 f"expected view features of shape (B, {self.num_views}, F), got {tuple(view_features.shape)}"
             )
+        if self.pooling == "attention":
+            return self.fusion(view_features)
         return view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Fused features of a batch of locations, (B, V * F) or (B, F), of images (B, V, 3, H, W)."""
+        """Fused features (B, W) of a batch of locations, of images (B, V, 3, H, W)."""
         return self.fuse(self.view_features(images))
 
     def from_view_features(self, view_features: torch.Tensor) -> torch.Tensor:

@@ -7,22 +7,27 @@ each module is imported on first use, so importing the package costs nothing.
 from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
+    "AGGREGATES": "knn",
     "ClassificationTask": "classification",
-    "KNNTask": "knn",
-    "HybridTask": "hybrid",
-    "RetrievalSettings": "retrieval",
     "DECODINGS": "decoding",
-    "Decoding": "decoding",
+    "Decoder": "decoding",
     "GeoTask": "base",
     "HaversineMetrics": "metrics",
+    "HybridTask": "hybrid",
+    "KNNTask": "knn",
     "OPTIMIZERS": "base",
     "RECOMMENDED_TAU_KM": "losses",
     "RegressionTask": "regression",
+    "RetrievalSettings": "retrieval",
     "SCHEDULERS": "base",
     "TASKS": "registry",
     "clip_to_land": "decoding",
+    "geometric_median": "decoding",
+    "get_decoding": "decoding",
     "haversine_soft_targets": "losses",
+    "register_decoding": "decoding",
     "weighted_geometric_median": "decoding",
+    "weighted_mean": "decoding",
 }
 
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

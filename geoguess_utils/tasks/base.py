@@ -60,13 +60,15 @@ class GeoTask(pl.LightningModule):
         cpu_bf16_frozen_backbone: bool = False,
         head_hidden: int = 0,
         head_only: bool = False,
+        freeze_batchnorm: bool = False,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
         Args:
             backbone: Backbone name (see :func:`geoguess_utils.models.backbones.list_backbones`).
             pretrained: Start the backbone from ImageNet weights.
-            pooling: ``"concat"`` the four views' features or take their ``"mean"``.
+            pooling: ``"concat"`` the four views' features, take their ``"mean"``, or fuse them
+                with ``"attention"`` (a small transformer over the views with a heading embedding).
             dropout: Dropout before the output layer.
             optimizer: ``"adam"`` or ``"adamw"``.
             lr: Learning rate of the output layer (the peak rate for one-cycle).
@@ -93,6 +95,10 @@ class GeoTask(pl.LightningModule):
             head_only: Never train the backbone: only the head learns, for every epoch. With
                 the datamodule's embedding cache on (``--data.embeddings.enabled true``) the
                 backbone then never runs during training.
+            freeze_batchnorm: Keep the backbone's batch-norm layers in eval mode for the whole
+                run (their running statistics fixed; their scale and shift still train once the
+                backbone does). The embedding cache is computed in eval mode, so this keeps
+                the fine-tuning phase's features where the cached phase left the head.
         """
         super().__init__()
         _check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -392,6 +398,10 @@ class GeoTask(pl.LightningModule):
         trainable = not (frozen and self.trainer.world_size == 1)
         for parameter in self.net.backbone.parameters():
             parameter.requires_grad_(trainable)
+        if self.hparams.get("freeze_batchnorm", False):
+            for module in self.net.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         if frozen:
             for group in self._backbone_groups():
                 group["lr"] = 0.0
@@ -456,4 +466,8 @@ class GeoTask(pl.LightningModule):
                 f"the checkpoint was trained with backbone {record['backbone']!r}, "
                 f"but this model uses {self.hparams.backbone!r}"
             )
-        self.configure_context(GeoContext.from_dict(record["context"]), record.get("image_size"))
+        saved = GeoContext.from_dict(record["context"])
+        if self.context is not None and self.context.fingerprint() != saved.fingerprint():
+            # the checkpoint's context is the saved side, the one this run configured is the requested side
+            raise CheckpointError(checkpoint.describe_context_difference(saved, self.context))
+        self.configure_context(saved, record.get("image_size"))

@@ -134,8 +134,7 @@ class ClassificationTask(GeoTask):
         if self.retrieval.enabled:
             assert self.net is not None
             rows = int(context.class_table["n_train"].sum())
-            width = next(m for m in self.net.head if isinstance(m, nn.Linear)).in_features
-            self.register_buffer("bank_features", torch.zeros(rows, width, dtype=torch.float16))
+            self.register_buffer("bank_features", torch.zeros(rows, self.net.fused_width, dtype=torch.float16))
             self.register_buffer("bank_xy_km", torch.zeros(rows, 2, dtype=torch.float64))
             self.register_buffer("bank_class", torch.zeros(rows, dtype=torch.int64))
             self.register_buffer("bank_filled", torch.zeros(rows, dtype=torch.bool))

@@ -74,8 +74,7 @@ class KNNTask(GeoTask):
         """The memory bank: one row per training location (features, projected km, filled or not)."""
         assert self.net is not None
         rows = int(context.class_table["n_train"].sum())
-        width = self.net.backbone.num_features * (self.net.num_views if self.net.pooling == "concat" else 1)
-        self.register_buffer("bank_features", torch.zeros(rows, width))
+        self.register_buffer("bank_features", torch.zeros(rows, self.net.fused_width))
         self.register_buffer("bank_xy_km", torch.zeros(rows, 2, dtype=torch.float64))
         self.register_buffer("bank_filled", torch.zeros(rows, dtype=torch.bool))
 

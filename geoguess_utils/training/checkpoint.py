@@ -9,6 +9,7 @@ anything more is refused.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import zipfile
@@ -30,6 +31,8 @@ RECORD_KEY = "geoguess"
 
 RECORD_FORMAT = 1
 _RECORD_FIELDS = ("format", "task", "backbone", "image_size", "normalization", "context", "context_fingerprint")
+IMAGE_SIZE_RANGE = (8, 4096)
+"""Smallest and largest image side (pixels) a record may ask for; LUMEN views are 640."""
 
 
 def load_checkpoint(
@@ -53,6 +56,8 @@ def load_checkpoint(
     file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"checkpoint {file} does not exist")
+    if file.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {file} is empty (0 bytes): it was never written completely")
     try:
         data = torch.load(file, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
@@ -69,17 +74,28 @@ def load_checkpoint(
             f"{file} is not a readable PyTorch checkpoint, or holds data that cannot be loaded safely ({detail})"
         ) from exc
     except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
-        raise CheckpointError(f"{file} is not a readable PyTorch checkpoint: {exc}") from exc
+        reason = str(exc).strip() or f"{type(exc).__name__} while reading {file.stat().st_size} bytes"
+        raise CheckpointError(f"{file} is not a readable PyTorch checkpoint: {reason}") from exc
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{file} is not a Lightning checkpoint (no 'state_dict' entry)")
     return data
 
 
-def read_record(checkpoint: dict[str, Any], source: str = "the checkpoint") -> dict[str, Any]:
+def read_record(
+    checkpoint: dict[str, Any], source: str = "the checkpoint", *, check_fields: bool = True
+) -> dict[str, Any]:
     """Return the geoguess record of a checkpoint dict, checked for completeness.
 
+    Args:
+        checkpoint: The checkpoint dict.
+        source: How messages name the checkpoint (usually its path).
+        check_fields: Also check each field's type and range (``image_size`` an integer
+            from 8 to 4096 pixels, names non-empty strings, ...). Turn off only to
+            compare the task and backbone first, then read the record again with it on.
+
     Raises:
-        CheckpointError: The record is missing, from an unknown format, or incomplete.
+        CheckpointError: The record is missing, from an unknown format, incomplete, or
+            (with ``check_fields``) holds a value of the wrong type or size, named.
     """
     record = checkpoint.get(RECORD_KEY)
     if not isinstance(record, dict):
@@ -89,7 +105,69 @@ def read_record(checkpoint: dict[str, Any], source: str = "the checkpoint") -> d
     missing = [name for name in _RECORD_FIELDS if name not in record]
     if missing:
         raise CheckpointError(f"{source} record lacks {', '.join(missing)}")
+    if check_fields:
+        _check_record_fields(record, source)
     return record
+
+
+def _check_record_fields(record: dict[str, Any], source: str) -> None:
+    """Refuse record values of the wrong type or an impossible size, naming the field."""
+
+    def bad(field: str, wanted: str) -> CheckpointError:
+        return CheckpointError(f"{source}: record field {field!r} is {record.get(field)!r}; expected {wanted}")
+
+    for name in ("task", "backbone", "context_fingerprint"):
+        if not isinstance(record[name], str) or not record[name]:
+            raise bad(name, "a non-empty string")
+    if not isinstance(record["context"], dict):
+        raise bad("context", "a dict (the stored GeoContext)")
+    size, (low, high) = record["image_size"], IMAGE_SIZE_RANGE
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high):
+        raise bad("image_size", f"an integer number of pixels from {low} to {high}")
+    norm = record["normalization"]
+    if not isinstance(norm, dict) or not all(_is_numbers(norm.get(k), 3) for k in ("mean", "std")):
+        raise bad("normalization", "a dict with 'mean' and 'std', three finite numbers each")
+    headings = record.get("headings")
+    if headings is not None and not _is_numbers(headings, 4):
+        raise bad("headings", "four numbers (degrees)")
+
+
+def _is_numbers(values: object, count: int) -> bool:
+    if not isinstance(values, (list, tuple)) or len(values) != count:
+        return False
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> str | None:
+    """Describe the first floating-point tensor holding NaN or infinity, or return ``None``.
+
+    Args:
+        state_dict: Parameter and buffer name -> tensor (a checkpoint's ``state_dict``).
+
+    Returns:
+        ``"<name> (<n> of <size> values are NaN or infinite)"`` for the first bad tensor
+        in the dict's order, ``None`` when every value is finite.
+    """
+    for name, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            finite = torch.isfinite(value)
+            if not bool(finite.all()):
+                return f"{name} ({int((~finite).sum())} of {value.numel()} values are NaN or infinite)"
+    return None
+
+
+def check_finite_weights(state_dict: dict[str, Any], source: str) -> None:
+    """Refuse weights that hold NaN or infinity: the model would put every location at one point.
+
+    Raises:
+        CheckpointError: Naming the first non-finite parameter or buffer.
+    """
+    bad = first_non_finite(state_dict)
+    if bad is not None:
+        raise CheckpointError(
+            f"{source} holds non-finite weights, first in {bad}; training diverged before this checkpoint was "
+            "written. Use an earlier checkpoint or train again (e.g. with a lower learning rate)"
+        )
 
 
 def _check_normalization(record: dict[str, Any], source: str) -> None:
@@ -197,6 +275,7 @@ def load_task(
         task = task_cls(**hparams)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored hyper-parameters are invalid: {exc}") from exc
+    check_finite_weights(data["state_dict"], str(path))
     task.configure_context(saved, record["image_size"])
     try:
         task.load_state_dict(data["state_dict"], strict=True)

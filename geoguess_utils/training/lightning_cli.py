@@ -17,11 +17,17 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 
 from geoguess_utils.data.datamodule import GeoDataModule
-from geoguess_utils.errors import CheckpointError
+from geoguess_utils.errors import CheckpointError, GeoguessError
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.training.callbacks import RunCheckpoint, SaveSplitCallback
-from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint, read_record
+from geoguess_utils.training.checkpoint import (
+    AtomicCheckpointIO,
+    check_finite_weights,
+    load_checkpoint,
+    read_record,
+)
+from geoguess_utils.training.cleanup import new_log_dirs, remove_unused_log_dirs
 from geoguess_utils.training.moved_keys import check_moved_keys
 from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
 
@@ -38,7 +44,12 @@ class GeoguessCLI(LightningCLI):
         """Parse ``args`` (a config and overrides) and build trainer, model and data; fit nothing yet."""
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        kwargs.setdefault("parser_kwargs", {"prog": "geoguess fit", "description": "Train a geoguess model."})
+        from geoguess_utils.cli import EXIT_CODES_HELP
+
+        kwargs.setdefault(
+            "parser_kwargs",
+            {"prog": "geoguess fit", "description": "Train a geoguess model.", "epilog": EXIT_CODES_HELP},
+        )
         with warnings.catch_warnings():
             # ``geoguess fit`` hands over its own argv; that is intended, not a mix-up
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
@@ -111,13 +122,26 @@ def _drop_lr_monitor_without_logger(trainer: pl.Trainer) -> None:
 
 def best_checkpoint(trainer: pl.Trainer) -> str | None:
     """Path of the best checkpoint so far, else the last one, else ``None`` (no checkpoint written)."""
+    path, _ = describe_checkpoint(trainer)
+    return path
+
+
+def describe_checkpoint(trainer: pl.Trainer) -> tuple[str | None, str]:
+    """The checkpoint to test or report, and what it is.
+
+    Returns:
+        ``(path, "best")`` for the checkpoint with the best validation score so far,
+        ``(path, "last")`` for ``last.ckpt`` when no checkpoint was ever validated
+        (training stopped before the first validation), ``(None, "none")`` when no
+        checkpoint was written.
+    """
     callback = trainer.checkpoint_callback
     if not isinstance(callback, ModelCheckpoint):
-        return None
-    for path in (callback.best_model_path, callback.last_model_path):
+        return None, "none"
+    for path, kind in ((callback.best_model_path, "best"), (callback.last_model_path, "last")):
         if path and Path(path).is_file():
-            return path
-    return None
+            return path, kind
+    return None, "none"
 
 
 def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -> None:
@@ -131,7 +155,8 @@ def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -
         CheckpointError: Unsafe, unreadable, foreign or mismatching checkpoint; the
             message says what differs.
     """
-    record = read_record(load_checkpoint(ckpt_path, mmap=True), str(ckpt_path))
+    data = load_checkpoint(ckpt_path, mmap=True)
+    record = read_record(data, str(ckpt_path), check_fields=False)  # name a different model first
     differences = [
         f"{name} {record[name]!r} in the checkpoint vs {wanted!r} configured"
         for name, wanted in (("task", model.task_name), ("backbone", str(model.hparams.backbone)))
@@ -139,6 +164,8 @@ def check_resume_checkpoint(model: GeoTask, ckpt_path: str | os.PathLike[str]) -
     ]
     if differences:
         raise CheckpointError(f"cannot resume from {ckpt_path}: {'; '.join(differences)}")
+    read_record(data, str(ckpt_path))
+    check_finite_weights(data["state_dict"], f"cannot resume from {ckpt_path}: it")
 
 
 def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_path: str | None = None) -> bool:
@@ -149,6 +176,7 @@ def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_pat
     """
     if ckpt_path is not None:
         check_resume_checkpoint(model, ckpt_path)
+    fresh_dirs = new_log_dirs(trainer)
     try:
         with warnings.catch_warnings():
             # the CSV logger shares the TensorBoard logger's new folder on purpose (see _share_log_dir)
@@ -157,6 +185,10 @@ def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_pat
     except SystemExit:
         if not trainer.interrupted:
             raise
+    except GeoguessError:
+        if trainer.global_step == 0:  # refused before training: no empty version_N folder stays behind
+            remove_unused_log_dirs(fresh_dirs)
+        raise
     if trainer.interrupted:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignores Ctrl+C after the first
         return True
@@ -186,14 +218,25 @@ def run(argv: list[str]) -> int:
     cli = GeoguessCLI(args=argv)
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     interrupted = fit(trainer, model, datamodule, cli.config.get("ckpt_path"))
+    path, kind = describe_checkpoint(trainer)
     if interrupted:
         print("training interrupted; the best checkpoint so far is kept", file=sys.stderr)
     if cli.config.get("test_after_fit"):
         if interrupted and trainer.world_size > 1:
             print("not testing after an interrupted multi-process run; use geoguess predict/evaluate", file=sys.stderr)
+        elif interrupted and kind != "best":
+            print(
+                "not testing: training was interrupted before any validation, so no checkpoint was validated "
+                "(resume with --ckpt_path to finish training)",
+                file=sys.stderr,
+            )
         else:
+            if interrupted:
+                print(f"testing the best validated checkpoint of the interrupted run: {path}", file=sys.stderr)
             test_best(trainer, model, datamodule)
-    path = best_checkpoint(trainer)
     if path is not None and trainer.is_global_zero:
-        print(f"best checkpoint: {path}", file=sys.stderr)
+        if kind == "best":
+            print(f"best checkpoint: {path}", file=sys.stderr)
+        else:
+            print(f"last checkpoint (never validated; no best checkpoint yet): {path}", file=sys.stderr)
     return INTERRUPTED_EXIT_CODE if interrupted else 0

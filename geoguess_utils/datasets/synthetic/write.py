@@ -16,15 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import HEADINGS
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR
+from geoguess_utils.datasets.synthetic.density import Density, check_density, sample_locations
 from geoguess_utils.datasets.synthetic.render import DEFAULT_SIZE, _check_size, _location_rng, encode_jpeg, render_scene
 from geoguess_utils.datasets.synthetic.scene import SOURCE_LABEL, Scenes, describe_locations
 from geoguess_utils.errors import ConfigError, GeoguessError
-from geoguess_utils.geo import borders
 from geoguess_utils.io import atomic_write_csv
 
-IMAGES_DIRNAME = "images"
-CSV_NAME = "data.csv"
 CSV_COLUMNS = ("uuid", "latitude", "longitude", "source")
 
 
@@ -63,6 +61,7 @@ def generate_dataset(
     workers: int | None = None,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    density: Density = "uniform",
 ) -> pd.DataFrame:
     """Write a synthetic dataset in the LUMEN layout.
 
@@ -79,33 +78,39 @@ def generate_dataset(
             small datasets). The output does not depend on it.
         overwrite: Replace an existing ``data.csv`` and ``images/`` in ``out_dir``.
         progress: Called with ``(done, total)`` after each chunk of locations.
+        density: Where the locations lie: ``"uniform"`` by area over the mainland (the
+            default), or ``"settlements"``, dense around towns, along the roads between
+            them and the coast and sparse in the mountains, like real Street View coverage
+            (see :mod:`geoguess_utils.datasets.synthetic.density`).
 
     Returns:
         The table written to ``data.csv``: uuid, latitude, longitude, source.
 
     Raises:
-        ConfigError: For a bad size or count, or when ``out_dir`` already holds a
+        ConfigError: For a bad size, count or density, or when ``out_dir`` already holds a
             dataset and ``overwrite`` is false.
         GeoguessError: When the folder cannot be written.
     """
     _check_size(size)
+    check_density(density)
     if int(n_locations) < 1:
         raise ConfigError(f"the number of locations must be at least 1, got {n_locations}")
     root = Path(out_dir)
-    csv_path, images_path = root / CSV_NAME, root / IMAGES_DIRNAME
+    csv_path, images_path = root / CSV_NAME, root / WRITTEN_IMAGE_DIR
     if not overwrite and (csv_path.exists() or images_path.exists()):
         raise ConfigError(
-            f"{root} already holds a dataset ({CSV_NAME} or {IMAGES_DIRNAME}/); choose another folder or overwrite it"
+            f"{root} already holds a dataset ({CSV_NAME} or {WRITTEN_IMAGE_DIR}/); "
+            "choose another folder or overwrite it"
         )
     n = int(n_locations)
     rng = np.random.default_rng([int(seed), 0])
-    lat, lon = borders.sample_points(n, rng, variant="mainland")
+    lat, lon = sample_locations(n, rng, density)
     uuids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
     scenes = describe_locations(lat, lon)
 
     try:
         root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{IMAGES_DIRNAME}.", suffix=".partial", dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{WRITTEN_IMAGE_DIR}.", suffix=".partial", dir=root))
     except OSError as exc:
         raise GeoguessError(f"could not create {root}: {exc.strerror or exc}") from exc
     try:
@@ -137,7 +142,7 @@ def generate_dataset(
                         progress(done, n)
         csv_path.unlink(missing_ok=True)
         if images_path.exists():
-            old = root / f".{IMAGES_DIRNAME}.old-{time.time_ns()}"
+            old = root / f".{WRITTEN_IMAGE_DIR}.old-{time.time_ns()}"
             os.replace(images_path, old)
             shutil.rmtree(old, ignore_errors=True)
         os.replace(staging, images_path)
