@@ -57,7 +57,7 @@ def test_retrieval_settings_are_checked():
 
 def test_hybrid_decodes_class_point_plus_offset():
     context, lat, lon = _context()
-    task = HybridTask(backbone="resnet18", pretrained=False, offset_scale_km=10.0)
+    task = HybridTask(backbone="resnet18", pretrained=False, offset_scale_km=60.0)
     task.configure_context(context, 32)
     k = context.num_classes
     assert task.net.head[-1].out_features == 3 * k
@@ -68,8 +68,9 @@ def test_hybrid_decodes_class_point_plus_offset():
     targets = task.offset_targets(batch)
     outputs = torch.zeros(6, 3 * k)
     outputs[torch.arange(6), torch.as_tensor(classes)] = 20.0  # sure of the true cell
+    assert targets.abs().max() < 1.0  # 0.6-degree cells: every location lies within 60 km of its class point
     offsets = outputs[:, k:].view(6, k, 2)
-    offsets[torch.arange(6), torch.as_tensor(classes)] = targets
+    offsets[torch.arange(6), torch.as_tensor(classes)] = torch.atanh(targets)
     decoded = task.decode(outputs).numpy()
     assert np.abs(decoded[:, 0] - lat[:6]).max() < 1e-4 and np.abs(decoded[:, 1] - lon[:6]).max() < 1e-4
     task.hparams.offset_decoding = "weighted"
@@ -80,7 +81,7 @@ def test_hybrid_decodes_class_point_plus_offset():
     ce = functional.cross_entropy(outputs[:, :k], batch["class_index"])
     assert torch.isclose(right, ce, atol=1e-5)
     wrong = outputs.clone()
-    wrong[:, k:] += 1.0
+    wrong[:, k:] += 2.0
     assert task.loss(wrong, batch) > right + 0.4
     with pytest.raises(ConfigError, match="offset_decoding"):
         HybridTask(pretrained=False, offset_decoding="median")

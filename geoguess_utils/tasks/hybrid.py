@@ -1,9 +1,11 @@
 """Hybrid head: cell logits plus, for every cell, an offset from its class point.
 
 The output layer gives ``3 K`` numbers per location: K cell logits and, per cell, an
-offset ``(dx, dy)`` in units of ``offset_scale_km`` in the projected plane. Training adds
-to the classifier's loss a smooth-L1 loss on the true cell's offset, pointing from that
-cell's class point to the true location. A prediction is then
+offset ``(dx, dy)`` in the projected plane, ``offset_scale_km * tanh(raw)``, so at most
+``offset_scale_km`` along each axis (unbounded offsets from a linear layer over frozen,
+non-centred features overshoot badly on new locations). Training adds to the
+classifier's loss a smooth-L1 loss on the true cell's offset, pointing from that cell's
+class point to the true location (clipped to the bound). A prediction is then
 
 * ``offset_decoding="top"``: the most probable cell's class point plus its offset;
 * ``offset_decoding="weighted"``: the probability-weighted mean over cells of
@@ -37,7 +39,7 @@ class HybridTask(ClassificationTask):
     def __init__(
         self,
         offset_loss_weight: float = 1.0,
-        offset_scale_km: float = 20.0,
+        offset_scale_km: float = 25.0,
         offset_decoding: str = "top",
         **kwargs: Any,
     ) -> None:
@@ -45,8 +47,8 @@ class HybridTask(ClassificationTask):
 
         Args:
             offset_loss_weight: Weight of the offset loss next to the cell loss (>= 0).
-            offset_scale_km: Offsets are predicted in units of this many km (> 0): about
-                a cell's radius keeps targets near [-1, 1].
+            offset_scale_km: Largest offset along each axis, km (> 0): about a cell's
+                half-diagonal.
             offset_decoding: ``"top"`` or ``"weighted"`` (see the module docstring).
             **kwargs: The classifier's settings (cell loss, retrieval, ...) and those every
                 task shares: see :class:`ClassificationTask` and
@@ -73,10 +75,10 @@ class HybridTask(ClassificationTask):
             head.bias[: len(counts)] = torch.log((counts + 1.0) / (counts + 1.0).sum()).to(head.bias.dtype)
 
     def offsets(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The predicted offsets, shape (B, K, 2), in units of ``offset_scale_km``."""
+        """The predicted offsets, shape (B, K, 2), in units of ``offset_scale_km`` (within (-1, 1))."""
         assert self.context is not None
         k = self.context.num_classes
-        return outputs[:, k : 3 * k].reshape(len(outputs), k, 2)
+        return torch.tanh(outputs[:, k : 3 * k].reshape(len(outputs), k, 2))
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """The classifier's loss plus ``offset_loss_weight`` times the true cell's smooth-L1 offset loss."""
@@ -89,20 +91,20 @@ class HybridTask(ClassificationTask):
         return loss + weight * functional.smooth_l1_loss(predicted, self.offset_targets(batch))
 
     def offset_targets(self, batch: dict[str, Any]) -> torch.Tensor:
-        """True offsets from the true cell's class point, (B, 2) float32, in units of ``offset_scale_km``."""
+        """True offsets from the true cell's class point, (B, 2) float32, in ``offset_scale_km`` units, in [-1, 1]."""
         assert self.context is not None
         scaled = batch["xy_scaled"].double().cpu().numpy()
         x_m, y_m = self.context.scaler.inverse_transform(scaled[:, 0], scaled[:, 1])
         true_km = torch.from_numpy(np.column_stack([x_m, y_m]) / 1000.0)
         class_km = self._centroids_xy_km[batch["class_index"].cpu()]
-        target = (true_km - class_km) / float(self.hparams.offset_scale_km)
+        target = ((true_km - class_km) / float(self.hparams.offset_scale_km)).clamp(-1.0, 1.0)
         return target.float().to(batch["class_index"].device)
 
     def head_points_km(self, outputs: torch.Tensor) -> torch.Tensor:
         """Class point plus offset of the top cell, or their probability-weighted mean; km (B, 2) float64."""
         probs = self.class_probabilities(outputs)
-        shifts = torch.nan_to_num(self.offsets(outputs).detach().cpu().double(), nan=0.0, posinf=0.0, neginf=0.0)
-        shifts = shifts.clamp(-50.0, 50.0) * float(self.hparams.offset_scale_km)
+        shifts = torch.nan_to_num(self.offsets(outputs).detach().cpu().double(), nan=0.0)
+        shifts = shifts * float(self.hparams.offset_scale_km)
         points = self._centroids_xy_km[None] + shifts  # (B, K, 2)
         if self.hparams.offset_decoding == "top":
             top = probs.argmax(dim=1)
