@@ -70,3 +70,16 @@ def test_summary_and_markdown():
     text = ablation.markdown(rows)
     assert "| other | 7.0 ± 1.4 | 5.0 ± 0.0 | 0.70 | 7 | 2.0 |" in text
     assert text.splitlines()[-1].startswith("| best constant guess | 20.0 |")
+
+
+def test_recipe_config_builds_through_the_command_line(tmp_path, monkeypatch):
+    from geoguess_utils.tasks.classification import ClassificationTask
+    from geoguess_utils.training import lightning_cli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(ablation.RECIPE), "--data.roots", f"[{tmp_path}]", "--trainer.logger", "false"]
+    run = lightning_cli.GeoguessCLI(args=args)
+    assert type(run.model) is ClassificationTask
+    hp = run.model.hparams
+    assert (hp.pooling, hp.head_hidden, hp.label_smoothing_tau_km, hp.decoding) == ("concat", 0, 0.0, "weighted_mean")
+    assert run.datamodule.cells.scheme == "square" and run.datamodule.cells.spacing_deg == 0.3
