@@ -85,6 +85,9 @@ demo: install $(SAMPLE)/data.csv
 	@echo "  model       $(DEMO_CKPT) (logs and split.csv next to it in $(DEMO_RUN))"
 	@echo "  predictions $(DEMO_DIR)/predictions.csv"
 	@echo "  the course  jupyter lab notebooks/ (01 to 05, in order)"
+	@echo
+	@echo "Serve the demo model (then open http://127.0.0.1:8000/):"
+	@echo "  $(BIN)/geoguess serve --models $(DEMO_RUN)/checkpoints --sample $(SAMPLE)"
 
 clean:
 	rm -rf runs .pytest_cache

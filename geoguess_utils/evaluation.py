@@ -54,6 +54,99 @@ def summarise_km(distances_km: ArrayLike, thresholds_km: Sequence[float] = THRES
     return out
 
 
+# ----------------------------------------------------------------------------- baselines
+
+_MEDIAN_ITERATIONS = 200
+_MEDIAN_TOLERANCE_M = 1.0
+
+
+def _latlon_columns(points: ArrayLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 2 or array.shape[0] == 0:
+        raise DataError(f"{what} must be an (N, 2) array of [lat, lon] degrees with N >= 1, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        rows = np.flatnonzero(~np.isfinite(array).all(axis=1))[:5].tolist()
+        raise DataError(f"{what} holds non-finite coordinates in rows {rows}")
+    if (np.abs(array[:, 0]) > 90).any() or (np.abs(array[:, 1]) > 180).any():
+        raise DataError(
+            f"{what} holds impossible coordinates (latitude must be in [-90, 90], longitude in [-180, 180])"
+        )
+    return array[:, 0], array[:, 1]
+
+
+def mean_position(latlon: ArrayLike) -> tuple[float, float]:
+    """The mean of a set of points, taken in projected metres (EPSG:3766) and mapped back.
+
+    Args:
+        latlon: Points, shape (N, 2), ``[lat, lon]`` degrees.
+
+    Returns:
+        ``(lat, lon)`` degrees of the mean.
+    """
+    lat, lon = _latlon_columns(latlon, "the points")
+    x, y = projection.to_projected(lat, lon)
+    mid_lat, mid_lon = projection.to_latlon(np.array([x.mean()]), np.array([y.mean()]))
+    return float(mid_lat[0]), float(mid_lon[0])
+
+
+def best_constant(latlon: ArrayLike) -> tuple[float, float]:
+    """The one point with the smallest mean distance to a set of points (their geometric median).
+
+    Weiszfeld's iteration in projected metres (EPSG:3766), where straight-line and
+    great-circle distances agree to well under 1 % across Croatia.
+
+    Args:
+        latlon: Points, shape (N, 2), ``[lat, lon]`` degrees.
+
+    Returns:
+        ``(lat, lon)`` degrees of the median point.
+    """
+    lat, lon = _latlon_columns(latlon, "the points")
+    x, y = projection.to_projected(lat, lon)
+    points = np.column_stack([x, y])
+    current = np.median(points, axis=0)
+    for _ in range(_MEDIAN_ITERATIONS):
+        gaps = np.linalg.norm(points - current, axis=1)
+        weights = 1.0 / np.maximum(gaps, 1e-6)  # a point sitting on the estimate keeps a large, finite weight
+        updated = (weights[:, None] * points).sum(axis=0) / weights.sum()
+        moved = float(np.linalg.norm(updated - current))
+        current = updated
+        if moved < _MEDIAN_TOLERANCE_M:
+            break
+    mid_lat, mid_lon = projection.to_latlon(np.array([current[0]]), np.array([current[1]]))
+    return float(mid_lat[0]), float(mid_lon[0])
+
+
+def constant_error_km(point: tuple[float, float], latlon: ArrayLike) -> float:
+    """Mean great-circle error (km) of predicting ``point`` (lat, lon degrees) for every point (N, 2)."""
+    lat, lon = _latlon_columns(latlon, "the evaluated points")
+    return float(np.mean(distance.haversine_km(lat, lon, point[0], point[1])))
+
+
+def baselines(train_latlon: ArrayLike | None, eval_latlon: ArrayLike) -> dict[str, float]:
+    """What a model that ignores the photos scores on the evaluated locations.
+
+    Args:
+        train_latlon: Training locations, shape (M, 2), ``[lat, lon]`` degrees; ``None``
+            when the training split is not known (the mean baseline is then left out).
+        eval_latlon: Evaluated (true) locations, shape (N, 2), ``[lat, lon]`` degrees.
+
+    Returns:
+        ``baseline_best_constant_km``: mean km of the single point that is best for the
+        evaluated locations (their geometric median: no constant guess does better, so
+        a model above it has learned nothing usable). With ``train_latlon`` also
+        ``baseline_mean_km``: mean km of always predicting the training split's mean
+        position, the honest "no photos" guess.
+
+    Raises:
+        DataError: Malformed or non-finite coordinates.
+    """
+    out = {"baseline_best_constant_km": constant_error_km(best_constant(eval_latlon), eval_latlon)}
+    if train_latlon is not None:
+        out["baseline_mean_km"] = constant_error_km(mean_position(train_latlon), eval_latlon)
+    return out
+
+
 # ----------------------------------------------------------------------------- errors
 
 

@@ -99,7 +99,16 @@ def test_evaluate_prints_one_json_line(trained, tmp_path, capsys):
     line = capsys.readouterr().out.strip()
     assert "\n" not in line
     result = json.loads(line)
-    assert set(result) == {"mean_km", "median_km", "acc_1_km", "acc_25_km", "acc_200_km", "acc_750_km", "count"}
+    assert set(result) == {
+        "mean_km",
+        "median_km",
+        "acc_1_km",
+        "acc_25_km",
+        "acc_200_km",
+        "acc_750_km",
+        "count",
+        "baseline_best_constant_km",
+    }
     assert result["mean_km"] == pytest.approx(11.12, abs=0.01)
     assert result["acc_1_km"] == 0.0 and result["acc_25_km"] == 1.0
     assert result["count"] == len(truth)

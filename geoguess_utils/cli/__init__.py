@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),
     "embed": ("geoguess_utils.cli.embed", "compute the embedding cache: each view's backbone features, once"),
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
+    "serve": ("geoguess_utils.cli.serve", "serve checkpoints over HTTP, with a 'where is this?' page (FastAPI)"),
 }
 
 EXIT_OK = 0
@@ -94,6 +95,11 @@ def run_command(name: str, run: Callable[[], int | None]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``geoguess`` command and return its exit status (see :data:`EXIT_CODES`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["fit"] and "--help-short" in argv:  # without importing Lightning: answers in a second
+        from geoguess_utils.training import fit_guidance
+
+        print(fit_guidance.help_summary() + fit_guidance.SHORT_USAGE)
+        return EXIT_OK
     if argv and argv[0] in PASSTHROUGH:
         module = importlib.import_module(PASSTHROUGH[argv[0]][0])
         return run_command(argv[0], lambda: module.run(argv[1:]))

@@ -1,7 +1,12 @@
 """``geoguess evaluate``: score a predictions CSV against the true locations.
 
 Prints one JSON line: ``mean_km``, ``median_km``, ``acc_1_km``, ``acc_25_km``,
-``acc_200_km``, ``acc_750_km`` (shares in [0, 1]) and ``count``. The predictions must
+``acc_200_km``, ``acc_750_km`` (shares in [0, 1]), ``count`` and what a model that
+ignores the photos would score: ``baseline_best_constant_km`` (the best single point
+for these locations) and, given the training locations (``--train``, optionally
+filtered by ``--split-csv``), ``baseline_mean_km`` (always the training mean). With
+``--ckpt`` it also says on stderr what the checkpoint was trained on. It reads CSVs
+only and never imports torch (unless ``--ckpt`` is given). The predictions must
 cover exactly the uuids of the truth, each once, with latitudes in [-90, 90] and
 longitudes in [-180, 180]. When most points of a file lie outside Croatia (latitude and
 longitude exchanged, another country's file), a warning says so on stderr.
@@ -21,6 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", type=Path, help="CSV with uuid,latitude,longitude (from geoguess predict)")
     parser.add_argument(
         "--truth", required=True, type=Path, help="dataset root holding data.csv, or a CSV with uuid,latitude,longitude"
+    )
+    parser.add_argument(
+        "--train",
+        type=Path,
+        help="the training locations (dataset root or CSV with uuid,latitude,longitude): adds baseline_mean_km",
+    )
+    parser.add_argument(
+        "--split-csv",
+        type=Path,
+        help="the run's split.csv: with --train, only its 'train' rows count as training locations",
+    )
+    parser.add_argument(
+        "--ckpt", type=Path, help="the checkpoint that made the predictions: say what it was trained on"
     )
 
 
@@ -85,8 +103,37 @@ def _warn_outside_croatia(table, path: Path, what: str) -> None:  # noqa: ANN001
     )
 
 
-def evaluate(predictions: Path, truth: Path) -> dict[str, float]:
+def _train_points(train: Path, split_csv: Path | None):  # noqa: ANN202 - (M, 2) array
+    """``[lat, lon]`` degrees, shape (M, 2), of the training locations (the ``train`` rows of ``split_csv``)."""
+    from geoguess_utils.data import layout
+    from geoguess_utils.data.splits import load_split
+    from geoguess_utils.errors import DataError
+
+    train_csv = train / layout.CSV_NAME if train.is_dir() else train
+    table = _read_points(train_csv, "training file")
+    if split_csv is not None:
+        split = load_split(split_csv)
+        table = table[table["uuid"].isin(split.loc[split["split"] == "train", "uuid"])]
+        if table.empty:
+            raise DataError(f"no uuid of {train_csv} is in the train split of {split_csv}")
+    if table.empty:
+        raise DataError(f"{train_csv} lists no locations")
+    return table[["latitude", "longitude"]].to_numpy(dtype=float)
+
+
+def evaluate(
+    predictions: Path, truth: Path, train: Path | None = None, split_csv: Path | None = None
+) -> dict[str, float]:
     """Compare predictions with the truth and return the summary (see :func:`geoguess_utils.evaluation.summarise_km`).
+
+    Args:
+        predictions: CSV of ``uuid,latitude,longitude`` (degrees).
+        truth: Dataset root holding ``data.csv``, or such a CSV.
+        train: Training locations (root or CSV) for ``baseline_mean_km``; ``None`` leaves it out.
+        split_csv: With ``train``, keep only the uuids this split file puts in ``train``.
+
+    Returns:
+        The summary plus ``baseline_best_constant_km`` and (with ``train``) ``baseline_mean_km``.
 
     Raises:
         DataError: Unreadable files, missing coordinates, duplicated uuids, or uuids that
@@ -94,10 +141,13 @@ def evaluate(predictions: Path, truth: Path) -> dict[str, float]:
     """
     from geoguess_utils.data import layout
     from geoguess_utils.errors import DataError
-    from geoguess_utils.evaluation import summarise_km
+    from geoguess_utils.evaluation import baselines, summarise_km
     from geoguess_utils.geo import distance
 
+    if split_csv is not None and train is None:
+        raise DataError("--split-csv picks the training rows of --train; give --train too")
     truth_csv = truth / layout.CSV_NAME if truth.is_dir() else truth
+    train_latlon = None if train is None else _train_points(train, split_csv)
     pred = _read_points(predictions, "predictions file")
     true = _read_points(truth_csv, "truth file")
     missing = sorted(set(true["uuid"]) - set(pred["uuid"]))
@@ -122,12 +172,39 @@ def evaluate(predictions: Path, truth: Path) -> dict[str, float]:
         merged["latitude_true"].to_numpy(),
         merged["longitude_true"].to_numpy(),
     )
-    return summarise_km(km)
+    eval_latlon = merged[["latitude_true", "longitude_true"]].to_numpy(dtype=float)
+    return {**summarise_km(km), **baselines(train_latlon, eval_latlon)}
+
+
+def _describe_checkpoint(ckpt: Path, truth: Path) -> None:
+    """Say on stderr what ``ckpt`` was trained on, and warn when synthetic training meets real data."""
+    import sys
+
+    from geoguess_utils.training.checkpoint import (
+        TRAINING_DATA_FIELD,
+        describe_training_data,
+        load_checkpoint,
+        read_record,
+        synthetic_model_warning,
+    )
+
+    record = read_record(load_checkpoint(ckpt, mmap=True), str(ckpt))
+    info = record.get(TRAINING_DATA_FIELD)
+    print(f"geoguess evaluate: {ckpt}: {describe_training_data(info)}", file=sys.stderr)
+    from geoguess_utils.data import layout
+
+    root = truth if truth.is_dir() else truth.parent if truth.name == layout.CSV_NAME else None
+    warning = None if root is None else synthetic_model_warning(info, [root])
+    if warning:
+        print(f"geoguess evaluate: {warning}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary as one JSON line."""
     import json
 
-    print(json.dumps(evaluate(args.predictions, args.truth)))
+    summary = evaluate(args.predictions, args.truth, args.train, args.split_csv)
+    if args.ckpt is not None:
+        _describe_checkpoint(args.ckpt, args.truth)
+    print(json.dumps(summary))
     return 0

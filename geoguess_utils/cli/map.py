@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 DEFAULT_OUT = Path("figures") / "predictions_map.html"
@@ -58,11 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Predict, draw and write the map; print a summary line and where the file is."""
     from geoguess_utils import evaluation, inference
+    from geoguess_utils.cli.predict import report_training_data
     from geoguess_utils.course import maps
     from geoguess_utils.errors import ConfigError, DataError
     from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.output_watch import watch_network_outputs
     from geoguess_utils.training import runs
+    from geoguess_utils.training.checkpoint import describe_training_data, load_task, synthetic_model_warning
     from geoguess_utils.viz import webmap
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
@@ -76,15 +79,22 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--split {args.split} needs the run's split.csv; {split_csv} does not exist (give --split-csv)"
             )
+    task = load_task(args.ckpt)
+    report_training_data("map", task.training_data, list(args.data))
+    notes = [describe_training_data(task.training_data)]
+    warning = synthetic_model_warning(task.training_data, list(args.data))
+    if warning:
+        notes.append(warning)
     with watch_network_outputs() as outputs:
         predictions = inference.predict(
-            args.ckpt,
+            task,
             list(args.data),
             split=args.split,
             split_csv=split_csv,
             batch_size=args.batch_size,
             device=args.device,
             cache_dir=args.cache_dir,
+            progress=sys.stderr.isatty(),
         )
     outputs.warn("map")
     if not predictions.labelled:
@@ -98,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         focus=args.focus,
         thumbnail_px=None if args.no_thumbnails else args.thumbnail_px,
         max_locations=args.max_locations or None,
+        notes=notes,
     )
     path = webmap.save_map(fmap, args.out)
     shown = min(len(predictions.table), args.max_locations or len(predictions.table))

@@ -59,6 +59,9 @@ def predict_roots(
 ) -> pd.DataFrame:
     """Predict every location under ``roots`` with the checkpoint ``ckpt``.
 
+    Says on stderr what the checkpoint was trained on, and warns (one line) when a model
+    trained on synthetic images is about to predict real photos.
+
     Returns:
         DataFrame with columns uuid, latitude, longitude (degrees), one row per location,
         in the order the dataset lists them.
@@ -69,6 +72,7 @@ def predict_roots(
     from geoguess_utils.training.checkpoint import load_task
 
     task = load_task(ckpt)
+    report_training_data("predict", task.training_data, roots)
     if decoding is not None:
         if not isinstance(task, ClassificationTask):
             raise ConfigError("--decoding applies to classification checkpoints only")
@@ -84,6 +88,22 @@ def predict_roots(
         progress=progress,
     )
     return inference.submission(predictions)
+
+
+def report_training_data(command: str, info: dict | None, roots: list[Path]) -> None:
+    """Print what a checkpoint was trained on, and the synthetic-meets-real warning, on stderr.
+
+    Args:
+        command: The sub-command, to prefix the lines.
+        info: The checkpoint's ``training_data`` record field (``None`` for older checkpoints).
+        roots: The dataset roots being predicted.
+    """
+    from geoguess_utils.training.checkpoint import describe_training_data, synthetic_model_warning
+
+    print(f"geoguess {command}: {describe_training_data(info)}", file=sys.stderr)
+    warning = synthetic_model_warning(info, roots)
+    if warning:
+        print(f"geoguess {command}: {warning}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             decoding=args.decoding,
             cache_dir=args.cache_dir,
             lenient=args.lenient,
+            progress=sys.stderr.isatty(),  # Lightning's bar in a terminal; nothing in logs and pipes
         )
     atomic_write_csv(table, args.out)
     outputs.warn("predict")

@@ -23,6 +23,7 @@ _EXPORTS = {
     "cell_counts": "analysis",
     "cell_density": "exploration",
     "centroid_distances": "analysis",
+    "data_kind": "paths",
     "data_roots": "paths",
     "dataset_layout": "exploration",
     "density_dispersion": "exploration",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +20,7 @@ def prediction_map(
     focus: int | str | None = None,
     thumbnail_px: int | None = 64,
     max_locations: int | None = 400,
+    notes: Sequence[str] = (),
 ) -> folium.Map:
     """The interactive map of :mod:`geoguess_utils.webmap` for a set of predictions.
 
@@ -34,6 +36,7 @@ def prediction_map(
         thumbnail_px: Side of the embedded thumbnails; ``None`` embeds none (smaller file).
         max_locations: Draw at most this many locations (the first ones), which keeps
             the page small; ``None`` draws all.
+        notes: Extra legend lines, e.g. what data the model was trained on.
 
     Returns:
         The folium map (save it with :func:`geoguess_utils.viz.webmap.save_map`).
@@ -57,4 +60,5 @@ def prediction_map(
         title=title,
         thumbnails=thumbnail_px is not None,
         thumbnail_px=thumbnail_px or 64,
+        notes=notes,
     )

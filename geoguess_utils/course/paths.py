@@ -213,3 +213,22 @@ def is_synthetic(roots: Sequence[str | os.PathLike[str]]) -> bool:
         if not (values == SYNTHETIC_SOURCE).all():
             return False
     return True
+
+
+def data_kind(roots: Sequence[str | os.PathLike[str]]) -> str:
+    """Whether a set of dataset roots is synthetic, real, or a mix of both.
+
+    Args:
+        roots: Dataset roots (each judged with :func:`is_synthetic`).
+
+    Returns:
+        ``"synthetic"`` when every root is a synthetic sample, ``"real"`` when none
+        is (and for no roots at all), ``"mixed"`` otherwise.
+
+    Raises:
+        DataError: When a ``data.csv`` cannot be parsed.
+    """
+    synthetic = [is_synthetic([root]) for root in roots]
+    if synthetic and all(synthetic):
+        return SYNTHETIC_SOURCE
+    return "mixed" if any(synthetic) else "real"

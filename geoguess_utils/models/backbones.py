@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 from urllib.parse import urlparse
@@ -12,29 +11,9 @@ import torch
 from torch import nn
 
 from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.models.backbone_spec import BackboneSpec, Builder
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE, LiteClassifier, _LiteFeatures
 from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
-
-Builder = Callable[[bool], tuple[nn.Module, int]]
-"""``builder(pretrained) -> (body, num_features)``: a module mapping (N, 3, H, W) to (N, F, ...) features."""
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A registered backbone: how to build it and what its inputs must look like.
-
-    Attributes:
-        name: Registry name (stored in checkpoints).
-        builder: Builds the body; see :data:`Builder`.
-        mean: Per-channel RGB mean the inputs are normalised with (images scaled to [0, 1]).
-        std: Per-channel RGB standard deviation.
-    """
-
-    name: str
-    builder: Builder
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
 
 BACKBONES: dict[str, BackboneSpec] = {}
 """Explicitly registered backbones; resolvers and torchvision classifiers are found by name on top of these."""

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from geoguess_utils.errors import ConfigError, GeoguessError
-from geoguess_utils.models.backbones import BackboneSpec
+from geoguess_utils.models.backbone_spec import BackboneSpec
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
 from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 

@@ -111,6 +111,7 @@ class GeoTask(pl.LightningModule):
         self.context: GeoContext | None = None
         self.image_size: int | None = None
         self.net: MultiViewNet | None = None
+        self.training_data: dict[str, Any] | None = None  # what it was trained on (see checkpoint_record)
         self.val_km = HaversineMetrics()
         self.test_km = HaversineMetrics()
 
@@ -209,6 +210,17 @@ class GeoTask(pl.LightningModule):
         if image_size is None and hasattr(datamodule, "hparams"):
             image_size = datamodule.hparams.get("image_size")
         self.configure_context(context, image_size)
+        if stage == "fit":
+            self._record_training_data(datamodule)
+
+    def _record_training_data(self, datamodule: Any) -> None:
+        """Note the roots and location counts of the data this run trains on (stored in checkpoints)."""
+        roots = list(getattr(datamodule, "roots", None) or [])
+        locations = getattr(datamodule, "locations", None)
+        if not roots or locations is None:
+            return
+        train = int((locations["split"] == "train").sum()) if "split" in locations.columns else len(locations)
+        self.training_data = checkpoint.training_data_record(roots, len(locations), train)
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -450,6 +462,7 @@ class GeoTask(pl.LightningModule):
             "headings": [int(h) for h in HEADINGS],
             "context": self.context.to_dict(),
             "context_fingerprint": self.context.fingerprint(),
+            checkpoint.TRAINING_DATA_FIELD: self.training_data,
         }
 
     def on_save_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
@@ -471,3 +484,5 @@ class GeoTask(pl.LightningModule):
             # the checkpoint's context is the saved side, the one this run configured is the requested side
             raise CheckpointError(checkpoint.describe_context_difference(saved, self.context))
         self.configure_context(saved, record.get("image_size"))
+        if record.get(checkpoint.TRAINING_DATA_FIELD) is not None:
+            self.training_data = record[checkpoint.TRAINING_DATA_FIELD]

@@ -13,6 +13,7 @@ import math
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from geoguess_utils.cells.context import GeoContext, dict_fingerprint
-from geoguess_utils.errors import CheckpointError, ConfigError
+from geoguess_utils.errors import CheckpointError, ConfigError, GeoguessError
 from geoguess_utils.io import atomic_path
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ RECORD_FORMAT = 1
 _RECORD_FIELDS = ("format", "task", "backbone", "image_size", "normalization", "context", "context_fingerprint")
 IMAGE_SIZE_RANGE = (8, 4096)
 """Smallest and largest image side (pixels) a record may ask for; LUMEN views are 640."""
+
+TRAINING_DATA_FIELD = "training_data"
+"""Optional record field: what the model was trained on (absent in older checkpoints)."""
+
+DATA_KINDS = ("synthetic", "real", "mixed")
+"""Values of ``training_data["kind"]``."""
 
 
 def load_checkpoint(
@@ -130,6 +137,87 @@ def _check_record_fields(record: dict[str, Any], source: str) -> None:
     headings = record.get("headings")
     if headings is not None and not _is_numbers(headings, 4):
         raise bad("headings", "four numbers (degrees)")
+    if record.get(TRAINING_DATA_FIELD) is not None and not _is_training_data(record[TRAINING_DATA_FIELD]):
+        raise bad(
+            TRAINING_DATA_FIELD,
+            f"a dict with 'kind' (one of {', '.join(DATA_KINDS)}), 'roots' (folder names) and 'locations' "
+            "and 'train_locations' (counts >= 0)",
+        )
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_training_data(info: object) -> bool:
+    if not isinstance(info, dict) or info.get("kind") not in DATA_KINDS:
+        return False
+    roots = info.get("roots")
+    if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+        return False
+    return _is_count(info.get("locations")) and _is_count(info.get("train_locations"))
+
+
+def training_data_record(
+    roots: Sequence[str | os.PathLike[str]], locations: int, train_locations: int
+) -> dict[str, Any]:
+    """The record's ``training_data`` field for a model trained on ``roots``.
+
+    Args:
+        roots: The dataset roots trained on (their ``data.csv`` says whether they are synthetic).
+        locations: Usable locations in them (all splits).
+        train_locations: Locations of the training split.
+
+    Returns:
+        ``{"kind": "synthetic" | "real" | "mixed", "roots": [folder names], "locations": int,
+        "train_locations": int}`` (plain types, ``weights_only``-safe).
+    """
+    from geoguess_utils.course.paths import data_kind
+
+    return {
+        "kind": data_kind(roots),
+        "roots": [Path(root).name or str(root) for root in roots],
+        "locations": int(locations),
+        "train_locations": int(train_locations),
+    }
+
+
+def describe_training_data(info: dict[str, Any] | None) -> str:
+    """One line saying what a checkpoint was trained on, e.g. for ``geoguess predict``.
+
+    Args:
+        info: A record's ``training_data`` field, or ``None`` for an older checkpoint.
+    """
+    if info is None:
+        return "trained on: not recorded (a checkpoint from before geoguess recorded its training data)"
+    roots = ", ".join(info["roots"]) or "no named root"
+    return (
+        f"trained on: {info['kind']} data, {info['train_locations']:,} training locations of "
+        f"{info['locations']:,} in {roots}"
+    )
+
+
+def synthetic_model_warning(info: dict[str, Any] | None, roots: Sequence[str | os.PathLike[str]]) -> str | None:
+    """A one-line warning when a model trained on synthetic data meets real photos, else ``None``.
+
+    Args:
+        info: The checkpoint's ``training_data`` field (``None``: unknown, no warning).
+        roots: The dataset roots about to be predicted.
+    """
+    from geoguess_utils.course.paths import data_kind
+
+    if info is None or info["kind"] != "synthetic":
+        return None
+    try:
+        kind = data_kind(roots)
+    except GeoguessError:  # an unreadable data.csv is reported by the prediction itself
+        return None
+    if kind == "synthetic":
+        return None
+    return (
+        "warning: this model was trained on synthetic images only and is now predicting real photos; expect errors "
+        "near or above the predict-the-mean baseline (train on real data for a meaningful result)"
+    )
 
 
 def _is_numbers(values: object, count: int) -> bool:
@@ -277,6 +365,7 @@ def load_task(
         raise CheckpointError(f"{path}: stored hyper-parameters are invalid: {exc}") from exc
     check_finite_weights(data["state_dict"], str(path))
     task.configure_context(saved, record["image_size"])
+    task.training_data = record.get(TRAINING_DATA_FIELD)
     try:
         task.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as exc:

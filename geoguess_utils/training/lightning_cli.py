@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import sys
 import warnings
+from argparse import ArgumentError
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +19,14 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from geoguess_utils.data.datamodule import GeoDataModule
-from geoguess_utils.errors import CheckpointError, GeoguessError
+from geoguess_utils.errors import CheckpointError, ConfigError, DataError, GeoguessError
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.tasks.base import GeoTask
-from geoguess_utils.training.callbacks import RunCheckpoint, SaveSplitCallback
+from geoguess_utils.training import fit_guidance
+from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback
 from geoguess_utils.training.checkpoint import (
     AtomicCheckpointIO,
     check_finite_weights,
@@ -40,20 +46,45 @@ INTERRUPTED_EXIT_CODE = 130
 class GeoguessCLI(LightningCLI):
     """LightningCLI for geoguess tasks and the GeoDataModule, with checkpointing defaults."""
 
-    def __init__(self, args: list[str] | None = None, **kwargs: Any) -> None:
-        """Parse ``args`` (a config and overrides) and build trainer, model and data; fit nothing yet."""
+    def __init__(self, args: list[str] | None = None, epoch_lines: bool = False, **kwargs: Any) -> None:
+        """Parse ``args`` (a config and overrides) and build trainer, model and data; fit nothing yet.
+
+        Args:
+            args: The arguments after ``geoguess fit``.
+            epoch_lines: Add an :class:`~geoguess_utils.training.callbacks.EpochLine`
+                callback (one summary line per epoch, for logs and notebooks).
+            **kwargs: Passed to ``LightningCLI``.
+        """
+        self._epoch_lines = epoch_lines
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
         from geoguess_utils.cli import EXIT_CODES_HELP
 
         kwargs.setdefault(
             "parser_kwargs",
-            {"prog": "geoguess fit", "description": "Train a geoguess model.", "epilog": EXIT_CODES_HELP},
+            {
+                "prog": "geoguess fit",
+                "description": "Train a geoguess model.",
+                "epilog": EXIT_CODES_HELP,
+                "allow_abbrev": False,  # --trainer.max_epoch must not silently mean --trainer.max_epochs
+                "exit_on_error": False,  # errors come back to parse_arguments, which words them
+            },
         )
         with warnings.catch_warnings():
             # ``geoguess fit`` hands over its own argv; that is intended, not a mix-up
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().__init__(GeoTask, GeoDataModule, subclass_mode_model=True, run=False, args=args, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse as LightningCLI does; a bad option becomes a ConfigError whose first line is the problem.
+
+        Raises:
+            ConfigError: An unknown or malformed option, naming the closest valid options.
+        """
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as exc:
+            raise ConfigError(fit_guidance.bad_option_message(str(exc), parser._option_string_actions)) from None
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """Add checkpoint, early-stopping and learning-rate callbacks, resume and test switches."""
@@ -82,15 +113,29 @@ class GeoguessCLI(LightningCLI):
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
-        """Build the trainer, then write checkpoints atomically and keep each run's logs in one folder."""
-        trainer = super().instantiate_trainer(**kwargs)
+        """Build the trainer, then write checkpoints atomically and keep each run's logs in one folder.
+
+        Raises:
+            ConfigError: The config asks for a GPU backend this machine does not have.
+        """
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except MisconfigurationException as exc:
+            if fit_guidance.is_no_gpu_error(exc):
+                raise ConfigError(fit_guidance.no_gpu_message(self._config_files())) from None
+            raise
         _use_atomic_checkpoints(trainer)
         _share_log_dir(trainer)
         _drop_lr_monitor_without_logger(trainer)
         for kind in (StepSeed, PlateauCatchUp):  # exact resumption (see geoguess_utils.resume)
             if not any(isinstance(cb, kind) for cb in trainer.callbacks):
                 trainer.callbacks.append(kind())
+        if self._epoch_lines and not any(isinstance(cb, EpochLine) for cb in trainer.callbacks):
+            trainer.callbacks.append(EpochLine())
         return trainer
+
+    def _config_files(self) -> list[str]:
+        return [str(path) for path in (self.config.get("config") or []) if path is not None]
 
 
 def _use_atomic_checkpoints(trainer: pl.Trainer) -> None:
@@ -185,6 +230,13 @@ def fit(trainer: pl.Trainer, model: GeoTask, datamodule: GeoDataModule, ckpt_pat
     except SystemExit:
         if not trainer.interrupted:
             raise
+    except DataError as exc:
+        if trainer.global_step == 0:
+            remove_unused_log_dirs(fresh_dirs)
+        short, _ = fit_guidance.shorten_dataset_error(str(exc), trainer.default_root_dir)
+        if short == str(exc):
+            raise
+        raise DataError(short) from None
     except GeoguessError:
         if trainer.global_step == 0:  # refused before training: no empty version_N folder stays behind
             remove_unused_log_dirs(fresh_dirs)
@@ -212,10 +264,78 @@ def run(argv: list[str]) -> int:
         argv: Arguments after ``fit``: ``--config FILE`` and any ``--section.key value`` override.
 
     Returns:
-        0 after a complete run, 130 when training was interrupted with Ctrl+C.
+        0 after a complete run (or after printing help), 130 when training was
+        interrupted with Ctrl+C.
+
+    Raises:
+        ConfigError: A config file that does not exist, an unknown option (with the
+            closest valid names), or a GPU config on a machine without CUDA.
+        DataError: Invalid data; thousands of problems are shortened to a count, the
+            first few and the setting to change (see :mod:`geoguess_utils.training.fit_guidance`).
     """
+    if fit_guidance.HELP_SHORT_FLAG in argv:
+        print(fit_guidance.help_summary() + fit_guidance.SHORT_USAGE)
+        return 0
+    if "--help" in argv or "-h" in argv:
+        print(fit_guidance.help_summary(full_help_follows=True))
+    else:
+        missing = fit_guidance.missing_config_files(argv)
+        if missing:
+            raise ConfigError(f"config file {missing[0]} does not exist (try --config {fit_guidance.QUICK_CONFIG})")
     check_moved_keys(argv)
-    cli = GeoguessCLI(args=argv)
+    with quiet_dependencies():
+        return _run(argv)
+
+
+@contextlib.contextmanager
+def quiet_dependencies() -> Iterator[None]:
+    """Hide what a learner cannot act on while a run starts: Lightning's service adverts, dependencies' deprecations.
+
+    Only for the duration of the block, and only these: every other warning and log line still shows.
+    """
+    advert = _DropAdverts()
+    loggers = [logging.getLogger(name) for name in _RANK_ZERO_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(advert)
+    try:
+        with warnings.catch_warnings():
+            for module in _QUIET_DEPRECATIONS:
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
+                warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+            try:
+                from jsonargparse._deprecated import JsonargparseDeprecationWarning
+            except ImportError:  # a jsonargparse without it: nothing to hide
+                pass
+            else:
+                warnings.filterwarnings("ignore", category=JsonargparseDeprecationWarning)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(advert)
+
+
+_RANK_ZERO_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_fabric.utilities.seed",
+)
+_QUIET_DEPRECATIONS = (r"pytorch_lightning\..*", r"lightning_fabric\..*", r"jsonargparse\..*", r"torch\..*")
+
+
+class _DropAdverts(logging.Filter):
+    """Drop Lightning's "Tip: try installing ..." lines (a cloud service's advert) and its "Seed set to" banner.
+
+    The seed is in the run's saved config.yaml; the banner would come before any error message.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        advert = text.lstrip("💡 ").startswith("Tip:") and "install" in text
+        return not (advert or text.startswith("Seed set to"))
+
+
+def _run(argv: list[str]) -> int:
+    cli = GeoguessCLI(args=argv, epoch_lines=not sys.stderr.isatty())  # a terminal has the progress bar
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     interrupted = fit(trainer, model, datamodule, cli.config.get("ckpt_path"))
     path, kind = describe_checkpoint(trainer)

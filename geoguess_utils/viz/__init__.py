@@ -9,6 +9,7 @@ from geoguess_utils._lazy import lazy_namespace
 _EXPORTS = {
     "BORDER_COLOUR": "basemap",
     "CELL_COLUMNS": "webmap",
+    "ERROR_BINS_KM": "webmap_html",
     "ERROR_COLOURS": "webmap_html",
     "HEADING_NAMES": "photos",
     "KIND_COLOURS": "cell_maps",
@@ -25,6 +26,9 @@ _EXPORTS = {
     "cell_shapes": "location_maps",
     "check_predictions": "webmap",
     "draw_croatia": "basemap",
+    "error_bin": "webmap_html",
+    "error_bin_labels": "webmap_html",
+    "error_colours": "webmap_html",
     "escape": "webmap_html",
     "map_html": "webmap",
     "nice_ceiling": "webmap_html",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,6 @@ from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
 from geoguess_utils.io import atomic_write_text
 from geoguess_utils.viz.webmap_html import (
-    ERROR_COLOURS,
     PROBABILITY_COLOURS,
     THUMBNAIL_COLUMNS,
     _colour_scale,
@@ -26,8 +26,8 @@ from geoguess_utils.viz.webmap_html import (
     _legend_html,
     _popup_html,
     _row_thumbnails,
+    error_colours,
     escape,
-    nice_ceiling,
 )
 
 if TYPE_CHECKING:
@@ -191,10 +191,10 @@ def _cells_layer(features: list[dict[str, object]], fields: list[str], aliases: 
     )
 
 
-def _add_cell_errors(fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame, vmax: float) -> None:
-    """The grid, each cell filled with the colour of its locations' mean error."""
+def _add_cell_errors(fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """The grid, each cell filled with the colour of its locations' mean error (fixed scale)."""
     per_cell = cell_errors(table, frame)
-    colours = _colour_scale(ERROR_COLOURS, per_cell["mean_error_km"].fillna(0.0).to_numpy(), vmax)
+    colours = error_colours(per_cell["mean_error_km"].fillna(0.0).to_numpy())
     features = []
     for (_, row), (_, stats), colour in zip(table.iterrows(), per_cell.iterrows(), colours, strict=True):
         has_data = stats["n"] > 0
@@ -256,7 +256,7 @@ def _add_probability_layer(fmap: folium.Map, table: pd.DataFrame, focus: pd.Seri
     layer.add_to(fmap)
 
 
-def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, vmax: float, thumbnail_px: int | None) -> list[str]:
+def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | None) -> list[str]:
     """Lines from true to predicted points, with one popup per location.
 
     Returns:
@@ -265,7 +265,7 @@ def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, vmax: float, thumbna
     import folium
 
     layer = folium.FeatureGroup(name="Predictions: true to predicted", show=True)
-    colours = _colour_scale(ERROR_COLOURS, frame["error_km"].to_numpy(), vmax)
+    colours = error_colours(frame["error_km"].to_numpy())
     use_thumbs = thumbnail_px is not None and any(c in frame.columns for c in THUMBNAIL_COLUMNS)
     unavailable: list[str] = []
     for (_, row), colour in zip(frame.iterrows(), colours, strict=True):
@@ -315,8 +315,8 @@ def build_map(
     title: str = "Predictions",
     thumbnails: bool = True,
     thumbnail_px: int = 96,
-    error_scale_km: float | None = None,
     offline: bool = True,
+    notes: Sequence[str] = (),
 ) -> folium.Map:
     """Build the interactive map of predictions.
 
@@ -336,10 +336,13 @@ def build_map(
         title: Heading of the legend box (escaped).
         thumbnails: Embed the thumbnails when path columns are present.
         thumbnail_px: Longest side of each thumbnail, pixels.
-        error_scale_km: Top of the colour scale; by default the 95th percentile of
-            the errors rounded up to a round number (larger errors get the top colour).
         offline: Embed Leaflet and jQuery so the page works without internet; with
             ``False`` folium's usual CDN links are used.
+        notes: Extra lines for the legend under the summary, e.g. what data the model
+            was trained on (escaped).
+
+    Errors are coloured on one fixed scale (:data:`~geoguess_utils.viz.webmap_html.ERROR_BINS_KM`,
+    0-10-25-50-100-200-500+ km), stated in the legend, so colours compare across maps.
 
     Returns:
         A ``folium.Map``; write it with :func:`save_map`.
@@ -358,7 +361,6 @@ def build_map(
     focus_row = _resolve_focus(frame, focus) if probs is not None else None
 
     errors = frame["error_km"].to_numpy(dtype=np.float64)
-    vmax = float(error_scale_km) if error_scale_km else nice_ceiling(float(np.percentile(errors, 95)))
     lon0, lat0, lon1, lat1 = borders.croatia_bounds("full")
     fmap = folium.Map(
         location=[(lat0 + lat1) / 2, (lon0 + lon1) / 2],
@@ -385,10 +387,10 @@ def build_map(
     ).add_to(fmap)
 
     _add_land(fmap)
-    _add_cell_errors(fmap, table, frame, vmax)
+    _add_cell_errors(fmap, table, frame)
     if probs is not None and focus_row is not None:
         _add_probability_layer(fmap, table, frame.iloc[focus_row], probs[focus_row])
-    unavailable = _add_predictions(fmap, frame, vmax, thumbnail_px if thumbnails else None)
+    unavailable = _add_predictions(fmap, frame, thumbnail_px if thumbnails else None)
     if unavailable:
         warnings.warn(
             f"{len(unavailable)} locations have views that could not be shown in the map: " + " | ".join(unavailable),
@@ -397,7 +399,7 @@ def build_map(
 
     summary = f"{len(frame)} locations, mean {errors.mean():.1f} km, median {np.median(errors):.1f} km"
     prob_max = float(probs[focus_row].max()) if probs is not None and focus_row is not None else None
-    fmap.get_root().html.add_child(Element(_legend_html(title, summary, vmax, prob_max)), name="legend")
+    fmap.get_root().html.add_child(Element(_legend_html(title, summary, prob_max, notes)), name="legend")
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[lat0, lon0], [lat1, lon1]])
     return fmap

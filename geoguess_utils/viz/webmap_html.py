@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -24,8 +25,13 @@ if TYPE_CHECKING:
 THUMBNAIL_COLUMNS: tuple[str, ...] = tuple(f"path_{h}" for h in HEADINGS)
 """Optional image path columns, one per heading."""
 
-ERROR_COLOURS: tuple[str, ...] = ("#1a9641", "#a6d96a", "#fdae61", "#d7191c", "#7f0000")
-"""Colour stops of the error scale, from 0 km to the top of the scale."""
+ERROR_BINS_KM: tuple[float, ...] = (0.0, 10.0, 25.0, 50.0, 100.0, 200.0, 500.0)
+"""Lower edges (km) of the error bins; the last bin (500 km and more) is open-ended.
+
+The scale is fixed, so a colour means the same error on every map, whatever the data."""
+
+ERROR_COLOURS: tuple[str, ...] = ("#1a9641", "#77c35c", "#c4e687", "#fee08b", "#fdae61", "#d7191c", "#7f0000")
+"""One colour per bin of :data:`ERROR_BINS_KM`, from the smallest errors to the open top bin."""
 
 PROBABILITY_COLOURS: tuple[str, ...] = ("#f2f0f7", "#bcbddc", "#807dba", "#54278f", "#2d004b")
 """Colour stops of the probability scale, from 0 to the largest probability."""
@@ -91,6 +97,31 @@ def _colour_scale(stops: Sequence[str], values: np.ndarray, vmax: float) -> list
     return [to_hex(c) for c in cmap(scaled)]
 
 
+def error_bin(values_km: np.ndarray) -> np.ndarray:
+    """Index into :data:`ERROR_BINS_KM` of each error.
+
+    Args:
+        values_km: Errors in km, any shape; negative values count as 0.
+
+    Returns:
+        Integer array of the same shape, 0 .. ``len(ERROR_BINS_KM) - 1``; bin ``i``
+        holds errors from ``ERROR_BINS_KM[i]`` (included) up to the next edge (excluded).
+    """
+    edges = np.asarray(ERROR_BINS_KM[1:], dtype=np.float64)
+    return np.searchsorted(edges, np.asarray(values_km, dtype=np.float64), side="right")
+
+
+def error_colours(values_km: np.ndarray) -> list[str]:
+    """Hex colour of each error (km) on the fixed binned scale, shape (N,) -> N colours."""
+    return [ERROR_COLOURS[i] for i in error_bin(np.ravel(values_km))]
+
+
+def error_bin_labels() -> list[str]:
+    """Legend labels of the error bins: ``"0-10 km"``, ..., ``"500+ km"``."""
+    edges = [f"{edge:g}" for edge in ERROR_BINS_KM]
+    return [f"{low}-{high} km" for low, high in itertools.pairwise(edges)] + [f"{edges[-1]}+ km"]
+
+
 def nice_ceiling(value: float) -> float:
     """Smallest of 1, 2, 2.5, 5 times a power of ten that is >= ``value`` (1 for values <= 0)."""
     if not value > 0 or not math.isfinite(value):
@@ -153,7 +184,21 @@ def _gradient_bar(stops: Sequence[str], vmax: float, unit: str, caption: str, to
     )
 
 
-def _legend_html(title: str, summary: str, vmax_km: float, prob_max: float | None) -> str:
+def _error_key() -> str:
+    """The fixed error scale as coloured swatches, one per bin, with their ranges."""
+    swatches = "".join(
+        f'<div style="display:flex;align-items:center;gap:4px"><span style="display:inline-block;width:14px;'
+        f'height:10px;background:{colour};border:1px solid #777"></span>{escape(label)}</div>'
+        for colour, label in zip(ERROR_COLOURS, error_bin_labels(), strict=True)
+    )
+    return (
+        '<div style="margin-top:6px">error (line, prediction, cell mean); fixed scale, the same on every map</div>'
+        f'<div style="display:grid;grid-template-columns:repeat(2,auto);column-gap:10px;font-size:11px">{swatches}'
+        "</div>"
+    )
+
+
+def _legend_html(title: str, summary: str, prob_max: float | None, notes: Sequence[str] = ()) -> str:
     key = (
         '<div style="margin-top:4px">'
         '<span style="display:inline-block;width:9px;height:9px;border-radius:50%;background:#fff;'
@@ -164,8 +209,9 @@ def _legend_html(title: str, summary: str, vmax_km: float, prob_max: float | Non
     parts = [
         f'<div style="font-weight:bold;font-size:13px">{escape(title)}</div>',
         f"<div>{escape(summary)}</div>",
+        *(f'<div style="color:#444">{escape(note)}</div>' for note in notes),
         key,
-        _gradient_bar(ERROR_COLOURS, vmax_km, " km", "error (line, prediction, cell mean)", f">= {vmax_km:g} km"),
+        _error_key(),
     ]
     if prob_max is not None:
         parts.append(

@@ -1,0 +1,285 @@
+"""Latency and throughput of ``geoguess serve`` under concurrent requests, batching on and off.
+
+Starts a real ``geoguess serve`` process on 127.0.0.1 for each setting, warms it up,
+then sends ``--requests`` predict requests ``--concurrency`` at a time (each with the
+four photos of one synthetic location) and reports p50/p95 latency as the client sees
+it and locations per second over the run. The client runs on the same machine and
+shares its CPUs with the server, as a benchmark on one small machine must.
+
+The model is the quick CPU configuration's (``configs/quick_cpu.yaml``: EfficientNet-Lite0
+at 64 px, classes on a 0.3 degree grid). Speed does not depend on what the weights
+learned, so by default the network is built with its installed ImageNet backbone and
+an untrained head; ``--ckpt`` serves a trained checkpoint instead (for example the one
+``make demo`` writes).
+
+    python benchmarks/serve_load.py --work /tmp/geoguess_serve_bench --photo-size 640 --update-benchmarks
+
+``--update-benchmarks`` rewrites the "Serving" section of ``BENCHMARKS.md`` (between its
+markers; appended when missing). ``benchmarks/run_all.py`` renders the rest of that file
+and does not run this script: after re-rendering, run this one again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from geoguess_utils.io import atomic_path, atomic_write_text
+from geoguess_utils.serve.loadtest import run_load, start_server, stop_server
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- serve_load:start -->", "<!-- serve_load:end -->"
+GOAL_RATE, GOAL_P95_MS = 50, 500
+SETTINGS = {
+    "batching on": ["--max-batch", "32", "--max-wait-ms", "5"],
+    "batching off": ["--max-batch", "1"],
+}
+
+
+def quick_checkpoint(path: Path, spacing_deg: float = 0.3, seed: int = 0) -> Path:
+    """Write a checkpoint with the quick config's network: EfficientNet-Lite0, 64 px, concat pooling."""
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.geo import borders
+    from geoguess_utils.tasks.classification import ClassificationTask
+
+    lat, lon = borders.sample_points(1600, np.random.default_rng(seed), "mainland")  # a training split's size
+    context = GeoContext.fit(lat, lon, spacing_deg=spacing_deg)
+    task = ClassificationTask(backbone="efficientnet_lite0", pretrained=True, channels_last=True)
+    task.configure_context(context, image_size=64)
+    record = {
+        "state_dict": task.state_dict(),
+        "hyper_parameters": dict(task.hparams),
+        "epoch": 0,
+        "global_step": 0,
+        "geoguess": task.checkpoint_record(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(record, tmp)
+    return path
+
+
+def sample_views(work: Path, photo_size: int) -> tuple[list[bytes], Path]:
+    """The four JPEGs of one synthetic location at ``photo_size`` pixels (written once)."""
+    from geoguess_utils.datasets.synthetic.write import generate_dataset
+
+    root = work / f"sample_{photo_size}px"
+    if not (root / "data.csv").is_file():
+        generate_dataset(root, 4, size=photo_size, seed=1, workers=1, overwrite=True)
+    folder = sorted(p for p in (root / "images").iterdir() if p.is_dir())[0]
+    return [(folder / f"{h}.jpg").read_bytes() for h in (0, 90, 180, 270)], root
+
+
+def start_settings(models: Path, views: list[bytes], concurrency: int) -> dict[str, Any]:
+    """One warmed-up server process per setting (idle ones use no CPU while another is measured)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    servers = {}
+    try:
+        for name, options in SETTINGS.items():
+            server = start_server(models, [*options, "--max-queue", str(4 * concurrency), "--preload"], env=env)
+            servers[name] = server
+            warm = run_load(server.url, "quick", views, 2 * concurrency, concurrency)
+            if warm.failed:
+                raise RuntimeError(f"{name}: warm-up failed: {warm.errors[:3]} {server.output()}")
+    except BaseException:
+        for server in servers.values():
+            stop_server(server)
+        raise
+    return servers
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux ``/proc``; ``None`` elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(server: Any, views: list[bytes], requests: int, concurrency: int) -> dict[str, Any]:
+    """One measured run against a running server: the load summary, the server's batching counters, CPU per location.
+
+    CPU time is the steadier measure on a shared machine: other work slows the run down
+    but does not add to the server's or the client's CPU seconds.
+    """
+    import httpx
+
+    before = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+    server_cpu, client_cpu = process_cpu_s(server.pid), own_cpu_s()
+    result = run_load(server.url, "quick", views, requests, concurrency)
+    server_cpu = None if server_cpu is None else process_cpu_s(server.pid) - server_cpu
+    client_cpu = own_cpu_s() - client_cpu
+    after = httpx.get(f"{server.url}/health", timeout=10).json()["batching"]
+    summary = result.summary()
+    summary["server_cpu_ms_per_location"] = None if server_cpu is None else 1000 * server_cpu / max(result.ok, 1)
+    summary["client_cpu_ms_per_location"] = 1000 * client_cpu / max(result.ok, 1)
+    passes = after["batches"] - before["batches"]
+    summary["forward_passes"] = passes
+    summary["locations_per_pass"] = (after["locations"] - before["locations"]) / passes if passes else None
+    summary["errors"] = result.errors[:5]
+    summary["torch_threads"] = after["torch_threads"]
+    summary["load_average"] = os.getloadavg()[0]
+    return summary
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median round (by locations/s) of a setting, with every round's rate and the total of failures."""
+    ordered = sorted(rounds, key=lambda r: r["locations_per_s"])
+    row = dict(ordered[len(ordered) // 2])
+    row["failed"] = sum(r["failed"] for r in rounds)
+    row["rounds_locations_per_s"] = [round(r["locations_per_s"], 1) for r in rounds]
+    row["rounds_p95_ms"] = [round(r["p95_ms"]) for r in rounds]
+    cpu = [r["server_cpu_ms_per_location"] for r in rounds if r.get("server_cpu_ms_per_location") is not None]
+    row["server_cpu_ms_per_location"] = float(np.median(cpu)) if cpu else None
+    row["client_cpu_ms_per_location"] = float(np.median([r["client_cpu_ms_per_location"] for r in rounds]))
+    return row
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The BENCHMARKS.md table of a run (the median round of each setting)."""
+    lines = [
+        "| Setting | Requests | Concurrent | Failed (all rounds) | p50 ms | p95 ms | max ms | Locations/s "
+        "| Locations per pass | Locations/s, every round | p95 ms, every round | Server CPU ms/location "
+        "| Client CPU ms/location |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["settings"].items():
+        every = ", ".join(f"{v:.1f}" for v in row["rounds_locations_per_s"])
+        lines.append(
+            f"| {name} | {row['requests']} | {row['concurrency']} | {row['failed']} | {row['p50_ms']:.0f} | "
+            f"{row['p95_ms']:.0f} | {row['max_ms']:.0f} | {row['locations_per_s']:.1f} | "
+            f"{row['locations_per_pass']:.1f} | {every} | {', '.join(str(v) for v in row['rounds_p95_ms'])} | "
+            f"{_ms(row.get('server_cpu_ms_per_location'))} | {_ms(row.get('client_cpu_ms_per_location'))} |"
+        )
+    return "\n".join(lines)
+
+
+def section(results: dict[str, Any], command: str) -> str:
+    """The BENCHMARKS.md section of a run, between its markers."""
+    on = results["settings"]["batching on"]
+    return "\n".join(
+        [
+            START,
+            "## Serving (`geoguess serve`)",
+            "",
+            f"A real `geoguess serve` process per setting on 127.0.0.1; in each of {results['rounds']} alternating "
+            f"rounds, {on['requests']} predict requests with "
+            f"{on['concurrency']} in flight at once, each uploading the four {results['photo_size']} px JPEGs of one "
+            f"synthetic location ({results['photo_bytes'] / 1024:.0f} KiB together); latency as the client sees it "
+            "(upload, decoding, queueing, the forward pass, the answer). Model: "
+            f"{results['checkpoint']}. Client and server share the machine's {results['cpus']} CPUs "
+            f"(the server's forward pass uses {on['torch_threads']} torch thread(s), its default: half the CPUs). "
+            "Each server was warmed up first. The table shows each setting's median round (by locations/s); "
+            "the last columns give every round.",
+            "",
+            markdown(results),
+            "",
+            f"Goal on 2 CPUs with the quick model: at least {GOAL_RATE} locations/s with batching and p95 under "
+            f"{GOAL_P95_MS} ms at 16 concurrent requests. This run's median round: {on['locations_per_s']:.1f} "
+            f"locations/s ({'met' if on['locations_per_s'] >= GOAL_RATE else 'NOT met'}), p95 {on['p95_ms']:.0f} ms "
+            f"({'met' if on['p95_ms'] < GOAL_P95_MS else 'NOT met'}).",
+            "",
+            "CPU columns: the server process's and the load client's user + system CPU time per answered "
+            "location (medians over the rounds); other work on the CPUs changes them far less than it "
+            "changes the rates.",
+            "",
+            f"Batching on (median round): {on['forward_passes']} forward passes for {on['ok']} locations "
+            f"(--max-batch 32 --max-wait-ms 5); off: one pass per request (--max-batch 1). "
+            f"Load average (1 min) {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} "
+            f"after, on {results['date']}; a load above {results['cpus']} means other work shared the CPUs.",
+            "",
+            f"Command: `{command}`",
+            END,
+        ]
+    )
+
+
+def update_benchmarks(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
+    """Replace the serving section of BENCHMARKS.md (or append it)."""
+    current = path.read_text()
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        updated = head + text + rest.split(END, 1)[1]
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    atomic_write_text(path, updated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/geoguess_serve_bench"))
+    parser.add_argument("--ckpt", type=Path, help="serve this checkpoint instead of the built quick network")
+    parser.add_argument("--photo-size", type=int, default=640, help="side of the uploaded JPEGs (LUMEN: 640)")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every setting")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve_results.json")
+    parser.add_argument("--update-benchmarks", action="store_true", help="rewrite the section in BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    models = args.work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    target = models / "quick.ckpt"
+    if args.ckpt is not None:
+        shutil.copyfile(args.ckpt, target)  # a copy: links out of the models folder are refused, by design
+    elif not target.is_file():
+        quick_checkpoint(target)
+    views, _ = sample_views(args.work, args.photo_size)
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "checkpoint": str(args.ckpt) if args.ckpt else "quick network (EfficientNet-Lite0, 64 px, untrained head)",
+        "photo_size": args.photo_size,
+        "photo_bytes": sum(map(len, views)),
+        "cpus": os.cpu_count(),
+        "rounds": args.rounds,
+        "settings": {},
+    }
+    servers = start_settings(models, views, args.concurrency)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+    try:
+        for index in range(args.rounds):
+            for name, server in servers.items():
+                rounds[name].append(measure(server, views, args.requests, args.concurrency))
+                print(f"round {index + 1} {name}", json.dumps(rounds[name][-1]), flush=True)
+    finally:
+        for server in servers.values():
+            stop_server(server)
+    results["settings"] = {name: combine(rows) for name, rows in rounds.items()}
+    results["all_rounds"] = rounds
+    results["load_average_before"] = load_before
+    results["load_average_after"] = os.getloadavg()[0]
+    results["seconds"] = time.perf_counter() - started
+    results["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+    print(f"load average {load_before:.2f} before, {results['load_average_after']:.2f} after; wrote {args.out}")
+    if args.update_benchmarks:
+        shown = ["python", "benchmarks/serve_load.py", *(argv if argv is not None else sys.argv[1:])]
+        update_benchmarks(section(results, " ".join(shown)))
+        print("updated BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``geoguess serve``: the inference service and the "where is this?" page, on uvicorn.
+
+Only the checkpoints directly inside ``--models`` can be used. The page is at ``/``, the
+OpenAPI documentation at ``/docs``. Listens on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register the command's options."""
+    parser.add_argument("--models", required=True, type=Path, help="folder of *.ckpt files (the only ones served)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu', 'cuda', ...")
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="largest request body, MB (default 20)")
+    parser.add_argument(
+        "--max-pixels", type=int, help="largest photo, width*height (default: the reader's decompression-bomb limit)"
+    )
+    parser.add_argument(
+        "--max-batch", type=int, default=32, help="most locations per forward pass; 1 turns batching off (default 32)"
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="longest a request waits to share a pass, ms (default 5)"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=64, help="most requests waiting; beyond it answers 503 (default 64)"
+    )
+    parser.add_argument("--max-locations", type=int, default=256, help="most locations per predict-batch request")
+    parser.add_argument("--sample", type=Path, help="dataset root for the page's 'random synthetic location' button")
+    parser.add_argument("--tiles", action="store_true", help="offer OpenStreetMap tiles on the page (needs internet)")
+    parser.add_argument("--preload", action="store_true", help="load every checkpoint at start-up")
+    parser.add_argument(
+        "--torch-threads", type=int, help="threads of the forward pass on a CPU (default: half the CPUs, at least 1)"
+    )
+    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the app and serve it until interrupted."""
+    import uvicorn
+
+    from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS
+    from geoguess_utils.serve.app import ServeConfig, create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServeConfig(
+        models_dir=args.models,
+        device=args.device,
+        max_upload_bytes=int(args.max_upload_mb * 1_000_000),
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        max_locations=args.max_locations,
+        sample_dir=args.sample,
+        tiles=args.tiles,
+        preload=args.preload,
+        torch_threads=args.torch_threads,
+    )
+    app = create_app(config)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        logging.getLogger("geoguess.serve").warning(
+            "listening on %s: anyone who can reach this address can use the models", args.host
+        )
+    print(f"geoguess serve: http://{args.host}:{args.port}/ (API docs at /docs), models from {args.models}", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0

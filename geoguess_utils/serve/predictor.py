@@ -1,0 +1,165 @@
+"""One forward pass for a batch of locations, through the task's own ``predict_step``.
+
+The views are normalised by :class:`geoguess_utils.data.geodataset.GeoDataset` (handed the
+decoded pixels as its image cache) and collated as the DataLoader does, so the server
+feeds the model exactly what ``geoguess predict`` feeds it. For classifiers the raw
+outputs of that same pass are captured with a forward hook and turned into cell
+probabilities by ``task.class_probabilities``; nothing is computed twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from geoguess_utils.data.layout import PATH_COLUMNS
+
+if TYPE_CHECKING:
+    import torch
+
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.tasks.base import GeoTask
+
+TOP_K = 5
+
+
+def make_batch(pixels: np.ndarray, uuids: list[str], image_size: int) -> dict[str, Any]:
+    """Normalise decoded views as the training pipeline does and collate them into a batch.
+
+    Args:
+        pixels: ``uint8`` views, shape (B, 4, H, W, 3) with H = W = ``image_size``.
+        uuids: One name per location, length B.
+        image_size: Side of the views, pixels.
+
+    Returns:
+        A batch dict as the DataLoader yields: ``images`` float32 (B, 4, 3, H, W), ``uuid`` list, ...
+    """
+    from torch.utils.data import default_collate
+
+    from geoguess_utils.data.geodataset import GeoDataset
+
+    if pixels.ndim != 5 or pixels.shape[0] != len(uuids):
+        raise ValueError(f"expected views shaped (B, 4, H, W, 3) for {len(uuids)} locations, got {pixels.shape}")
+    table = pd.DataFrame({"uuid": uuids, **{column: [""] * len(uuids) for column in PATH_COLUMNS}})
+    dataset = GeoDataset(table, image_size, image_cache=pixels)  # an array indexes like an ImageCache
+    return default_collate([dataset[i] for i in range(len(dataset))])
+
+
+def cell_polygon(row: pd.Series) -> dict[str, Any]:
+    """A class table row's box as a GeoJSON Polygon (lon, lat order, closed ring)."""
+    return _box_polygon(*(float(row[c]) for c in ("lon_min", "lat_min", "lon_max", "lat_max")))
+
+
+def _cell_arrays(context: GeoContext) -> dict[str, np.ndarray]:
+    """The class table as plain arrays (row lookups in numpy, not pandas, per answered cell)."""
+    table = context.class_table
+    return {
+        "cell_id": table["cell_id"].to_numpy(dtype=np.int64),
+        "box": table[["lon_min", "lat_min", "lon_max", "lat_max"]].to_numpy(dtype=np.float64),
+        "point": context.centroids_latlon(),
+    }
+
+
+def _box_polygon(lon0: float, lat0: float, lon1: float, lat1: float) -> dict[str, Any]:
+    return {"type": "Polygon", "coordinates": [[[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]]}
+
+
+def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) -> list[list[dict[str, Any]]]:
+    """The ``k`` most probable cells of each location.
+
+    Args:
+        probabilities: Class probabilities, (B, K).
+        context: The model's GeoContext (class table and class points).
+        k: Cells per location (fewer when the model has fewer classes).
+
+    Returns:
+        Per location, a list of ``{"cell_id", "class_index", "probability", "latitude",
+        "longitude", "polygon"}``, most probable first; the point is the class point
+        predictions use (degrees) and the polygon the cell's box as GeoJSON.
+    """
+    arrays = _cell_arrays(context)
+    top = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
+    out = []
+    for values, indices in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        cells = []
+        for probability, index in zip(values, indices, strict=True):
+            cells.append(
+                {
+                    "cell_id": int(arrays["cell_id"][index]),
+                    "class_index": int(index),
+                    "probability": float(probability),
+                    "latitude": float(arrays["point"][index, 0]),
+                    "longitude": float(arrays["point"][index, 1]),
+                    "polygon": _box_polygon(*(float(v) for v in arrays["box"][index])),
+                }
+            )
+        out.append(cells)
+    return out
+
+
+def predict_locations(
+    task: GeoTask, device: torch.device, pixels: np.ndarray, uuids: list[str], with_probabilities: bool = False
+) -> list[dict[str, Any]]:
+    """Locate a batch of locations in one forward pass.
+
+    Args:
+        task: A loaded task in eval mode (see :func:`geoguess_utils.training.checkpoint.load_task`).
+        device: The device the task is on.
+        pixels: ``uint8`` views, shape (B, 4, H, W, 3), H = W = ``task.image_size``.
+        uuids: One name per location, length B.
+        with_probabilities: Also return every class's probability (classifiers only), as a
+            float64 array of length K (``None`` for regression).
+
+    Returns:
+        One dict per location, in order: ``uuid``, ``latitude``, ``longitude`` (degrees),
+        ``top_cells`` (classifiers; ``None`` for regression) and, when asked,
+        ``probabilities`` (length K, class-index order, a numpy array).
+    """
+    import torch
+
+    from geoguess_utils.tasks.classification import ClassificationTask
+
+    assert task.image_size is not None and task.context is not None
+    batch = make_batch(pixels, uuids, task.image_size)
+    batch["images"] = batch["images"].to(device)
+    captured: list[torch.Tensor] = []
+    hook = task.register_forward_hook(lambda _module, _args, output: captured.append(output))
+    try:
+        with torch.inference_mode():
+            result = task.predict_step(batch, 0)
+    finally:
+        hook.remove()
+    latlon = result["latlon"].detach().cpu().numpy()
+    is_classifier = isinstance(task, ClassificationTask) and len(captured) == 1
+    cells: list[Any] = [None] * len(uuids)
+    probabilities = None
+    if is_classifier:
+        probabilities = task.class_probabilities(captured[0].float())
+        cells = top_cells(probabilities, task.context)
+    out = []
+    for i, uuid in enumerate(result["uuid"]):
+        item = {"uuid": uuid, "latitude": float(latlon[i, 0]), "longitude": float(latlon[i, 1]), "top_cells": cells[i]}
+        if with_probabilities:
+            item["probabilities"] = None if probabilities is None else probabilities[i].numpy()
+        out.append(item)
+    return out
+
+
+def cells_geojson(context: GeoContext) -> dict[str, Any]:
+    """Every class cell of a context as a GeoJSON FeatureCollection (``class_index``, ``cell_id``, ``n_train``)."""
+    features = []
+    for index, row in context.class_table.iterrows():
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": cell_polygon(row),
+                "properties": {
+                    "class_index": int(row["class_index"]) if "class_index" in row else int(index),
+                    "cell_id": int(row["cell_id"]),
+                    "n_train": int(row["n_train"]),
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}

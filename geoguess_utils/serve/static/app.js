@@ -1,0 +1,205 @@
+// The "where is this?" page: four photos in, the predicted point and the cell probabilities out.
+// Everything is served by geoguess serve itself (Leaflet included); tiles only when asked for.
+"use strict";
+
+const HEADINGS = ["0", "90", "180", "270"];
+const views = {};          // heading -> Blob
+let truth = null;          // [lat, lon] of a sample location, when known
+let cellsLayer = null;
+let markers = null;
+let tileLayer = null;
+const cellsByModel = {};
+
+const $ = (id) => document.getElementById(id);
+const map = L.map("map", { zoomSnap: 0.25 }).setView([44.6, 16.4], 7);
+markers = L.layerGroup().addTo(map);
+
+function setStatus(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+
+function setView(heading, blob, name) {
+  views[heading] = blob;
+  const img = $("photo-" + heading);
+  if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+  img.dataset.url = URL.createObjectURL(blob);
+  img.src = img.dataset.url;
+  img.title = name || "";
+  updateButton();
+}
+
+function updateButton() {
+  $("locate").disabled = !(HEADINGS.every((h) => views[h]) && $("model").value);
+}
+
+function headingOf(name) {
+  const match = /^(0|90|180|270)(\D|$)/.exec(name.replace(/^.*[\\/]/, ""));
+  return match ? match[1] : null;
+}
+
+function takeFiles(files) {
+  const list = Array.from(files).filter((f) => f.type.startsWith("image/"));
+  if (list.length !== 4) {
+    setStatus(`Drop exactly four photos (got ${list.length}).`, true);
+    return;
+  }
+  const named = list.map((f) => headingOf(f.name));
+  const byName = new Set(named).size === 4 && named.every((h) => h !== null);
+  list.forEach((file, i) => setView(byName ? named[i] : HEADINGS[i], file, file.name));
+  truth = null;
+  setStatus(byName ? "Photos placed by their names." : "Photos placed in the order dropped.");
+}
+
+async function api(path, options) {
+  const response = await fetch(path, options);
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `HTTP ${response.status}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function haversineKm(a, b) {
+  const rad = Math.PI / 180;
+  const dlat = (b[0] - a[0]) * rad, dlon = (b[1] - a[1]) * rad;
+  const h = Math.sin(dlat / 2) ** 2 + Math.cos(a[0] * rad) * Math.cos(b[0] * rad) * Math.sin(dlon / 2) ** 2;
+  return 2 * 6371.0088 * Math.asin(Math.sqrt(h));
+}
+
+function colour(p, top) {
+  const t = top > 0 ? Math.min(1, p / top) : 0;
+  return `rgba(210, 40, 40, ${0.05 + 0.75 * t})`;
+}
+
+async function drawCells(model, probabilities) {
+  if (cellsLayer) { map.removeLayer(cellsLayer); cellsLayer = null; }
+  if (!probabilities) return;
+  if (!cellsByModel[model]) cellsByModel[model] = await api(`/models/${encodeURIComponent(model)}/cells`);
+  const top = Math.max(...probabilities);
+  cellsLayer = L.geoJSON(cellsByModel[model], {
+    style: (feature) => ({
+      weight: 0.5, color: "#733",
+      fillColor: colour(probabilities[feature.properties.class_index], top), fillOpacity: 1,
+    }),
+    onEachFeature: (feature, layer) => layer.bindTooltip(
+      `cell ${feature.properties.cell_id}: ${(100 * probabilities[feature.properties.class_index]).toFixed(1)} %`),
+  }).addTo(map);
+}
+
+function showResult(result) {
+  $("result").hidden = false;
+  $("lat").textContent = result.latitude.toFixed(5);
+  $("lon").textContent = result.longitude.toFixed(5);
+  $("took").textContent = `(${result.timing.total_ms.toFixed(0)} ms, model ${result.model})`;
+  const list = $("top5");
+  list.replaceChildren();
+  for (const cell of result.top_cells || []) {
+    const item = document.createElement("li");
+    item.textContent = `cell ${cell.cell_id}: ${(100 * cell.probability).toFixed(1)} % ` +
+      `(${cell.latitude.toFixed(3)}, ${cell.longitude.toFixed(3)})`;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.style.width = `${Math.max(1, 120 * cell.probability)}px`;
+    item.appendChild(bar);
+    list.appendChild(item);
+  }
+  markers.clearLayers();
+  const predicted = [result.latitude, result.longitude];
+  L.circleMarker(predicted, { radius: 8, color: "#000", weight: 2, fillColor: "#ffcc00", fillOpacity: 1 })
+    .bindTooltip("predicted").addTo(markers);
+  $("truth").hidden = !truth;
+  if (truth) {
+    $("truth-lat").textContent = truth[0].toFixed(5);
+    $("truth-lon").textContent = truth[1].toFixed(5);
+    $("error-km").textContent = haversineKm(predicted, truth).toFixed(1);
+    L.circleMarker(truth, { radius: 7, color: "#000", weight: 2, fillColor: "#22aa44", fillOpacity: 1 })
+      .bindTooltip("true position").addTo(markers);
+    L.polyline([predicted, truth], { color: "#222", dashArray: "4 4" }).addTo(markers);
+  }
+  map.setView(predicted, Math.max(map.getZoom(), 7));
+}
+
+async function locate() {
+  const model = $("model").value;
+  const form = new FormData();
+  for (const h of HEADINGS) form.append(h, views[h], `${h}.jpg`);
+  $("locate").disabled = true;
+  setStatus("Locating…");
+  try {
+    const result = await api(`/models/${encodeURIComponent(model)}/predict?probabilities=true`,
+      { method: "POST", body: form });
+    showResult(result);
+    await drawCells(model, result.probabilities);
+    setStatus("Done.");
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    updateButton();
+  }
+}
+
+async function randomLocation() {
+  try {
+    const location = await api("/sample/random");
+    for (const h of HEADINGS) {
+      const response = await fetch(location.views[h]);
+      if (!response.ok) throw new Error(`photo ${h} of ${location.uuid}: HTTP ${response.status}`);
+      setView(h, await response.blob(), `${location.uuid}/${h}.jpg`);
+    }
+    truth = location.latitude === null || location.latitude === undefined ? null
+      : [location.latitude, location.longitude];
+    setStatus(`Sample location ${location.uuid}.`);
+    await locate();
+  } catch (error) {
+    setStatus(error.message, true);
+  }
+}
+
+async function start() {
+  const [config, models] = await Promise.all([api("/config"), api("/models")]);
+  const select = $("model");
+  for (const entry of models.models) {
+    const option = document.createElement("option");
+    option.value = entry.name;
+    option.textContent = `${entry.name} (${entry.task}, ${entry.backbone}, ${entry.image_size} px)`;
+    select.appendChild(option);
+  }
+  if (!models.models.length) setStatus("No usable checkpoint in the models folder.", true);
+  $("random").hidden = !config.sample;
+  $("tiles-choice").hidden = !config.tiles;
+  try {
+    const outline = await api("/outline");
+    L.geoJSON(outline, { style: { color: "#444", weight: 1, fillColor: "#f4f1e8", fillOpacity: 1 } }).addTo(map);
+  } catch (error) { /* the page works without the outline */ }
+  document.body.dataset.ready = "true";
+}
+
+for (const h of HEADINGS) {
+  $("file-" + h).addEventListener("change", (event) => {
+    const file = event.target.files[0];
+    if (file) { truth = null; setView(h, file, file.name); }
+  });
+}
+$("model").addEventListener("change", updateButton);
+$("locate").addEventListener("click", locate);
+$("random").addEventListener("click", randomLocation);
+$("tiles").addEventListener("change", (event) => {
+  if (event.target.checked) {
+    tileLayer = L.tileLayer("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+      { maxZoom: 18, attribution: "&copy; OpenStreetMap contributors" }).addTo(map);
+  } else if (tileLayer) {
+    map.removeLayer(tileLayer);
+  }
+});
+const drop = $("drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  takeFiles(event.dataTransfer.files);
+});
+start().catch((error) => setStatus(error.message, true));
