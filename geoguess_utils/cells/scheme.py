@@ -46,7 +46,7 @@ CLASS_COLUMNS: tuple[str, ...] = (
 )
 """Columns of the class table every scheme gives (schemes may add their own)."""
 
-_BUILTIN_MODULES: tuple[str, ...] = ("geoguess_utils.cells.square",)
+_BUILTIN_MODULES: tuple[str, ...] = ("geoguess_utils.cells.square", "geoguess_utils.cells.data_driven")
 _REGISTRY: dict[str, type[CellScheme]] = {}
 
 SchemeType = TypeVar("SchemeType", bound="type[CellScheme]")

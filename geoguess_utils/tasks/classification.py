@@ -17,6 +17,7 @@ from geoguess_utils.geo import projection
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.tasks.decoding import _finite_logits, get_decoding
 from geoguess_utils.tasks.losses import haversine_soft_targets
+from geoguess_utils.tasks.retrieval import RetrievalSettings, refine
 
 
 class ClassificationTask(GeoTask):
@@ -26,6 +27,15 @@ class ClassificationTask(GeoTask):
     CRS (the original design) or, with ``decoding="geometric_median"``, the weighted
     geometric median of the ``median_top_k`` most probable class points.
     Logs ``<stage>/acc`` and ``<stage>/acc_top<k>``.
+
+    Two options refine the recipe:
+
+    * ``retrieval_cells > 0``: retrieval refinement (:mod:`geoguess_utils.tasks.retrieval`);
+      the outputs then carry the unit-length fused features after the head's outputs, and
+      the training locations' features, positions and cells are kept as buffers;
+    * ``county_loss_weight > 0`` (cell schemes whose class table has ``county_index``,
+      e.g. ``county`` with split counties): the cell probabilities summed per county are
+      trained against the true county as well (hierarchical labels, county -> cell).
     """
 
     task_name = "classification"
@@ -36,6 +46,10 @@ class ClassificationTask(GeoTask):
         decoding: str = "weighted_mean",
         median_top_k: int = 10,
         accuracy_top_k: int = 5,
+        retrieval_cells: int = 0,
+        retrieval_neighbours: int = 8,
+        retrieval_temperature: float = 0.05,
+        county_loss_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         """Configure the classifier.
@@ -47,6 +61,10 @@ class ClassificationTask(GeoTask):
                 (see :data:`geoguess_utils.tasks.decoding.DECODINGS`).
             median_top_k: Class points the geometric median uses.
             accuracy_top_k: k of the logged top-k accuracy.
+            retrieval_cells: Most probable cells retrieval searches; 0 switches it off.
+            retrieval_neighbours: Training locations that vote in retrieval.
+            retrieval_temperature: Softmax temperature over the cosine similarities.
+            county_loss_weight: Weight of the county-level cross-entropy (0: off).
             **kwargs: The settings every task shares (backbone, optimiser, schedule, ...):
                 see :class:`GeoTask`.
         """
@@ -55,6 +73,12 @@ class ClassificationTask(GeoTask):
             raise ConfigError(f"label_smoothing_tau_km must be >= 0, got {label_smoothing_tau_km}")
         if median_top_k < 1 or accuracy_top_k < 1:
             raise ConfigError("median_top_k and accuracy_top_k must be at least 1")
+        if not county_loss_weight >= 0:
+            raise ConfigError(f"county_loss_weight must be >= 0, got {county_loss_weight}")
+        self.retrieval = RetrievalSettings(
+            int(retrieval_cells), int(retrieval_neighbours), float(retrieval_temperature)
+        )
+        self._head_outputs = 0
         self.decoding = decoding  # may be changed after training, e.g. by ``geoguess predict --decoding``
 
     @property
@@ -72,6 +96,11 @@ class ClassificationTask(GeoTask):
         if context.num_classes < 1:
             raise ConfigError("the class table is empty: no training location falls in a grid cell")
         return context.num_classes
+
+    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The class logits (B, K) among the outputs (the first K columns)."""
+        assert self.context is not None
+        return outputs[:, : self.context.num_classes]
 
     def configure_head(self, head: nn.Linear, context: GeoContext) -> None:
         """Start from the training prior: the bias is the log share of each class (add-one smoothed)."""
@@ -94,20 +123,89 @@ class ClassificationTask(GeoTask):
         )
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_accuracy", accuracy.clone(prefix=f"{stage}/"))
+        self._head_outputs = self.num_outputs(context)
+        if float(self.hparams.get("county_loss_weight", 0.0)) > 0:
+            if "county_index" not in context.class_table.columns:
+                raise ConfigError(
+                    f"county_loss_weight needs the county cell scheme; this one is {context.scheme_name!r}"
+                )
+            county = context.class_table["county_index"].to_numpy(dtype=np.int64)
+            self.register_buffer("cell_county", torch.as_tensor(county), persistent=False)
+        if self.retrieval.enabled:
+            assert self.net is not None
+            rows = int(context.class_table["n_train"].sum())
+            self.register_buffer("bank_features", torch.zeros(rows, self.net.fused_width, dtype=torch.float16))
+            self.register_buffer("bank_xy_km", torch.zeros(rows, 2, dtype=torch.float64))
+            self.register_buffer("bank_class", torch.zeros(rows, dtype=torch.int64))
+            self.register_buffer("bank_filled", torch.zeros(rows, dtype=torch.bool))
+
+    # ------------------------------------------------------------------ retrieval bank
+    def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Head outputs (B, O); with retrieval on, followed by the unit fused features (B, O + W)."""
+        if not self.retrieval.enabled:
+            return super().batch_outputs(batch)
+        if self.net is None:
+            raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
+        if "view_features" in batch:
+            fused = self.net.fuse(batch["view_features"].float())
+        else:
+            fused = self.net.features(batch["images"])
+        outputs = self.net.head(fused)
+        return torch.cat([outputs, functional.normalize(fused.detach().float(), dim=1).to(outputs.dtype)], dim=1)
+
+    def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        if not self.retrieval.enabled:
+            return super()._training_outputs(batch)
+        outputs = self.batch_outputs(batch)
+        self._remember(batch, outputs[:, self._head_outputs :])
+        return outputs
+
+    def _remember(self, batch: dict[str, Any], features: torch.Tensor) -> None:
+        """Store a training batch's features, positions and classes in the retrieval bank."""
+        assert self.context is not None
+        rows = torch.as_tensor(batch["index"], device=self.bank_features.device)
+        lat, lon = batch["latlon"].double().cpu().numpy().T
+        x, y = projection.to_projected(lat, lon, self.context.crs)
+        with torch.no_grad():
+            self.bank_features[rows] = features.detach().to(self.bank_features.dtype)
+            self.bank_xy_km[rows] = torch.from_numpy(np.column_stack([x, y]) / 1000.0).to(self.bank_xy_km.device)
+            self.bank_class[rows] = batch["class_index"].to(self.bank_class.device)
+            self.bank_filled[rows] = True
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Cross-entropy against the class index, or against haversine soft targets."""
-        logits = outputs.float()
+        logits = self.logits(outputs).float()
         tau = float(self.hparams.label_smoothing_tau_km)
         if tau > 0:
             targets = haversine_soft_targets(batch["latlon"], self.centroids_latlon, tau)
-            return -(targets * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
-        return functional.cross_entropy(logits, batch["class_index"])
+            loss = -(targets * functional.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        else:
+            loss = functional.cross_entropy(logits, batch["class_index"])
+        weight = float(self.hparams.get("county_loss_weight", 0.0))
+        if weight > 0:
+            loss = loss + weight * self.county_loss(logits, batch["class_index"])
+        return loss
+
+    def county_loss(self, logits: torch.Tensor, class_index: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the county probabilities (cell probabilities summed per county).
+
+        Args:
+            logits: Cell logits, shape (B, K).
+            class_index: True cell, shape (B,).
+
+        Returns:
+            Scalar loss.
+        """
+        counties = int(self.cell_county.max()) + 1
+        membership = functional.one_hot(self.cell_county, counties).to(logits.dtype)  # (K, C)
+        county_p = torch.softmax(logits, dim=1) @ membership
+        log_county = torch.log(county_p.clamp_min(torch.finfo(county_p.dtype).tiny))
+        return functional.nll_loss(log_county, self.cell_county[class_index])
 
     def log_task_metrics(self, stage: str, outputs: torch.Tensor, batch: dict[str, Any]) -> None:
         """Log ``<stage>/acc`` and ``<stage>/acc_top<k>``."""
         collection = getattr(self, f"{stage}_accuracy")
-        collection.update(outputs.detach().float(), batch["class_index"])
+        collection.update(self.logits(outputs).detach().float(), batch["class_index"])
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(outputs))
 
     def prediction_extras(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -116,13 +214,28 @@ class ClassificationTask(GeoTask):
 
     def class_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         """Softmax of the logits, (B, K) float64 on CPU; non-finite logits are made finite first."""
-        return torch.softmax(_finite_logits(outputs).cpu(), dim=1)
+        return torch.softmax(_finite_logits(self.logits(outputs)).cpu(), dim=1)
+
+    def head_points_km(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The head's own point per location, projected km (B, 2) float64: the chosen decoding."""
+        probs = self.class_probabilities(outputs)
+        return get_decoding(self.decoding)(probs, self._centroids_xy_km, int(self.hparams.median_top_k))
 
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Class probabilities -> ``[lat, lon]`` degrees (B, 2) float64, on land."""
+        """Outputs -> ``[lat, lon]`` degrees (B, 2) float64, on land (refined by retrieval when it is on)."""
         assert self.context is not None
-        probs = self.class_probabilities(outputs)
-        points = self._centroids_xy_km
-        xy_km = get_decoding(self.decoding)(probs, points, int(self.hparams.median_top_k))
+        xy_km = self.head_points_km(outputs)
+        if self.retrieval.enabled and bool(self.bank_filled.any()):
+            filled = self.bank_filled.cpu()
+            query = outputs[:, self._head_outputs :].detach().cpu()
+            found_xy, found = refine(
+                self.class_probabilities(outputs),
+                query,
+                self.bank_features.cpu()[filled],
+                self.bank_xy_km.cpu()[filled],
+                self.bank_class.cpu()[filled],
+                self.retrieval,
+            )
+            xy_km = torch.where(found[:, None], found_xy, xy_km)
         lat, lon = projection.to_latlon(xy_km[:, 0].numpy() * 1000.0, xy_km[:, 1].numpy() * 1000.0, self.context.crs)
         return self._land(lat, lon)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 TASK_CLASSES: dict[str, str] = {
     "classification": "geoguess_utils.tasks.classification.ClassificationTask",
     "regression": "geoguess_utils.tasks.regression.RegressionTask",
+    "hybrid": "geoguess_utils.tasks.hybrid.HybridTask",
 }
 """LightningCLI class path of each task."""
 
