@@ -224,7 +224,7 @@ def _compute(
 ) -> None:
     from torch.utils.data import DataLoader
 
-    from geoguess_utils.inference import run_predict
+    from geoguess_utils.inference.loop import run_predict
 
     data_path, key_path = EmbeddingCache.paths_for(cache_dir, name, key)
     data_path.parent.mkdir(parents=True, exist_ok=True)

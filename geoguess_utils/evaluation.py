@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from geoguess_utils import evaluation
 from geoguess_utils.errors import DataError
 from geoguess_utils.geo import distance, projection
-from geoguess_utils.inference import Predictions
 
 if TYPE_CHECKING:
     pass
@@ -22,6 +21,32 @@ THRESHOLDS_KM: tuple[int, ...] = (1, 25, 200, 750)
 
 MEAN_NAME = "mean_km"
 """Logged name of the mean great-circle error, e.g. ``val/mean_km``."""
+
+
+@dataclass
+class Predictions:
+    """Predicted and true points of a set of locations.
+
+    Attributes:
+        table: One row per location: ``uuid``, ``true_lat``, ``true_lon``,
+            ``pred_lat``, ``pred_lon`` (degrees), ``error_km`` (NaN without truth) and
+            the view paths ``path_0`` ... ``path_270``.
+        probabilities: Class probabilities, shape (N, K), rows in ``table`` order,
+            columns in ``class_index`` order; ``None`` for a regression model.
+        task_name: ``"classification"`` or ``"regression"``.
+        class_table: The model's classes with their cell polygons
+            (``GeoContext.cells_frame()``: the class table plus ``geometry``).
+    """
+
+    table: pd.DataFrame
+    probabilities: np.ndarray | None
+    task_name: str
+    class_table: pd.DataFrame
+
+    @property
+    def labelled(self) -> bool:
+        """Whether every location has a true position (and thus an error)."""
+        return bool(np.isfinite(self.table["error_km"].to_numpy(dtype=np.float64)).all())
 
 
 def metric_names(thresholds_km: Sequence[float] = THRESHOLDS_KM) -> list[str]:
@@ -161,7 +186,7 @@ def summarise(predictions: Predictions | pd.DataFrame) -> dict[str, float]:
     if not np.isfinite(errors).all():
         missing = table.loc[~np.isfinite(errors), "uuid"].head(5).tolist()
         raise DataError(f"some locations have no true position, e.g. {missing}: their error is unknown")
-    return evaluation.summarise_km(errors)
+    return summarise_km(errors)
 
 
 def compare(runs: Mapping[str, Predictions | pd.DataFrame]) -> pd.DataFrame:

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geoguess_utils.evaluation import summarise
-from geoguess_utils.inference import Predictions
+from geoguess_utils.evaluation import Predictions, summarise
 
 if TYPE_CHECKING:
     import folium

@@ -17,7 +17,7 @@ from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
 from geoguess_utils.models.multiview import MultiViewNet, Pooling
 from geoguess_utils.tasks.decoding import clip_to_land
 from geoguess_utils.tasks.metrics import HaversineMetrics
-from geoguess_utils.training import checkpoint
+from geoguess_utils.training import record as ckpt_record
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
 SCHEDULERS: tuple[str, ...] = ("plateau", "onecycle", "none")
@@ -162,7 +162,7 @@ class GeoTask(pl.LightningModule):
         """
         if self.context is not None:
             if self.context.fingerprint() != context.fingerprint():
-                raise CheckpointError(checkpoint.describe_context_difference(self.context, context))
+                raise CheckpointError(ckpt_record.describe_context_difference(self.context, context))
             if image_size is not None:
                 self.image_size = int(image_size)
             return
@@ -220,7 +220,7 @@ class GeoTask(pl.LightningModule):
         if not roots or locations is None:
             return
         train = int((locations["split"] == "train").sum()) if "split" in locations.columns else len(locations)
-        self.training_data = checkpoint.training_data_record(roots, len(locations), train)
+        self.training_data = ckpt_record.training_data_record(roots, len(locations), train)
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -453,7 +453,7 @@ class GeoTask(pl.LightningModule):
         mean, std = self.normalization
 
         return {
-            "format": checkpoint.RECORD_FORMAT,
+            "format": ckpt_record.RECORD_FORMAT,
             "task": self.task_name,
             "backbone": str(self.hparams.backbone),
             "pooling": str(self.hparams.pooling),
@@ -462,16 +462,16 @@ class GeoTask(pl.LightningModule):
             "headings": [int(h) for h in HEADINGS],
             "context": self.context.to_dict(),
             "context_fingerprint": self.context.fingerprint(),
-            checkpoint.TRAINING_DATA_FIELD: self.training_data,
+            ckpt_record.TRAINING_DATA_FIELD: self.training_data,
         }
 
     def on_save_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
         """Store :meth:`checkpoint_record` under the ``"geoguess"`` key."""
-        checkpoint_dict[checkpoint.RECORD_KEY] = self.checkpoint_record()
+        checkpoint_dict[ckpt_record.RECORD_KEY] = self.checkpoint_record()
 
     def on_load_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
         """Rebuild (or check) the context and network from the checkpoint's record."""
-        record = checkpoint.read_record(checkpoint_dict)
+        record = ckpt_record.read_record(checkpoint_dict)
         if record["task"] != self.task_name:
             raise CheckpointError(f"the checkpoint holds a {record['task']} model, not a {self.task_name} model")
         if record["backbone"] != self.hparams.backbone:
@@ -482,7 +482,7 @@ class GeoTask(pl.LightningModule):
         saved = GeoContext.from_dict(record["context"])
         if self.context is not None and self.context.fingerprint() != saved.fingerprint():
             # the checkpoint's context is the saved side, the one this run configured is the requested side
-            raise CheckpointError(checkpoint.describe_context_difference(saved, self.context))
+            raise CheckpointError(ckpt_record.describe_context_difference(saved, self.context))
         self.configure_context(saved, record.get("image_size"))
-        if record.get(checkpoint.TRAINING_DATA_FIELD) is not None:
-            self.training_data = record[checkpoint.TRAINING_DATA_FIELD]
+        if record.get(ckpt_record.TRAINING_DATA_FIELD) is not None:
+            self.training_data = record[ckpt_record.TRAINING_DATA_FIELD]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io as _io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +59,20 @@ def _zoom_to(ax, geometry, margin: float = 0.25) -> None:  # noqa: ANN001
     lon0, lat0, lon1, lat1 = geometry.total_bounds if hasattr(geometry, "total_bounds") else geometry.bounds
     ax.set_xlim(lon0 - margin, lon1 + margin)
     ax.set_ylim(lat0 - margin, lat1 + margin)
+
+
+def cell_shapes(cells: Any) -> np.ndarray:
+    """The polygon of each row: its ``geometry``, or the box of its square bounds (older tables).
+
+    Args:
+        cells: Frame with a ``geometry`` column of shapely polygons (EPSG:4326), or
+            with the square scheme's ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max``.
+
+    Returns:
+        Object array of shapely polygons, one per row.
+    """
+    from geoguess_utils.cells import square
+
+    if "geometry" in cells.columns:
+        return np.asarray(cells["geometry"].to_numpy(), dtype=object)
+    return square.box_polygons(cells)

@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from geoguess_utils.geo import borders
-from geoguess_utils.viz.basemap import _axes, _geo_axes, _zoom_to, draw_croatia
+from geoguess_utils.viz.basemap import _axes, _geo_axes, _zoom_to, cell_shapes, draw_croatia
 
 
 def plot_grid(cells: pd.DataFrame, title: str | None = None, variant: borders.Variant = "mainland", ax=None):  # noqa: ANN001, ANN201
@@ -170,8 +170,6 @@ def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
         ax: Existing axes; a new figure is made when ``None``.
     """
     import geopandas as gpd
-
-    from geoguess_utils.viz.location_maps import cell_shapes
 
     fig, ax = _axes(ax)
     draw_croatia(ax, variant)

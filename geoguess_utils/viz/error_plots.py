@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils import evaluation
-from geoguess_utils.inference import Predictions
+from geoguess_utils.evaluation import Predictions
 from geoguess_utils.viz.location_maps import _degree_axes, _draw_cells
 
 if TYPE_CHECKING:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils.course.exploration import DENSITY_MIN_AREA_KM2
+from geoguess_utils.viz.basemap import cell_shapes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -49,23 +50,6 @@ def _degree_axes(ax) -> None:  # noqa: ANN001
     ax.set_aspect(1 / np.cos(np.radians(44.5)))
     ax.set_xlabel("longitude (deg)")
     ax.set_ylabel("latitude (deg)")
-
-
-def cell_shapes(cells: pd.DataFrame) -> np.ndarray:
-    """The polygon of each row: its ``geometry``, or the box of its square bounds (older tables).
-
-    Args:
-        cells: Frame with a ``geometry`` column of shapely polygons (EPSG:4326), or
-            with the square scheme's ``lon_min``, ``lat_min``, ``lon_max``, ``lat_max``.
-
-    Returns:
-        Object array of shapely polygons, one per row.
-    """
-    from geoguess_utils.cells import square
-
-    if "geometry" in cells.columns:
-        return np.asarray(cells["geometry"].to_numpy(), dtype=object)
-    return square.box_polygons(cells)
 
 
 def polygon_patches(shapes: np.ndarray) -> list:
