@@ -229,7 +229,7 @@ def _compute(
     data_path, key_path = EmbeddingCache.paths_for(cache_dir, name, key)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     shape = tuple(key["shape"])
-    partial = data_path.with_name(f".{data_path.name}.partial")
+    partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
     key_path.unlink(missing_ok=True)  # the old sidecar goes first: a half-written cache never looks fresh
     if shape[0]:
         partial.touch()

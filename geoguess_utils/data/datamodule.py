@@ -319,15 +319,25 @@ class GeoDataModule(pl.LightningDataModule):
 
             base = self.dataset(name)
             plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
-            cache = build_embeddings(
-                Embedder.of_task(task),
-                plain,
-                self._cache_root(self.roots),
-                name,
-                batch_size=self.embeddings.batch_size,
-                num_workers=self.num_workers,
-                in_place=True,
-            )
+
+            def build() -> Any:
+                return build_embeddings(
+                    Embedder.of_task(task),
+                    plain,
+                    self._cache_root(self.roots),
+                    name,
+                    batch_size=self.embeddings.batch_size,
+                    num_workers=self.num_workers,
+                    in_place=True,
+                )
+
+            trainer = self.trainer
+            if trainer is not None and trainer.world_size > 1:
+                # one process computes the cache, the others wait for it and open it
+                if trainer.is_global_zero:
+                    build()
+                trainer.strategy.barrier("embedding cache")
+            cache = build()
             self._feature_datasets[name] = CachedFeatureDataset(base, cache)
         return self._feature_datasets[name]
 

@@ -127,6 +127,7 @@ class GeoguessCLI(LightningCLI):
         _use_atomic_checkpoints(trainer)
         _share_log_dir(trainer)
         _drop_lr_monitor_without_logger(trainer)
+        _allow_an_idle_backbone_under_ddp(trainer, self.datamodule)
         for kind in (StepSeed, PlateauCatchUp):  # exact resumption (see geoguess_utils.resume)
             if not any(isinstance(cb, kind) for cb in trainer.callbacks):
                 trainer.callbacks.append(kind())
@@ -136,6 +137,19 @@ class GeoguessCLI(LightningCLI):
 
     def _config_files(self) -> list[str]:
         return [str(path) for path in (self.config.get("config") or []) if path is not None]
+
+
+def _allow_an_idle_backbone_under_ddp(trainer: pl.Trainer, datamodule: Any) -> None:
+    """Let DDP accept steps in which the backbone takes no part (training from cached features).
+
+    While the frozen phase reads the embedding cache, the backbone's parameters produce no
+    gradient; DDP refuses such steps unless it looks for unused parameters.
+    """
+    from pytorch_lightning.strategies import DDPStrategy
+
+    settings = getattr(datamodule, "embeddings", None)
+    if settings is not None and settings.enabled and isinstance(trainer.strategy, DDPStrategy):
+        trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
 
 
 def _use_atomic_checkpoints(trainer: pl.Trainer) -> None:
