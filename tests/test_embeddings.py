@@ -183,3 +183,15 @@ def test_the_embed_command_builds_then_reuses_the_cache(root, tmp_path, capsys):
     assert cli.main(argv) == 0
     assert data.stat().st_mtime_ns == stamp  # the same weights and images: reused
     assert data.stat().st_size == 30 * 4 * 1280 * 2
+
+
+def test_freeze_batchnorm_keeps_the_backbones_running_statistics(root, tmp_path):
+    task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=0, freeze_batchnorm=True)
+    module = _module(root, tmp_path, False)
+    module.setup("fit")
+    task.configure_context(module.context, SIZE)
+    bn = task.net.backbone.body.bn1
+    before = bn.running_mean.clone()
+    _fit(module, task, 1, tmp_path)
+    torch.testing.assert_close(bn.running_mean, before, rtol=0, atol=0)
+    assert any(p.grad is not None for p in task.net.backbone.parameters())  # the backbone itself trained

@@ -410,10 +410,7 @@ class GeoTask(pl.LightningModule):
         trainable = not (frozen and self.trainer.world_size == 1)
         for parameter in self.net.backbone.parameters():
             parameter.requires_grad_(trainable)
-        if self.hparams.get("freeze_batchnorm", False):
-            for module in self.net.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        self._hold_batchnorm()
         if frozen:
             for group in self._backbone_groups():
                 group["lr"] = 0.0
@@ -437,8 +434,20 @@ class GeoTask(pl.LightningModule):
             if group["lr"] == 0.0:
                 group["lr"] = head_lr * self.hparams.backbone_lr_factor
 
+    def _hold_batchnorm(self) -> None:
+        """With ``freeze_batchnorm``, put the backbone's batch-norm layers (back) in eval mode.
+
+        Lightning switches the whole model to train mode after each validation and when a run
+        resumes mid-epoch, so this runs at every training batch, not only at epoch starts.
+        """
+        if self.net is not None and self.hparams.get("freeze_batchnorm", False):
+            for module in self.net.backbone.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
+                    module.eval()
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Hold the backbone's learning rate at 0 while it is frozen (schedulers may have moved it)."""
+        self._hold_batchnorm()
         if self.backbone_frozen:
             for group in self._backbone_groups():
                 group["lr"] = 0.0
