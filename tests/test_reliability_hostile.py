@@ -532,7 +532,10 @@ def test_errors_map_to_the_same_exit_status_in_every_command(raised, code, said,
             "evaluate": ["p", "--truth", "t"],
             "validate": ["r"],
             "download-streetview": ["--locations", "1", "--out", "o"],
+            "download-mapillary": ["--locations", "1", "--out", "o"],
             "make-sample": ["--out", "o"],
+            "embed": ["--data", "d"],
+            "serve": ["--models", "m"],
         }.get(name, [])
         assert cli.main([name, *argv]) == code, name
         assert said in capsys.readouterr().err, name

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "90° views (true headings 0/90/180/270) in the LUMEN layout, with an ATTRIBUTION.md. Running it again "
         "resumes; an existing root is extended."
     )
-    parser.epilog = mapillary.TERMS_NOTICE
+    parser.epilog = f"{mapillary.TERMS_NOTICE} {parser.epilog or ''}".strip()
     parser.add_argument(
         "--token",
         default=os.environ.get(TOKEN_VARIABLE),

@@ -106,7 +106,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
         self._tables: dict[str, pd.DataFrame] = {}
-        self._feature_datasets: dict[str, CachedFeatureDataset] = {}
+        self._feature_datasets: dict[tuple[str, str, str], CachedFeatureDataset] = {}
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
@@ -314,9 +314,14 @@ class GeoDataModule(pl.LightningDataModule):
             name: ``"train"``, ``"val"`` or ``"test"``.
             task: A task whose network is built (its backbone computes the features).
         """
-        if name not in self._feature_datasets:
-            from geoguess_utils.embeddings import Embedder, build_embeddings
+        from geoguess_utils.embeddings import Embedder, build_embeddings, weights_digest
 
+        which = (
+            name,
+            str(task.hparams.backbone),
+            weights_digest(task.net.backbone),
+        )  # another backbone: other features
+        if which not in self._feature_datasets:
             base = self.dataset(name)
             plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
 
@@ -338,8 +343,8 @@ class GeoDataModule(pl.LightningDataModule):
                     build()
                 trainer.strategy.barrier("embedding cache")
             cache = build()
-            self._feature_datasets[name] = CachedFeatureDataset(base, cache)
-        return self._feature_datasets[name]
+            self._feature_datasets[which] = CachedFeatureDataset(base, cache)
+        return self._feature_datasets[which]
 
     def predict_dataloader(self) -> DataLoader:
         """Batches over ``predict_roots`` in a fixed order."""
