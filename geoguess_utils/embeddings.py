@@ -167,7 +167,7 @@ def build_embeddings(
     progress: bool = False,
     in_place: bool = False,
 ) -> EmbeddingCache:
-    """Open the embedding cache of ``dataset`` for ``task``'s backbone, computing it first when needed.
+    """Open the embedding cache of ``dataset`` for the embedder's backbone, computing it first when needed.
 
     Args:
         embedder: The backbone (:meth:`Embedder.of_task` or :meth:`Embedder.by_name`).
@@ -187,10 +187,17 @@ def build_embeddings(
         The opened cache; row ``i`` holds the features of ``dataset[i]``.
 
     Raises:
-        DataError: When the dataset is augmented (cached features must be of the plain views).
+        DataError: When the dataset is augmented (cached features must be of the plain views),
+            or normalised with other statistics than the backbone's.
     """
     if getattr(dataset, "augment", None) is not None:
         raise DataError("embeddings are computed from un-augmented views: pass a dataset without augmentation")
+    mean, std = (tuple(round(float(v), 6) for v in values) for values in embedder.normalization)
+    if hasattr(dataset, "_mean") and (
+        tuple(round(float(v), 6) for v in dataset._mean.flatten()) != mean
+        or tuple(round(float(v), 6) for v in dataset._std.flatten()) != std
+    ):
+        raise DataError(f"the dataset's views are not normalised as backbone {embedder.name!r} expects ({mean}, {std})")
     key = embedding_key(
         dataset.paths.tolist(),
         embedder.name,

@@ -195,3 +195,12 @@ def test_freeze_batchnorm_keeps_the_backbones_running_statistics(root, tmp_path)
     _fit(module, task, 1, tmp_path)
     torch.testing.assert_close(bn.running_mean, before, rtol=0, atol=0)
     assert not torch.equal(task.net.backbone.body.conv1.weight.detach(), weight)  # the backbone itself trained
+
+
+def test_views_normalised_for_another_backbone_are_refused(root, embedder, tmp_path):
+    from geoguess_utils.errors import DataError
+
+    table = load_locations([str(root)], require_labels=False)
+    dataset = GeoDataset(table, SIZE, normalization=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
+    with pytest.raises(DataError, match="not normalised as backbone 'resnet18' expects"):
+        embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
