@@ -59,7 +59,7 @@ from geoguess_utils.datasets.mapillary_records import (
     plan_points,
     read_status,
 )
-from geoguess_utils.datasets.streetview import RateLimiter, _looks_like_jpeg
+from geoguess_utils.datasets.streetview import _RETRY_HTTP, RateLimiter, _looks_like_jpeg, _RetryableError, _RowError
 from geoguess_utils.datasets.streetview_checks import redact as _redact
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_text
@@ -68,21 +68,10 @@ DEFAULT_API_URL = "https://graph.mapillary.com"
 FIELDS = "id,geometry,computed_geometry,compass_angle,computed_compass_angle,captured_at,creator,thumb_2048_url"
 STAGING_DIRNAME = ".partial-mapillary"
 JPEG_QUALITY = 90
-_RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class MapillaryError(GeoguessError):
     """The download cannot go on (token refused, no network)."""
-
-
-class _RetryableError(Exception):
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class _RowError(Exception):
-    """This location failed (recorded as FAILED, retried by the next run)."""
 
 
 @dataclass(frozen=True)
