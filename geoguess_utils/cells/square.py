@@ -24,7 +24,7 @@ import pandas as pd
 import shapely
 from numpy.typing import ArrayLike
 
-from geoguess_utils.cells.scheme import CellScheme, finite_points, register_scheme
+from geoguess_utils.cells.scheme import CellScheme, class_points, finite_points, register_scheme
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, projection
 
@@ -199,23 +199,10 @@ def fit_class_table(
     kept = grid.iloc[np.flatnonzero(counts)].copy()
     kept["n_train"] = counts[counts > 0]
 
-    # Geometric centroid of the cell's part of Croatia, computed in metres.
-    land_xy = borders._projected(variant, crs)
-    cell_xy = shapely.transform(
-        kept.geometry.values,
-        lambda c: np.column_stack(projection.to_projected(c[:, 1], c[:, 0], crs)),
-    )
-    centres = shapely.get_coordinates(shapely.centroid(shapely.intersection(cell_xy, land_xy)))
-    g_lat, g_lon = projection.to_latlon(centres[:, 0], centres[:, 1], crs)
-    c_lat, c_lon = borders.nearest_land_point(g_lat, g_lon, variant)
-
-    # Mean training position per cell, in metres.
-    x, y = projection.to_projected(lat, lon, crs)
+    # the three class points, computed as every scheme computes them
     pos = np.searchsorted(kept.index.to_numpy(), which)
-    n = kept["n_train"].to_numpy()
-    mean_x = np.bincount(pos, weights=x, minlength=len(kept)) / n
-    mean_y = np.bincount(pos, weights=y, minlength=len(kept)) / n
-    w_lat, w_lon = projection.to_latlon(mean_x, mean_y, crs)
+    points = class_points(kept.geometry.values, pos, lat, lon, crs, variant)
+    n = points["n_train"].to_numpy()
 
     table = pd.DataFrame(
         {
@@ -226,12 +213,12 @@ def fit_class_table(
             "lon_max": kept["lon_max"].to_numpy(),
             "lat_max": kept["lat_max"].to_numpy(),
             "n_train": n.astype(np.int64),
-            "geometric_lat": g_lat,
-            "geometric_lon": g_lon,
-            "clipped_lat": c_lat,
-            "clipped_lon": c_lon,
-            "weighted_lat": w_lat,
-            "weighted_lon": w_lon,
+            "geometric_lat": points["geometric_lat"].to_numpy(),
+            "geometric_lon": points["geometric_lon"].to_numpy(),
+            "clipped_lat": points["clipped_lat"].to_numpy(),
+            "clipped_lon": points["clipped_lon"].to_numpy(),
+            "weighted_lat": points["weighted_lat"].to_numpy(),
+            "weighted_lon": points["weighted_lon"].to_numpy(),
         }
     )
     return table
