@@ -111,3 +111,36 @@ def test_bad_parameters_are_refused():
         CountyScheme(min_per_cell=0)
     with pytest.raises(ConfigError, match="integer"):
         BalancedScheme(max_per_cell=2.5)
+
+
+def test_scheme_parameters_come_from_params_by_name():
+    lat, lon = borders.sample_points(400, np.random.default_rng(3), "mainland")
+    default = GeoContext.fit(lat, lon, scheme="balanced")
+    coarse = GeoContext.fit(lat, lon, scheme="balanced", scheme_params={"max_per_cell": 100, "min_per_cell": 30})
+    assert coarse.scheme.params()["max_per_cell"] == 100 and coarse.scheme.params()["min_per_cell"] == 30
+    assert coarse.num_classes < default.num_classes
+    # the shared spacing_deg still reaches only the schemes that take it
+    square = GeoContext.fit(lat, lon, scheme="square", spacing_deg=0.5, scheme_params={})
+    assert square.scheme.params() == {"spacing_deg": 0.5}
+    assert GeoContext.fit(lat, lon, scheme="square", scheme_params={"spacing_deg": 0.4}).spacing_deg == 0.4
+
+
+def test_unknown_or_bad_scheme_parameters_are_refused_by_name():
+    lat, lon = borders.sample_points(50, np.random.default_rng(4), "mainland")
+    with pytest.raises(ConfigError, match=r"'balanced' has no parameter 'max_cells'; it takes max_per_cell, min_per_cell"):
+        GeoContext.fit(lat, lon, scheme="balanced", scheme_params={"max_cells": 40})
+    with pytest.raises(ConfigError, match="'square' has no parameter 'max_per_cell'; it takes spacing_deg"):
+        GeoContext.fit(lat, lon, scheme="square", scheme_params={"max_per_cell": 40})
+    with pytest.raises(ConfigError, match="must not exceed"):
+        GeoContext.fit(lat, lon, scheme="county_split", scheme_params={"max_per_cell": 10, "min_per_cell": 20})
+    with pytest.raises(ConfigError, match="scheme instance"):
+        GeoContext.fit(lat, lon, scheme=BalancedScheme(), scheme_params={"max_per_cell": 40})
+
+
+def test_the_data_module_refuses_a_bad_scheme_parameter_before_reading(tmp_path):
+    from geoguess_utils.data.datamodule import GeoDataModule
+    from geoguess_utils.data.settings import CellSettings
+
+    missing = tmp_path / "no_such_root"  # never read: the refusal comes first
+    with pytest.raises(ConfigError, match="'county' has no parameter 'spacing'"):
+        GeoDataModule(roots=[str(missing)], cells=CellSettings(scheme="county", params={"spacing": 1}))

@@ -17,6 +17,7 @@ from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make
 
 from geoguess_utils.data.datamodule import GeoDataModule
 from geoguess_utils.data.settings import CacheSettings, CellSettings
+from geoguess_utils.errors import ConfigError
 from geoguess_utils.evaluation import summarise_km
 from geoguess_utils.geo import distance, projection
 from geoguess_utils.tasks.classification import ClassificationTask
@@ -305,3 +306,26 @@ def test_resuming_another_runs_checkpoint_names_both_sides_and_leaves_no_run_fol
     assert coarse != requested
     assert f"{coarse} classes in the checkpoint vs {requested} requested" in err, err
     assert _run_dirs(tmp_path) == [first]  # the refused run left no version_1 behind
+
+
+def test_scheme_parameters_reach_the_cells_from_the_command_line(tiny_root, tmp_path, monkeypatch):
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.training.record import read_record
+
+    use_tiny_backbone(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    params = "{max_per_cell: 20, min_per_cell: 6}"
+    extra = ("--data.cells.scheme", "balanced", "--data.cells.params", params, "--test_after_fit", "false")
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, *extra, epochs=1)) == 0
+    (run,) = _run_dirs(tmp_path)
+    record = read_record(load_checkpoint(run / "checkpoints" / "last.ckpt"), "last.ckpt")
+    scheme = GeoContext.from_dict(record["context"]).scheme
+    assert scheme.name == "balanced" and (scheme.max_per_cell, scheme.min_per_cell) == (20, 6)
+    bad = fit_args(tiny_root, tmp_path, "--data.cells.scheme", "balanced", "--data.cells.params", "{max_cells: 4}")
+    with pytest.raises(ConfigError, match="'balanced' has no parameter 'max_cells'"):
+        lightning_cli.run(bad)
+    # cells so large that one holds every training location: refused before training, in one line
+    one = fit_args(tiny_root, tmp_path, "--data.cells.scheme", "balanced", "--data.cells.params", "{max_per_cell: 500}")
+    with pytest.raises(ConfigError, match="gives one class"):
+        lightning_cli.run(one)
+    assert _run_dirs(tmp_path) == [run]  # no empty run folder stays behind

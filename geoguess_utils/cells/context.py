@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -67,6 +68,7 @@ class GeoContext:
         variant: borders.Variant = "mainland",
         centroid: CentroidKind = "weighted",
         scheme: str | CellScheme = "square",
+        scheme_params: Mapping[str, Any] | None = None,
     ) -> GeoContext:
         """Fit a context on training locations (never on validation or test rows).
 
@@ -78,16 +80,24 @@ class GeoContext:
             variant: Croatia variant for the cells and for clipping.
             centroid: Which class point predictions use.
             scheme: A registered scheme name (built with :meth:`CellScheme.from_options`
-                from ``spacing_deg``), or an unfitted scheme instance with its own parameters.
+                from ``spacing_deg`` and ``scheme_params``), or an unfitted scheme instance
+                with its own parameters.
+            scheme_params: Parameters of the named scheme, e.g. ``{"max_per_cell": 40}``
+                (see :meth:`CellScheme.from_params`); not allowed with a scheme instance.
+
+        Raises:
+            ConfigError: Unknown centroid kind, variant, scheme or scheme parameter.
         """
         if centroid not in CENTROID_KINDS:
             raise ConfigError(f"unknown centroid kind {centroid!r}; choose one of {', '.join(CENTROID_KINDS)}")
         borders._check_variant(variant)
         # A given instance is copied, so fitting never changes the caller's scheme.
+        if isinstance(scheme, CellScheme) and scheme_params:
+            raise ConfigError("scheme_params are for a scheme given by name; this scheme instance has its own")
         cells = (
             copy.deepcopy(scheme)
             if isinstance(scheme, CellScheme)
-            else get_scheme(scheme).from_options(spacing_deg=spacing_deg)
+            else get_scheme(scheme).from_params(scheme_params, spacing_deg=spacing_deg, crs=crs)
         )
         cells.fit(train_lat, train_lon, variant)
         table = cells.class_table(train_lat, train_lon, crs, variant)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -346,6 +346,40 @@ class CellScheme:
         takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
         accepted = {k: v for k, v in options.items() if takes_all or k in signature.parameters}
         return cls(**accepted)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None = None, **options: Any) -> CellScheme:
+        """Build the scheme from its own ``params`` (strict) and shared ``options`` (lenient).
+
+        ``params`` are parameters of this scheme, e.g. ``{"max_per_cell": 40}`` for
+        ``balanced`` (``data.cells.params`` in a config): a name ``__init__`` does not take
+        is refused. Shared ``options`` such as ``spacing_deg`` reach only the schemes that
+        take them, as in :meth:`from_options`; a name in both comes from ``params``.
+
+        Raises:
+            ConfigError: When ``params`` is not a mapping of names, names a parameter the
+                scheme does not take, or the scheme refuses a value.
+        """
+        own = dict(params or {})
+        if not all(isinstance(k, str) for k in own):
+            raise ConfigError(f"cell scheme {cls.name or cls.__name__!r}: parameter names must be strings, got {own!r}")
+        signature = inspect.signature(cls.__init__)
+        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+        known = [n for n, p in signature.parameters.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
+        unknown = sorted(k for k in own if k not in known and not takes_all)
+        if unknown:
+            takes = ", ".join(known) if known else "no parameters"
+            raise ConfigError(
+                f"cell scheme {cls.name or cls.__name__!r} has no parameter {', '.join(map(repr, unknown))}; "
+                f"it takes {takes}"
+            )
+        if not own:
+            return cls.from_options(**options)
+        accepted = {k: v for k, v in options.items() if k not in own and (takes_all or k in signature.parameters)}
+        try:
+            return cls(**accepted, **own)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"cell scheme {cls.name or cls.__name__!r}: bad parameters {own!r} ({exc})") from None
 
     @property
     def is_fitted(self) -> bool:

@@ -85,7 +85,10 @@ class GeoDataModule(pl.LightningDataModule):
         self.embeddings = embeddings or EmbeddingSettings()
         if self.cells.centroid not in CENTROID_KINDS:
             raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {self.cells.centroid!r}")
-        get_scheme(self.cells.scheme)  # an unknown scheme name fails here, naming the registered ones
+        # An unknown scheme name or parameter fails here, before any data is read.
+        get_scheme(self.cells.scheme).from_params(
+            self.cells.params, spacing_deg=self.cells.spacing_deg, crs=self.cells.crs
+        )
         if not roots and not predict_roots:
             raise ConfigError("give dataset roots (roots=...) and/or roots to predict on (predict_roots=...)")
         self.roots = [str(r) for r in roots or []]
@@ -188,6 +191,7 @@ class GeoDataModule(pl.LightningDataModule):
                 train["longitude"].to_numpy(),
                 spacing_deg=self.cells.spacing_deg,
                 scheme=self.cells.scheme,
+                scheme_params=self.cells.params,
                 crs=self.cells.crs,
                 variant=self.cells.variant,  # type: ignore[arg-type]
                 centroid=self.cells.centroid,  # type: ignore[arg-type]

@@ -8,7 +8,8 @@ layout went, so an old config gets a message naming the new place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS
 from geoguess_utils.data.validation import DEFAULT_COAST_TOLERANCE_KM
@@ -27,6 +28,9 @@ class CellSettings:
         crs: Projected CRS for scaling, centroids and distances in the plane.
         centroid: Class point predictions use: ``weighted``, ``clipped`` or ``geometric``.
         variant: Croatia variant the cells cover: ``mainland`` or ``full``.
+        params: The scheme's own parameters, e.g. ``{max_per_cell: 40, min_per_cell: 10}``
+            for ``balanced``, ``county`` and ``county_split``; a name the scheme does not
+            take is refused, naming the ones it does.
     """
 
     scheme: str = "square"
@@ -34,6 +38,7 @@ class CellSettings:
     crs: str = "EPSG:3766"
     centroid: str = "weighted"
     variant: str = "mainland"
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -95,6 +95,12 @@ class ClassificationTask(GeoTask):
         """One logit per class."""
         if context.num_classes < 1:
             raise ConfigError("the class table is empty: no training location falls in a grid cell")
+        if context.num_classes < 2:
+            raise ConfigError(
+                f"the {context.scheme_name} cell scheme {context.scheme.params()} gives one class for these training "
+                "locations, and a classifier needs at least two: use smaller cells (data.cells.spacing_deg, "
+                "data.cells.params) or more locations"
+            )
         return context.num_classes
 
     def logits(self, outputs: torch.Tensor) -> torch.Tensor:
