@@ -127,7 +127,9 @@ def test_scheme_parameters_come_from_params_by_name():
 
 def test_unknown_or_bad_scheme_parameters_are_refused_by_name():
     lat, lon = borders.sample_points(50, np.random.default_rng(4), "mainland")
-    with pytest.raises(ConfigError, match=r"'balanced' has no parameter 'max_cells'; it takes max_per_cell, min_per_cell"):
+    with pytest.raises(
+        ConfigError, match=r"'balanced' has no parameter 'max_cells'; it takes max_per_cell, min_per_cell"
+    ):
         GeoContext.fit(lat, lon, scheme="balanced", scheme_params={"max_cells": 40})
     with pytest.raises(ConfigError, match="'square' has no parameter 'max_per_cell'; it takes spacing_deg"):
         GeoContext.fit(lat, lon, scheme="square", scheme_params={"max_per_cell": 40})

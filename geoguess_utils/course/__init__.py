@@ -7,6 +7,8 @@ each module is imported on first use, so importing the package costs nothing.
 from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
+    "ABLATION_FILES": "ablation",
+    "AblationRun": "ablation",
     "DATA_DIR_ENV": "paths",
     "DEFAULT_SPACINGS_DEG": "analysis",
     "DENSITY_MIN_AREA_KM2": "exploration",
@@ -21,6 +23,7 @@ _EXPORTS = {
     "SAMPLE_SUBDIR": "paths",
     "SYNTHETIC_SOURCE": "paths",
     "cell_counts": "analysis",
+    "committed_ablations": "ablation",
     "cell_density": "exploration",
     "centroid_distances": "analysis",
     "data_kind": "paths",
@@ -33,6 +36,7 @@ _EXPORTS = {
     "figures_dir": "paths",
     "grid_steps": "analysis",
     "is_synthetic": "paths",
+    "load_ablation": "ablation",
     "location_summary": "exploration",
     "location_views": "exploration",
     "make_sample": "paths",

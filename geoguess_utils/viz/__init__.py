@@ -32,6 +32,7 @@ _EXPORTS = {
     "escape": "webmap_html",
     "map_html": "webmap",
     "nice_ceiling": "webmap_html",
+    "plot_ablation": "ablation_plots",
     "plot_cell_errors": "error_plots",
     "plot_centroid_kinds": "cell_maps",
     "plot_distance_errors": "projection_maps",
