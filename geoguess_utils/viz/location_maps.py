@@ -1,13 +1,15 @@
-"""Maps of locations and their density per cell."""
+"""Maps of locations and their density per cell, and of the synthetic generator's densities."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from geoguess_utils.course.exploration import DENSITY_MIN_AREA_KM2
+from geoguess_utils.errors import ConfigError
 from geoguess_utils.viz.basemap import cell_shapes
 
 if TYPE_CHECKING:
@@ -39,6 +41,51 @@ def plot_locations_and_density(lat: np.ndarray, lon: np.ndarray, density: pd.Dat
     _draw_cells(right, density, values.to_numpy(), "viridis", 0.0, vmax, "locations per 1,000 km² of land")
     _degree_axes(right)
     right.set_title(f"density per cell (cells with < {DENSITY_MIN_AREA_KM2:.0f} km² of land left blank)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_density_samples(
+    samples: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    measures: pd.DataFrame | None = None,
+    title: str = "SYNTHETIC locations: the sample generator's two densities",
+    size: float = 4.0,
+) -> Figure:
+    """Synthetic samples drawn with different densities, one map each, side by side.
+
+    Args:
+        samples: ``{density name: (lat, lon)}``, arrays of shape (N,) in degrees, e.g.
+            :func:`geoguess_utils.course.exploration.draw_densities`.
+        measures: Optional :func:`geoguess_utils.course.exploration.compare_densities`
+            table; a sample whose name is in its index gets its index of dispersion and
+            median distance to a place in its map's title.
+        title: Figure title; it should say the locations are synthetic.
+        size: Marker size, points².
+
+    Returns:
+        The figure, with one axes per sample.
+
+    Raises:
+        ConfigError: When ``samples`` is empty.
+    """
+    import matplotlib.pyplot as plt
+
+    from geoguess_utils.viz import cell_maps
+
+    if not samples:
+        raise ConfigError("no sample to map: give at least one {density name: (lat, lon)}")
+    fig, axes = plt.subplots(1, len(samples), figsize=(6.5 * len(samples), 6.0), squeeze=False)
+    for ax, (name, (lat, lon)) in zip(axes[0], samples.items(), strict=True):
+        heading = f"{name}: {len(lat)} SYNTHETIC locations"
+        if measures is not None and name in measures.index:
+            row = measures.loc[name]
+            heading += (
+                f"\nindex of dispersion {row['dispersion']:.2f}, "
+                f"median {row['median_km_to_place']:.1f} km to the nearest place"
+            )
+        cell_maps.plot_locations(lat, lon, title=heading, ax=ax, size=size)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -136,6 +136,16 @@ def settlement_points(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return points[:, 0].copy(), points[:, 1].copy()
 
 
+def sample_rng(seed: int) -> np.random.Generator:
+    """The generator a synthetic sample with this seed draws its locations from (then its uuids).
+
+    ``geoguess make-sample --seed S`` draws its locations with
+    ``sample_locations(n, sample_rng(S), density)``; doing the same gives the same
+    coordinates without writing any image.
+    """
+    return np.random.default_rng([int(seed), 0])
+
+
 def sample_locations(n: int, rng: np.random.Generator, density: Density = "uniform") -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n`` synthetic locations on Croatia's mainland.
 

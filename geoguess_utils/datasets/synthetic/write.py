@@ -13,11 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR
-from geoguess_utils.datasets.synthetic.density import Density, check_density, sample_locations
+from geoguess_utils.datasets.synthetic.density import Density, check_density, sample_locations, sample_rng
 from geoguess_utils.datasets.synthetic.render import DEFAULT_SIZE, _check_size, _location_rng, encode_jpeg, render_scene
 from geoguess_utils.datasets.synthetic.scene import SOURCE_LABEL, Scenes, describe_locations
 from geoguess_utils.errors import ConfigError, GeoguessError
@@ -103,7 +102,7 @@ def generate_dataset(
             "choose another folder or overwrite it"
         )
     n = int(n_locations)
-    rng = np.random.default_rng([int(seed), 0])
+    rng = sample_rng(seed)
     lat, lon = sample_locations(n, rng, density)
     uuids = [str(uuid.UUID(bytes=rng.bytes(16), version=4)) for _ in range(n)]
     scenes = describe_locations(lat, lon)
