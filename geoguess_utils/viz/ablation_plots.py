@@ -55,7 +55,9 @@ def plot_ablation(results: Mapping[str, pd.DataFrame], constant_km: Mapping[str,
         ]
         rows = np.arange(len(table))
         ax.barh(rows, means, xerr=spreads, color=colours, alpha=0.85, capsize=3)
-        ax.set_yticks(rows, [f"{name}  ({mean / recipe:.2f}×)" for name, mean in zip(table["variant"], means)])
+        ax.set_yticks(
+            rows, [f"{name}  ({mean / recipe:.2f}×)" for name, mean in zip(table["variant"], means, strict=True)]
+        )
         ax.invert_yaxis()
         ax.axvline(recipe, color=RECIPE_COLOUR, linestyle="--", linewidth=1.2, label=f"recipe {recipe:.1f} km")
         constant = None if constant_km is None else constant_km.get(title)
