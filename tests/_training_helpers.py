@@ -20,7 +20,11 @@ def make_dataset(root: Path, n_locations: int, size: int = 32, seed: int = 0) ->
 
 
 def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: str = "ClassificationTask") -> list[str]:
-    """Arguments of ``geoguess fit`` for a tiny untrained-backbone run writing under ``work``."""
+    """Arguments of ``geoguess fit`` for a tiny untrained-backbone run writing under ``work``.
+
+    The quick config's model on square cells (``--data.cells.spacing_deg`` then changes the
+    classes), without its county loss, which needs county cells.
+    """
     return [
         "--config",
         str(QUICK_CONFIG),
@@ -37,6 +41,10 @@ def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: st
         "--data.batch_size",
         "8",
         "--data.num_workers",
+        "0",
+        "--data.cells.scheme",
+        "square",
+        "--model.init_args.county_loss_weight",
         "0",
         "--data.cells.spacing_deg",
         "0.5",

@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import ablation  # noqa: E402
 
+from geoguess_utils.errors import ConfigError  # noqa: E402
 from geoguess_utils.geo import borders, distance  # noqa: E402
 
 
@@ -83,3 +85,31 @@ def test_recipe_config_builds_through_the_command_line(tmp_path, monkeypatch):
     hp = run.model.hparams
     assert (hp.pooling, hp.head_hidden, hp.label_smoothing_tau_km, hp.decoding) == ("concat", 0, 0.0, "weighted_mean")
     assert run.datamodule.cells.scheme == "square" and run.datamodule.cells.spacing_deg == 0.3
+
+
+def test_the_quick_config_is_the_best_combination():
+    """configs/quick_cpu.yaml, read as changes to the recipe, is the ablation's best row."""
+    assert ablation.config_as_variant() == ablation.BEST
+
+
+def test_a_config_on_another_budget_is_refused(tmp_path):
+    config = yaml.safe_load(ablation.QUICK.read_text())
+    config["data"]["image_size"] = 96
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="image_size 64 vs 96"):
+        ablation.config_as_variant(other)
+
+
+def test_scheme_parameters_and_members_reach_the_run(made_up):
+    table, features = made_up
+    recipe = ablation.recipe_settings()
+    coarse = {"scheme": "balanced", "scheme_params": {"max_per_cell": 60, "min_per_cell": 20}}
+    fine = {"scheme": "balanced", "scheme_params": {"max_per_cell": 12, "min_per_cell": 4}}
+    assert ablation.run_variant(coarse, recipe, table, features, 0, 1)["classes"] < 5
+    assert ablation.run_variant(fine, recipe, table, features, 0, 1)["classes"] > 5
+    one = ablation.run_variant({}, recipe, table, features, 0, 2)
+    again = ablation.run_variant({"members": 1}, recipe, table, features, 0, 2)
+    three = ablation.run_variant({"members": 3}, recipe, table, features, 0, 2)
+    assert one["mean_km"] == again["mean_km"]  # one member is the plain run, seed for seed
+    assert three["mean_km"] != one["mean_km"] and three["count"] == one["count"]
