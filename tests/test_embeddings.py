@@ -204,3 +204,27 @@ def test_views_normalised_for_another_backbone_are_refused(root, embedder, tmp_p
     dataset = GeoDataset(table, SIZE, normalization=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)))
     with pytest.raises(DataError, match="not normalised as backbone 'resnet18' expects"):
         embeddings.build_embeddings(embedder, dataset, tmp_path, "all")
+
+
+def test_the_test_split_is_scored_from_images_as_predictions_are(root, tmp_path):
+    """Cached float16 features speed up training; the final test score comes from the images.
+
+    So the logged ``test/mean_km`` is the score ``geoguess predict`` gives, to the metre, even
+    for a head-only run whose every training and validation batch was read from the cache.
+    """
+    from geoguess_utils.geo import distance
+    from geoguess_utils.tasks.regression import RegressionTask
+
+    pl.seed_everything(4)
+    task = RegressionTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=0, head_only=True)
+    module = _module(root, tmp_path, True)
+    trainer = _fit(module, task, 2, tmp_path)
+    logged = trainer.test(task, datamodule=module, verbose=False)[0]["test/mean_km"]
+    task.eval()
+    errors = []
+    with torch.no_grad():
+        for batch in torch.utils.data.DataLoader(module.dataset("test"), batch_size=4):
+            lat, lon = task.decode(task(batch["images"])).numpy().T
+            truth = batch["latlon"].numpy()
+            errors.append(distance.haversine_km(truth[:, 0], truth[:, 1], lat, lon))
+    assert logged == pytest.approx(float(np.concatenate(errors).mean()), abs=1e-5)  # 1 cm; float16 features: 0.2 m

@@ -299,8 +299,13 @@ class GeoDataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False, drop_last=False, features=self._features_now())
 
     def test_dataloader(self) -> DataLoader:
-        """Test batches in a fixed order (cached features when the backbone is still frozen)."""
-        return self._loader("test", shuffle=False, drop_last=False, features=self._features_now())
+        """Test batches of images in a fixed order, never cached features.
+
+        The test score is the one a user reports, so it goes through the path predictions
+        take (images, float32 backbone), not through the float16 feature cache: the logged
+        ``test/mean_km`` is then what ``geoguess predict`` and ``geoguess evaluate`` give.
+        """
+        return self._loader("test", shuffle=False, drop_last=False, features=False)
 
     # -- embedding cache ------------------------------------------------------------
 
