@@ -5,6 +5,7 @@ Every table is built from the numbers in the results; nothing here measures anyt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -478,3 +479,24 @@ def render_markdown(results: dict[str, Any], findings: str | None = None) -> str
     if findings:
         lines += ["## Findings and changes", "", findings.strip(), ""]
     return "\n".join(line for line in lines if line is not None).rstrip() + "\n"
+
+
+_MARKED = re.compile(r"<!-- ([\w-]+):start -->.*?<!-- \1:end -->\n?", re.DOTALL)
+
+
+def keep_marked_sections(rendered: str, previous: str) -> str:
+    """``rendered`` followed by every section of ``previous`` kept between markers that it lacks.
+
+    Sections that other scripts write or that are maintained by hand (the ablation, serving,
+    embedding cache) sit between ``<!-- name:start -->`` and ``<!-- name:end -->``; a
+    regenerated report must not drop them.
+
+    Args:
+        rendered: The report just rendered from the results.
+        previous: The report as it was on disk ("" when there was none).
+    """
+    present = {m.group(1) for m in _MARKED.finditer(rendered)}
+    kept = [m.group(0).rstrip("\n") for m in _MARKED.finditer(previous) if m.group(1) not in present]
+    if not kept:
+        return rendered
+    return rendered.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"

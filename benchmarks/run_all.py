@@ -258,8 +258,10 @@ def write_report(results: dict[str, Any], cfg: argparse.Namespace) -> None:
     from geoguess_utils.io import atomic_write_text
 
     findings = cfg.findings.read_text() if cfg.findings.is_file() else None
+    previous = cfg.markdown.read_text(encoding="utf-8") if cfg.markdown.is_file() else ""
+    rendered = report.render_markdown(results, findings)
     atomic_write_text(cfg.json, json.dumps(results, indent=1, default=str))
-    atomic_write_text(cfg.markdown, report.render_markdown(results, findings))
+    atomic_write_text(cfg.markdown, report.keep_marked_sections(rendered, previous))
     print(f"wrote {cfg.json} and {cfg.markdown}")
 
 

@@ -238,3 +238,24 @@ def test_frozen_backbone_runs_in_bf16_on_cpus_where_it_pays(monkeypatch, croatia
         # bf16 keeps about 3 significant digits per value; through a whole random
         # ResNet-18 the errors add up to a few percent, far from a wrong answer (~100%).
         assert relative_error < 0.1
+
+
+def test_regenerating_the_report_keeps_the_sections_other_scripts_write():
+    previous = (
+        "# old tables\n\n<!-- ablation:start -->\n## Ablation\n| a | b |\n<!-- ablation:end -->\n\n"
+        "<!-- serve_load:start -->\n## Serving\nold serving\n<!-- serve_load:end -->\n"
+    )
+    rendered = "# new tables\n\n<!-- serve_load:start -->\n## Serving\nnew serving\n<!-- serve_load:end -->\n"
+    merged = report.keep_marked_sections(rendered, previous)
+    assert merged.startswith("# new tables") and "# old tables" not in merged
+    assert "## Ablation\n| a | b |" in merged  # kept, with its markers
+    assert "new serving" in merged and "old serving" not in merged  # the fresh one wins
+    assert report.keep_marked_sections(rendered, "") == rendered
+
+
+def test_the_committed_report_keeps_its_marked_sections_through_a_render(tmp_path):
+    text = (REPO / "BENCHMARKS.md").read_text()
+    names = set(report._MARKED.findall(text))
+    assert {"ablation", "serve_load", "embedding_cache"} <= names
+    merged = report.keep_marked_sections("# tables\n", text)
+    assert set(report._MARKED.findall(merged)) == names
