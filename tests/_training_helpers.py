@@ -19,6 +19,10 @@ def make_dataset(root: Path, n_locations: int, size: int = 32, seed: int = 0) ->
     return root
 
 
+COUNTY_LOSS_TASKS = ("ClassificationTask", "HybridTask")
+"""Tasks that take the quick config's ``county_loss_weight`` (the others refuse the option)."""
+
+
 def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: str = "ClassificationTask") -> list[str]:
     """Arguments of ``geoguess fit`` for a tiny untrained-backbone run writing under ``work``.
 
@@ -44,8 +48,7 @@ def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: st
         "0",
         "--data.cells.scheme",
         "square",
-        "--model.init_args.county_loss_weight",
-        "0",
+        *(["--model.init_args.county_loss_weight", "0"] if task in COUNTY_LOSS_TASKS else []),
         "--data.cells.spacing_deg",
         "0.5",
         "--data.cache.dir",

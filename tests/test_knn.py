@@ -61,8 +61,8 @@ def test_knn_is_selectable_from_the_command_line(root, tmp_path):
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        args = fit_args(root, tmp_path, "--trainer.logger", "false", "--data.embeddings.enabled", "true", epochs=1)
-        args = [a if a != "geoguess_utils.tasks.ClassificationTask" else "geoguess_utils.tasks.KNNTask" for a in args]
+        extra = ("--trainer.logger", "false", "--data.embeddings.enabled", "true")
+        args = fit_args(root, tmp_path, *extra, epochs=1, task="KNNTask")
         run = lightning_cli.GeoguessCLI(args=args)
         assert isinstance(run.model, KNNTask)
         lightning_cli.fit(run.trainer, run.model, run.datamodule)
