@@ -211,7 +211,7 @@ def _add_cell_errors(fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame)
         ["class_index", "n", "mean_error"],
         ["class", "locations", "mean error"],
         "cells",
-        name="Grid cells: mean error",
+        name="Cells: mean error",
         show=True,
     )
     layer.add_to(fmap)
