@@ -7,7 +7,7 @@ it and locations per second over the run. The client runs on the same machine an
 shares its CPUs with the server, as a benchmark on one small machine must.
 
 The model is the quick CPU configuration's (``configs/quick_cpu.yaml``: EfficientNet-Lite0
-at 64 px, classes on a 0.3 degree grid). Speed does not depend on what the weights
+at 64 px, attention over the views, county_split cells). Speed does not depend on what the weights
 learned, so by default the network is built with its installed ImageNet backbone and
 an untrained head; ``--ckpt`` serves a trained checkpoint instead (for example the one
 ``make demo`` writes).
@@ -46,15 +46,21 @@ SETTINGS = {
 }
 
 
-def quick_checkpoint(path: Path, spacing_deg: float = 0.3, seed: int = 0) -> Path:
-    """Write a checkpoint with the quick config's network: EfficientNet-Lite0, 64 px, concat pooling."""
+def quick_checkpoint(path: Path, seed: int = 0) -> Path:
+    """Write a checkpoint with the quick config's network, untrained head.
+
+    EfficientNet-Lite0 at 64 px, attention over the four views, county_split cells with the
+    county loss (``configs/quick_cpu.yaml``).
+    """
     from geoguess_utils.cells.context import GeoContext
     from geoguess_utils.geo import borders
     from geoguess_utils.tasks.classification import ClassificationTask
 
     lat, lon = borders.sample_points(1600, np.random.default_rng(seed), "mainland")  # a training split's size
-    context = GeoContext.fit(lat, lon, spacing_deg=spacing_deg)
-    task = ClassificationTask(backbone="efficientnet_lite0", pretrained=True, channels_last=True)
+    context = GeoContext.fit(lat, lon, scheme="county_split")
+    task = ClassificationTask(
+        backbone="efficientnet_lite0", pretrained=True, channels_last=True, pooling="attention", county_loss_weight=1.0
+    )
     task.configure_context(context, image_size=64)
     record = {
         "state_dict": task.state_dict(),

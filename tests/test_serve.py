@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import logging
 import threading
 import time
@@ -578,3 +579,40 @@ def test_forward_passes_use_the_configured_torch_threads(served, monkeypatch):
         assert one_thread.get("/health").json()["batching"]["torch_threads"] == 1
     assert seen == [1]
     assert torch.get_num_threads() == before  # set on the inference thread only
+
+
+def test_a_model_on_county_cells_with_view_attention_is_listed_and_served(served, tmp_path):
+    """The quick config's kind of model: cells that are no grid, attention over the views."""
+    from _reliability_helpers import tiny_task, write_checkpoint
+
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.tasks.classification import ClassificationTask
+
+    sample, _ = served
+    table = pd.read_csv(sample / "data.csv")
+    context = GeoContext.fit(table["latitude"], table["longitude"], scheme="county_split")
+    task = tiny_task(ClassificationTask, context, image_size=IMAGE_SIZE, pooling="attention", county_loss_weight=1.0)
+    models = tmp_path / "models"
+    models.mkdir()
+    write_checkpoint(task, models / "county.ckpt")
+    with make_client(models) as county_client:
+        (entry,) = county_client.get("/models").json()["models"]
+        assert entry["cell_scheme"] == "county_split cells (max_per_cell 32, min_per_cell 8), mainland, EPSG:3766"
+        assert entry["num_classes"] == context.num_classes
+        uuid = sample_uuids(sample)[0]
+        response = county_client.post("/models/county/predict", files=view_fields(view_bytes(sample, uuid)))
+        assert response.status_code == 200, response.text
+        expected = predict_roots(models / "county.ckpt", [sample], cache_dir=tmp_path / "cache").set_index("uuid")
+        assert response.json()["latitude"] == pytest.approx(expected.loc[uuid, "latitude"], abs=TOL_DEG)
+        # the cells are the county cells themselves (simplified), not boxes
+        import shapely
+
+        polygons = context.cell_polygons()
+        for cell in response.json()["top_cells"]:
+            shape = shapely.from_geojson(json.dumps(cell["polygon"]))
+            truth_shape = polygons[cell["class_index"]]
+            assert shape.geom_type in ("Polygon", "MultiPolygon")
+            assert shapely.area(shapely.symmetric_difference(shape, truth_shape)) < 0.02 * truth_shape.area
+        features = county_client.get("/models/county/cells").json()["features"]
+        assert len(features) == context.num_classes
+        assert len(response.content) < 200_000  # five simplified cells, not the full coastline

@@ -120,6 +120,20 @@ class GeoContext:
         value = self.scheme.params().get("spacing_deg")
         return None if value is None else float(value)
 
+    @property
+    def description(self) -> str:
+        """How the cells were made, in one line.
+
+        ``"square 0.3 deg grid, mainland, EPSG:3766"`` for the seed's grid, otherwise the
+        scheme's name and parameters, e.g. ``"county_split cells (max_per_cell 32,
+        min_per_cell 8), mainland, EPSG:3766"``.
+        """
+        if self.scheme_name == "square" and self.spacing_deg is not None:
+            return f"square {self.spacing_deg:g} deg grid, {self.variant}, {self.crs}"
+        params = {k: v for k, v in self.scheme.params().items() if k != "crs" or v != self.crs}
+        shown = f" ({', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in params.items())})"
+        return f"{self.scheme_name} cells{shown if params else ''}, {self.variant}, {self.crs}"
+
     def cell_polygons(self) -> np.ndarray:
         """The K cells in class order: object array of shapely polygons, EPSG:4326 degrees."""
         return self.scheme.polygons

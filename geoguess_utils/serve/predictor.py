@@ -9,6 +9,8 @@ probabilities by ``task.class_probabilities``; nothing is computed twice.
 
 from __future__ import annotations
 
+import json
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,19 +49,48 @@ def make_batch(pixels: np.ndarray, uuids: list[str], image_size: int) -> dict[st
     return default_collate([dataset[i] for i in range(len(dataset))])
 
 
-def cell_polygon(row: pd.Series) -> dict[str, Any]:
-    """A class table row's box as a GeoJSON Polygon (lon, lat order, closed ring)."""
-    return _box_polygon(*(float(row[c]) for c in ("lon_min", "lat_min", "lon_max", "lat_max")))
+BOX_COLUMNS = ("lon_min", "lat_min", "lon_max", "lat_max")
+SIMPLIFY_DEG = 0.002
+"""Tolerance (degrees, about 200 m) to which cells that are not boxes are simplified for the answers."""
+
+_ARRAYS: dict[int, tuple[weakref.ref, dict[str, Any]]] = {}
 
 
-def _cell_arrays(context: GeoContext) -> dict[str, np.ndarray]:
-    """The class table as plain arrays (row lookups in numpy, not pandas, per answered cell)."""
+def cell_geometries(context: GeoContext) -> list[dict[str, Any]]:
+    """Each class cell as a GeoJSON geometry (lon, lat order), in class order.
+
+    Square cells are their exact boxes; other schemes' cells (counties, density cells:
+    polygons clipped to the coast) are simplified to :data:`SIMPLIFY_DEG` and rounded to
+    1e-5 degrees, so that an answer naming five cells stays small.
+    """
+    import shapely
+
     table = context.class_table
-    return {
+    if all(c in table.columns for c in BOX_COLUMNS):
+        return [_box_polygon(*(float(v) for v in box)) for box in table[list(BOX_COLUMNS)].to_numpy(np.float64)]
+    shapes = shapely.simplify(np.asarray(context.cell_polygons(), dtype=object), SIMPLIFY_DEG, preserve_topology=True)
+    shapes = shapely.set_precision(shapes, 1e-5)
+    return [json.loads(text) for text in shapely.to_geojson(shapes)]
+
+
+def _cell_arrays(context: GeoContext) -> dict[str, Any]:
+    """The class table as plain arrays and geometries, computed once per context object."""
+    known = _ARRAYS.get(id(context))
+    if known is not None and known[0]() is context:
+        return known[1]
+    table = context.class_table
+    arrays = {
         "cell_id": table["cell_id"].to_numpy(dtype=np.int64),
-        "box": table[["lon_min", "lat_min", "lon_max", "lat_max"]].to_numpy(dtype=np.float64),
+        "geometry": cell_geometries(context),
         "point": context.centroids_latlon(),
     }
+    key = id(context)
+
+    def forget(_ref: weakref.ref) -> None:  # the context is gone: its id may be reused
+        _ARRAYS.pop(key, None)
+
+    _ARRAYS[key] = (weakref.ref(context, forget), arrays)
+    return arrays
 
 
 def _box_polygon(lon0: float, lat0: float, lon1: float, lat1: float) -> dict[str, Any]:
@@ -77,7 +108,7 @@ def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) 
     Returns:
         Per location, a list of ``{"cell_id", "class_index", "probability", "latitude",
         "longitude", "polygon"}``, most probable first; the point is the class point
-        predictions use (degrees) and the polygon the cell's box as GeoJSON.
+        predictions use (degrees) and the polygon the cell as GeoJSON (see :func:`cell_geometries`).
     """
     arrays = _cell_arrays(context)
     top = probabilities.topk(min(k, probabilities.shape[1]), dim=1)
@@ -92,7 +123,7 @@ def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) 
                     "probability": float(probability),
                     "latitude": float(arrays["point"][index, 0]),
                     "longitude": float(arrays["point"][index, 1]),
-                    "polygon": _box_polygon(*(float(v) for v in arrays["box"][index])),
+                    "polygon": arrays["geometry"][index],
                 }
             )
         out.append(cells)
@@ -150,11 +181,12 @@ def predict_locations(
 def cells_geojson(context: GeoContext) -> dict[str, Any]:
     """Every class cell of a context as a GeoJSON FeatureCollection (``class_index``, ``cell_id``, ``n_train``)."""
     features = []
-    for index, row in context.class_table.iterrows():
+    geometries = _cell_arrays(context)["geometry"]
+    for (index, row), geometry in zip(context.class_table.iterrows(), geometries, strict=True):
         features.append(
             {
                 "type": "Feature",
-                "geometry": cell_polygon(row),
+                "geometry": geometry,
                 "properties": {
                     "class_index": int(row["class_index"]) if "class_index" in row else int(index),
                     "cell_id": int(row["cell_id"]),

@@ -45,7 +45,8 @@ class ModelInfo:
         backbone: Backbone name, e.g. ``"efficientnet_lite0"``.
         image_size: Side of the square views the model takes, pixels.
         num_classes: Number of grid cells (classes) in the checkpoint's GeoContext.
-        cell_scheme: How the cells were made, e.g. ``"square 0.3 deg grid, mainland, EPSG:3766"``.
+        cell_scheme: How the cells were made (:attr:`GeoContext.description`), e.g.
+            ``"square 0.3 deg grid, mainland, EPSG:3766"``.
         train_size: Training locations the GeoContext was fitted on.
         digest: SHA-256 of the checkpoint file, hex.
         bytes: File size in bytes.
@@ -206,7 +207,7 @@ class ModelRegistry:
             backbone=str(record["backbone"]),
             image_size=int(record["image_size"] or 0),
             num_classes=int(context.num_classes),
-            cell_scheme=f"square {context.spacing_deg:g} deg grid, {context.variant}, {context.crs}",
+            cell_scheme=context.description,
             train_size=int(context.class_table["n_train"].sum()),
             digest=_sha256(path),
             bytes=stamp[0],

@@ -40,7 +40,7 @@ class ModelEntry(BaseModel):
     backbone: str
     image_size: int = Field(description="side of the square views the model takes, pixels")
     num_classes: int = Field(description="grid cells (classes) of the model's GeoContext")
-    cell_scheme: str = Field(description="grid spacing, Croatia variant and projected CRS")
+    cell_scheme: str = Field(description="cell scheme and its parameters, Croatia variant and projected CRS")
     train_size: int = Field(description="training locations the GeoContext was fitted on")
     digest: str = Field(description="SHA-256 of the checkpoint file")
     bytes: int = Field(description="size of the checkpoint file")
