@@ -75,13 +75,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kNN": {"task": "knn", "model": {"neighbours": 5, "temperature": 0.05}},
     "best": BEST,
     "best, mean fusion (recipe lr)": {**BEST, "model": {**BEST["model"], "pooling": "mean", "lr": 1e-3}},
-    "recipe, 3 heads averaged": {"members": 3},
-    "best, 3 heads averaged": {**BEST, "members": 3},
+    "recipe, 3 heads": {"model": {"heads": 3}},
+    "best, 3 heads": {**BEST, "model": {**BEST["model"], "heads": 3}},
 }
-"""Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params``, ``model``
-arguments, and ``members``: train that many heads (different initialisations and batch orders)
-and average their class probabilities. Averaging heads is a measurement of how much of the
-error is the variance of one head; it is not a config option."""
+"""Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params`` and
+``model`` arguments (``heads`` trains several fusions and heads side by side, see
+:class:`~geoguess_utils.models.multiview.MultiViewNet`)."""
 
 _NOT_TASK_ARGUMENTS = ("scheduler", "plateau_patience", "plateau_factor", "freeze_backbone_epochs")
 
@@ -208,31 +207,12 @@ def run_variant(
     train["class_index"] = context.assign(train["latitude"], train["longitude"])
     test["class_index"] = context.assign(test["latitude"], test["longitude"])
     arguments = {**recipe["model"], **copy.deepcopy(variant.get("model", {}))}
-    members = int(variant.get("members", 1))
     start = time.perf_counter()
-    probabilities = None
-    for member in range(members):
-        task = _train_head(
-            variant,
-            arguments,
-            context,
-            train,
-            features,
-            seed,
-            member,
-            epochs,
-            recipe["batch_size"],
-            recipe["image_size"],
-        )
-        with torch.no_grad():
-            outputs = task.batch_outputs(_batch(test, features, np.arange(len(test)), context))
-        if members == 1:
-            predicted = task.decode(outputs).numpy()
-            break
-        share = task.class_probabilities(outputs) / members
-        probabilities = share if probabilities is None else probabilities + share
-    if members > 1:  # the members' mean probabilities, decoded as one classifier's
-        predicted = task.decode(torch.log(probabilities.clamp_min(1e-300))).numpy()
+    task = _train_head(
+        variant, arguments, context, train, features, seed, epochs, recipe["batch_size"], recipe["image_size"]
+    )
+    with torch.no_grad():
+        predicted = task.decode(task.batch_outputs(_batch(test, features, np.arange(len(test)), context))).numpy()
     km = distance.haversine_km(
         test["latitude"].to_numpy(), test["longitude"].to_numpy(), predicted[:, 0], predicted[:, 1]
     )
@@ -249,13 +229,12 @@ def _train_head(
     train: pd.DataFrame,
     features: np.ndarray,
     seed: int,
-    member: int,
     epochs: int,
     batch_size: int,
     image_size: int,
 ) -> Any:
     """Build the variant's task and train what sits on the frozen backbone; the task in eval mode."""
-    torch.manual_seed(seed if member == 0 else seed * 1000 + member)
+    torch.manual_seed(seed)
     task_cls = TASKS[variant.get("task", "classification")]
     accepted = task_cls.accepted_arguments()
     task = task_cls(**{k: v for k, v in arguments.items() if k in accepted})
@@ -266,7 +245,7 @@ def _train_head(
     backbone = {id(p) for p in net.backbone.parameters()}
     trainable = [p for p in net.parameters() if id(p) not in backbone]
     optimizer = torch.optim.AdamW(trainable, lr=float(arguments["lr"]), weight_decay=float(arguments["weight_decay"]))
-    generator = np.random.default_rng(seed if member == 0 else seed * 1000 + member)
+    generator = np.random.default_rng(seed)
     passes = 1 if task.task_name == "knn" else epochs
     for _ in range(passes):
         net.train()
@@ -277,7 +256,11 @@ def _train_head(
                 task.training_step(batch, 0)
                 continue
             optimizer.zero_grad()
-            loss = task.loss(task._training_outputs(batch), batch)
+            outputs = task._training_outputs(batch)
+            if outputs.ndim == 3:  # several heads: each on its own loss, as training_step does
+                loss = torch.stack([task.loss(head, batch) for head in outputs]).mean()
+            else:
+                loss = task.loss(outputs, batch)
             loss.backward()
             optimizer.step()
     net.eval()

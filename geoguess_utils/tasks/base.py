@@ -177,14 +177,17 @@ class GeoTask(pl.LightningModule):
             dropout=hp.dropout,
             channels_last=hp.channels_last,
             head_hidden=int(hp.get("head_hidden", 0)),
+            heads=int(hp.get("heads", 1)),
         )
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        head = self.net.head[-1]
-        with torch.no_grad():
-            head.weight.zero_()  # start from the training prior; features then move predictions away from it
-            head.bias.zero_()
-        self.configure_head(head, context)
+        heads = [self.net.head] + [member.head for member in getattr(self.net, "extra_heads", [])]
+        for sequential in heads:
+            head = sequential[-1]
+            with torch.no_grad():
+                head.weight.zero_()  # start from the training prior; features then move predictions away from it
+                head.bias.zero_()
+            self.configure_head(head, context)
         self.configure_metrics(context)
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
@@ -284,6 +287,17 @@ class GeoTask(pl.LightningModule):
         return self(batch["images"])
 
     def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Outputs (B, O) to train on; (heads, B, O), one slice per head, for a network of several heads."""
+        if self.net is not None and self.net.heads > 1:
+            if "view_features" in batch:
+                view_features = batch["view_features"].float()
+            elif self._bf16_backbone_now():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    view_features = self.net.view_features(batch["images"])
+                view_features = view_features.float()
+            else:
+                view_features = self.net.view_features(batch["images"])
+            return self.net.head_outputs(view_features)
         if self.net is None or "view_features" in batch or not self._bf16_backbone_now():
             return self.batch_outputs(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -291,9 +305,13 @@ class GeoTask(pl.LightningModule):
         return self.net.head(features.float())
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One optimisation step; logs ``train/loss``."""
+        """One optimisation step; logs ``train/loss`` (with several heads, the mean of their losses)."""
         outputs = self._training_outputs(batch)
-        loss = self.loss(outputs, batch)
+        if outputs.ndim == 3:  # several heads: each learns from its own loss; metrics see their combination
+            loss = torch.stack([self.loss(head, batch) for head in outputs]).mean()
+            outputs = self.net.combine(outputs.detach())
+        else:
+            loss = self.loss(outputs, batch)
         size = len(batch["latlon"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_task_metrics("train", outputs, batch)

@@ -50,6 +50,7 @@ class ClassificationTask(GeoTask):
         retrieval_neighbours: int = 8,
         retrieval_temperature: float = 0.05,
         county_loss_weight: float = 0.0,
+        heads: int = 1,
         **kwargs: Any,
     ) -> None:
         """Configure the classifier.
@@ -65,6 +66,10 @@ class ClassificationTask(GeoTask):
             retrieval_neighbours: Training locations that vote in retrieval.
             retrieval_temperature: Softmax temperature over the cosine similarities.
             county_loss_weight: Weight of the county-level cross-entropy (0: off).
+            heads: Independent view fusions and heads on the one backbone, each trained on
+                its own loss; predictions average their class probabilities (see
+                :class:`~geoguess_utils.models.multiview.MultiViewNet`). Worth it with
+                ``pooling="attention"``; not with retrieval, which needs one fused feature.
             **kwargs: The settings every task shares (backbone, optimiser, schedule, ...):
                 see :class:`GeoTask`.
         """
@@ -75,6 +80,10 @@ class ClassificationTask(GeoTask):
             raise ConfigError("median_top_k and accuracy_top_k must be at least 1")
         if not county_loss_weight >= 0:
             raise ConfigError(f"county_loss_weight must be >= 0, got {county_loss_weight}")
+        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
+            raise ConfigError(f"heads must be a whole number >= 1, got {heads!r}")
+        if heads > 1 and int(retrieval_cells) > 0:
+            raise ConfigError("retrieval works on one fused feature per location: use heads 1 with retrieval_cells > 0")
         self.retrieval = RetrievalSettings(
             int(retrieval_cells), int(retrieval_neighbours), float(retrieval_temperature)
         )

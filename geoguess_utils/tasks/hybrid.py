@@ -55,6 +55,8 @@ class HybridTask(ClassificationTask):
                 :class:`~geoguess_utils.tasks.base.GeoTask`.
         """
         super().__init__(**kwargs)
+        if int(self.hparams.get("heads", 1)) > 1:
+            raise ConfigError("the hybrid head's offsets are per head: use heads 1 with the hybrid task")
         if not offset_loss_weight >= 0:
             raise ConfigError(f"offset_loss_weight must be >= 0, got {offset_loss_weight}")
         if not offset_scale_km > 0:
