@@ -67,9 +67,10 @@ class MultiViewNet(nn.Module):
             attention_layers: Its encoder layers.
             heads: Independent copies of what sits on the backbone (the view fusion and the
                 head), trained side by side; the outputs are the log of their mean softmax,
-                so they are class logits (for classifiers only). The copies differ by their
-                random initialisation, so this helps with ``pooling="attention"``; over
-                ``concat`` or ``mean`` the zero-initialised linear heads would coincide.
+                so they are class logits (for classifiers only). The copies differ only by
+                the random start of their attention fusion; over ``concat`` or ``mean`` the
+                zero-initialised linear heads coincide. On the synthetic sample three heads
+                were within noise of one (BENCHMARKS.md, "Ablation").
         """
         super().__init__()
         if pooling not in POOLINGS:

@@ -68,8 +68,9 @@ class ClassificationTask(GeoTask):
             county_loss_weight: Weight of the county-level cross-entropy (0: off).
             heads: Independent view fusions and heads on the one backbone, each trained on
                 its own loss; predictions average their class probabilities (see
-                :class:`~geoguess_utils.models.multiview.MultiViewNet`). Worth it with
-                ``pooling="attention"``; not with retrieval, which needs one fused feature.
+                :class:`~geoguess_utils.models.multiview.MultiViewNet`). The heads differ only
+                with ``pooling="attention"``; not allowed with retrieval, which needs one fused
+                feature.
             **kwargs: The settings every task shares (backbone, optimiser, schedule, ...):
                 see :class:`GeoTask`.
         """
