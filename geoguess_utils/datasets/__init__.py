@@ -22,7 +22,7 @@ _EXPORTS = {
     "MapillarySettings": "mapillary",
     "ORIENTATION": "panorama",
     "Orientation": "panorama",
-    "RateLimiter": "streetview",
+    "RateLimiter": "http_retry",
     "SOURCE_LABEL": "mapillary_records",
     "STAGING_DIRNAME": "mapillary",
     "STATUS_COLUMNS": "mapillary_records",

@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,10 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils.data.layout import CSV_NAME, HEADINGS, view_file
+from geoguess_utils.datasets.http_retry import RETRY_HTTP as _RETRY_HTTP
+from geoguess_utils.datasets.http_retry import RateLimiter, retry_after_s, with_retries
+from geoguess_utils.datasets.http_retry import RetryableError as _RetryableError
+from geoguess_utils.datasets.http_retry import RowError as _RowError
 from geoguess_utils.datasets.mapillary_records import (
     ATTRIBUTION_MD,
     DATA_COLUMNS,
@@ -59,7 +62,7 @@ from geoguess_utils.datasets.mapillary_records import (
     plan_points,
     read_status,
 )
-from geoguess_utils.datasets.streetview import _RETRY_HTTP, RateLimiter, _looks_like_jpeg, _RetryableError, _RowError
+from geoguess_utils.datasets.streetview import _looks_like_jpeg
 from geoguess_utils.datasets.streetview_checks import redact as _redact
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv, atomic_write_text
@@ -197,26 +200,19 @@ class _Downloader:
 
     async def _get(self, url: str, params: dict[str, str] | None, want: str) -> Any:
         """GET with retries; parsed JSON for ``want="json"``, JPEG bytes for ``"jpeg"``."""
-        import aiohttp
-
-        attempt = 0
-        while True:
-            await self.limiter.wait()
-            try:
-                return await self._get_once(url, params, want)
-            except (_RetryableError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                if attempt >= self.s.max_retries:
-                    if isinstance(exc, aiohttp.ClientConnectorError):  # no connection at all: stop, resume later
-                        raise MapillaryError(
-                            f"cannot reach {urlsplit(url).netloc}: {self._clean(str(exc))}. This command needs "
-                            "internet access; run it again when online and it resumes where it stopped"
-                        ) from None
-                    what = str(exc) if isinstance(exc, _RetryableError) else f"{type(exc).__name__}: {exc}"
-                    raise _RowError(f"gave up after {attempt + 1} attempts: {self._clean(what)}") from None
-                retry_after = exc.retry_after_s if isinstance(exc, _RetryableError) else None
-                delay = min(60.0, self.s.backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
-                await asyncio.sleep(max(delay, retry_after or 0.0))
-                attempt += 1
+        return await with_retries(
+            lambda: self._get_once(url, params, want),
+            self.limiter,
+            self.s.max_retries,
+            self.s.backoff_s,
+            unreachable=lambda exc: MapillaryError(
+                f"cannot reach {urlsplit(url).netloc}: {self._clean(str(exc))}. This command needs "
+                "internet access; run it again when online and it resumes where it stopped"
+            ),
+            describe=lambda exc: self._clean(
+                str(exc) if isinstance(exc, _RetryableError) else f"{type(exc).__name__}: {exc}"
+            ),
+        )
 
     def _clean(self, text: str) -> str:
         return _redact(text, self.s.token)
@@ -232,9 +228,7 @@ class _Downloader:
         target = URL(url) if params is not None else URL(url, encoded=True)
         async with self.session.get(target, params=params, headers=headers, timeout=timeout) as response:
             if response.status in _RETRY_HTTP:
-                header = response.headers.get("Retry-After", "")
-                retry_after = float(header) if header.replace(".", "", 1).isdigit() else None
-                raise _RetryableError(f"HTTP {response.status}", retry_after)
+                raise _RetryableError(f"HTTP {response.status}", retry_after_s(response.headers))
             if response.status in (401, 403) and want == "json":
                 text = self._clean((await response.text())[:300])
                 raise MapillaryError(

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import uuid
 from collections.abc import Callable
@@ -52,6 +51,10 @@ import pandas as pd
 
 from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR, view_file
 from geoguess_utils.data.reader import is_safe_uuid
+from geoguess_utils.datasets.http_retry import RETRY_HTTP as _RETRY_HTTP
+from geoguess_utils.datasets.http_retry import RateLimiter, retry_after_s, with_retries
+from geoguess_utils.datasets.http_retry import RetryableError as _RetryableError
+from geoguess_utils.datasets.http_retry import RowError as _RowError
 from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
@@ -103,24 +106,11 @@ DATA_COLUMNS: tuple[str, ...] = (
 
 # Final states are not retried when the command runs again.
 FINAL_STATUSES = frozenset({"OK", "ZERO_RESULTS", "NOT_FOUND", "DUPLICATE", "OFF_MAINLAND"})
-_RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 _RETRY_API = frozenset({"OVER_QUERY_LIMIT", "UNKNOWN_ERROR"})
 
 
 class StreetViewError(GeoguessError):
     """The download cannot go on (bad key, no network, quota refused)."""
-
-
-class _RetryableError(Exception):
-    """A request failed in a way that may succeed when tried again."""
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class _RowError(Exception):
-    """This point cannot be downloaded now (recorded as FAILED, retried on the next run)."""
 
 
 @dataclass(frozen=True)
@@ -174,25 +164,6 @@ class _Progress:
     done: int = 0
     since_save: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-
-
-class RateLimiter:
-    """Spaces request starts at least ``1 / rate_per_s`` seconds apart (asyncio)."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self._interval = 1.0 / float(rate_per_s)
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        """Return when the next request may start."""
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            now = loop.time()
-            start = max(now, self._next)
-            self._next = start + self._interval
-        if start > now:
-            await asyncio.sleep(start - now)
 
 
 def plan_samples(n_locations: int, seed: int, radius_m: int, existing: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -301,27 +272,17 @@ class _Downloader:
 
     async def _get(self, url: str, params: dict[str, str], want: str) -> Any:
         """GET with retries; returns parsed JSON (``want="json"``) or bytes (``"jpeg"``)."""
-        import aiohttp
-
-        attempt = 0
-        while True:
-            await self.limiter.wait()
-            try:
-                return await self._get_once(url, {**params, "key": self.s.key}, want)
-            except (_RetryableError, aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                if attempt >= self.s.max_retries:
-                    if isinstance(exc, aiohttp.ClientConnectorError):  # no connection at all: stop, resume later
-                        raise StreetViewError(
-                            f"cannot reach {self.host}: {redact(str(exc), self.s.key)}. This command needs internet "
-                            "access; run it again when online and it resumes where it stopped"
-                        ) from None
-                    raise _RowError(
-                        f"gave up after {attempt + 1} attempts: {redact(self._describe(exc), self.s.key)}"
-                    ) from None
-                retry_after = exc.retry_after_s if isinstance(exc, _RetryableError) else None
-                delay = min(60.0, self.s.backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
-                await asyncio.sleep(max(delay, retry_after or 0.0))
-                attempt += 1
+        return await with_retries(
+            lambda: self._get_once(url, {**params, "key": self.s.key}, want),
+            self.limiter,
+            self.s.max_retries,
+            self.s.backoff_s,
+            unreachable=lambda exc: StreetViewError(
+                f"cannot reach {self.host}: {redact(str(exc), self.s.key)}. This command needs internet "
+                "access; run it again when online and it resumes where it stopped"
+            ),
+            describe=lambda exc: redact(self._describe(exc), self.s.key),
+        )
 
     @staticmethod
     def _describe(exc: BaseException) -> str:
@@ -333,9 +294,7 @@ class _Downloader:
         timeout = aiohttp.ClientTimeout(total=self.s.timeout_s)
         async with self.session.get(url, params=params, timeout=timeout) as response:
             if response.status in _RETRY_HTTP:
-                header = response.headers.get("Retry-After", "")
-                retry_after = float(header) if header.replace(".", "", 1).isdigit() else None
-                raise _RetryableError(f"HTTP {response.status}", retry_after)
+                raise _RetryableError(f"HTTP {response.status}", retry_after_s(response.headers))
             if response.status == 403:
                 text = (await response.text())[:300]
                 raise StreetViewError(
