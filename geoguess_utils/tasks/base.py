@@ -239,9 +239,19 @@ class GeoTask(pl.LightningModule):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W)."""
+        return self._built_net()(images)
+
+    def _built_net(self) -> MultiViewNet:
         if self.net is None:
             raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
-        return self.net(images)
+        return self.net
+
+    def fused_features(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Fused features (B, W) of a batch of images, or of cached per-view features (``"view_features"``)."""
+        net = self._built_net()
+        if "view_features" in batch:
+            return net.fuse(batch["view_features"].float())
+        return net.features(batch["images"])
 
     # ------------------------------------------------------------------ subclass hooks
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
@@ -281,9 +291,7 @@ class GeoTask(pl.LightningModule):
     def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """Raw outputs of a batch of images, or of cached per-view features (``"view_features"``, (B, V, F))."""
         if "view_features" in batch:
-            if self.net is None:
-                raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
-            return self.net.from_view_features(batch["view_features"].float())
+            return self._built_net().from_view_features(batch["view_features"].float())
         return self(batch["images"])
 
     def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:

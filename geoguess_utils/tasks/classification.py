@@ -160,12 +160,7 @@ class ClassificationTask(GeoTask):
         """Head outputs (B, O); with retrieval on, followed by the unit fused features (B, O + W)."""
         if not self.retrieval.enabled:
             return super().batch_outputs(batch)
-        if self.net is None:
-            raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
-        if "view_features" in batch:
-            fused = self.net.fuse(batch["view_features"].float())
-        else:
-            fused = self.net.features(batch["images"])
+        fused = self.fused_features(batch)
         outputs = self.net.head(fused)
         return torch.cat([outputs, functional.normalize(fused.detach().float(), dim=1).to(outputs.dtype)], dim=1)
 

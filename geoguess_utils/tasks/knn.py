@@ -80,13 +80,7 @@ class KNNTask(GeoTask):
 
     def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """Unit-length fused features (B, W) of a batch of images or cached view features."""
-        if self.net is None:
-            raise ConfigError("the network is not built yet: call configure_context() or fit with a GeoDataModule")
-        if "view_features" in batch:
-            fused = self.net.fuse(batch["view_features"].float())
-        else:
-            fused = self.net.features(batch["images"])
-        return functional.normalize(fused.float(), dim=1)
+        return functional.normalize(self.fused_features(batch).float(), dim=1)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Store the batch's features and positions in the bank (nothing is optimised)."""
