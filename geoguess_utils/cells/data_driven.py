@@ -137,8 +137,28 @@ def balanced_cells(
     return [region for region in voronoi_regions(seeds, clip_xy) if region is not None]
 
 
+class _CellSizeScheme(CellScheme):
+    """What the density-driven schemes share: cell sizes in training locations, and a CRS."""
+
+    max_per_cell: int
+    min_per_cell: int
+    crs: str
+
+    def _set_sizes(self, max_per_cell: int, min_per_cell: int, crs: str, smallest_max: int) -> None:
+        """Check and keep the sizes; ``max_per_cell`` 0 (when ``smallest_max`` is 0) means no cut."""
+        self.max_per_cell = _positive_int("max_per_cell", max_per_cell, smallest_max)
+        self.min_per_cell = _positive_int("min_per_cell", min_per_cell, 1)
+        if self.max_per_cell and self.min_per_cell > self.max_per_cell:
+            raise ConfigError(f"min_per_cell ({min_per_cell}) must not exceed max_per_cell ({max_per_cell})")
+        self.crs = projection._check_crs(str(crs))
+
+    def params(self) -> dict[str, int | str]:
+        """``{"max_per_cell": int, "min_per_cell": int, "crs": str}``."""
+        return {"max_per_cell": self.max_per_cell, "min_per_cell": self.min_per_cell, "crs": self.crs}
+
+
 @register_scheme("balanced")
-class BalancedScheme(CellScheme):
+class BalancedScheme(_CellSizeScheme):
     """Cells that follow the training density (see the module docstring).
 
     Cells are numbered by their seed's position, south to north, then west to east, so
@@ -154,15 +174,7 @@ class BalancedScheme(CellScheme):
             crs: Projected CRS in which cuts and Voronoi regions are computed.
         """
         super().__init__()
-        self.max_per_cell = _positive_int("max_per_cell", max_per_cell, 2)
-        self.min_per_cell = _positive_int("min_per_cell", min_per_cell, 1)
-        if self.min_per_cell > self.max_per_cell:
-            raise ConfigError(f"min_per_cell ({min_per_cell}) must not exceed max_per_cell ({max_per_cell})")
-        self.crs = projection._check_crs(str(crs))
-
-    def params(self) -> dict[str, int | str]:
-        """``{"max_per_cell": int, "min_per_cell": int, "crs": str}``."""
-        return {"max_per_cell": self.max_per_cell, "min_per_cell": self.min_per_cell, "crs": self.crs}
+        self._set_sizes(max_per_cell, min_per_cell, crs, smallest_max=2)
 
     def build_cells(
         self, train_lat: np.ndarray, train_lon: np.ndarray, variant: borders.Variant
@@ -222,7 +234,7 @@ def county_regions_xy(variant: str, crs: str) -> tuple[shapely.Geometry, ...]:
 
 
 @register_scheme("county")
-class CountyScheme(CellScheme):
+class CountyScheme(_CellSizeScheme):
     """Croatia's counties as cells, optionally split by training density (see the module docstring).
 
     Cell ids are ``county_index * 10000 + sub-cell``; the class table carries
@@ -239,15 +251,7 @@ class CountyScheme(CellScheme):
             crs: Projected CRS of the Voronoi regions and cuts.
         """
         super().__init__()
-        self.max_per_cell = _positive_int("max_per_cell", max_per_cell, 0)
-        self.min_per_cell = _positive_int("min_per_cell", min_per_cell, 1)
-        if self.max_per_cell and self.min_per_cell > self.max_per_cell:
-            raise ConfigError(f"min_per_cell ({min_per_cell}) must not exceed max_per_cell ({max_per_cell})")
-        self.crs = projection._check_crs(str(crs))
-
-    def params(self) -> dict[str, int | str]:
-        """``{"max_per_cell": int, "min_per_cell": int, "crs": str}``."""
-        return {"max_per_cell": self.max_per_cell, "min_per_cell": self.min_per_cell, "crs": self.crs}
+        self._set_sizes(max_per_cell, min_per_cell, crs, smallest_max=0)
 
     def build_cells(
         self, train_lat: np.ndarray, train_lon: np.ndarray, variant: borders.Variant
