@@ -65,6 +65,26 @@ def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: st
     ]
 
 
+def fit_in(work: Path, data_root: Path, epochs: int = 1):
+    """Train a tiny run of :func:`fit_args` through the CLI's objects with ``work`` as the working folder.
+
+    Returns:
+        ``(cli, path of last.ckpt)``.
+    """
+    import os
+
+    from geoguess_utils.training import lightning_cli
+
+    old = Path.cwd()
+    os.chdir(work)
+    try:
+        run = lightning_cli.GeoguessCLI(args=fit_args(data_root, work, "--trainer.logger", "false", epochs=epochs))
+        lightning_cli.fit(run.trainer, run.model, run.datamodule)
+    finally:
+        os.chdir(old)
+    return run, Path(run.trainer.checkpoint_callback.last_model_path)
+
+
 class InterruptAtBatch(pl.Callback):
     """Raise KeyboardInterrupt (as Ctrl+C does) at one training batch of one epoch."""
 

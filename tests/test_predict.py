@@ -11,14 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _training_helpers import fit_args, make_dataset, use_tiny_backbone
+from _training_helpers import fit_in, make_dataset, use_tiny_backbone
 
 from geoguess_utils import cli
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.cli.evaluate import evaluate
 from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
-from geoguess_utils.training import lightning_cli
 from geoguess_utils.training.checkpoint import load_checkpoint, load_task
 
 
@@ -35,14 +34,8 @@ def trained(tmp_path_factory):
     """A tiny classifier trained through the CLI: (cli, checkpoint path, dataset root)."""
     work = tmp_path_factory.mktemp("trained")
     root = make_dataset(work / "root", 40, size=32, seed=21)
-    old = Path.cwd()
-    os.chdir(work)
-    try:
-        run = lightning_cli.GeoguessCLI(args=fit_args(root, work, "--trainer.logger", "false", epochs=1))
-        lightning_cli.fit(run.trainer, run.model, run.datamodule)
-    finally:
-        os.chdir(old)
-    return run, Path(run.trainer.checkpoint_callback.last_model_path), root
+    run, checkpoint = fit_in(work, root)
+    return run, checkpoint, root
 
 
 @pytest.fixture

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from _training_helpers import fit_args, make_dataset
+from _training_helpers import fit_in, make_dataset
 
 from geoguess_utils import cli
 from geoguess_utils.errors import CheckpointError
-from geoguess_utils.training import checkpoint, lightning_cli
+from geoguess_utils.training import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +20,8 @@ def trained(tmp_path_factory):
     """A tiny classifier trained on a synthetic root: (checkpoint path, synthetic root, work folder)."""
     work = tmp_path_factory.mktemp("trained_on")
     root = make_dataset(work / "synth_root", 30, size=32, seed=4)
-    old = Path.cwd()
-    os.chdir(work)
-    try:
-        run = lightning_cli.GeoguessCLI(args=fit_args(root, work, "--trainer.logger", "false", epochs=1))
-        lightning_cli.fit(run.trainer, run.model, run.datamodule)
-    finally:
-        os.chdir(old)
-    return Path(run.trainer.checkpoint_callback.last_model_path), root, work
+    _, checkpoint = fit_in(work, root)
+    return checkpoint, root, work
 
 
 @pytest.fixture(scope="module")
