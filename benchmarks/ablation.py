@@ -256,11 +256,7 @@ def _train_head(
                 task.training_step(batch, 0)
                 continue
             optimizer.zero_grad()
-            outputs = task._training_outputs(batch)
-            if outputs.ndim == 3:  # several heads: each on its own loss, as training_step does
-                loss = torch.stack([task.loss(head, batch) for head in outputs]).mean()
-            else:
-                loss = task.loss(outputs, batch)
+            loss, _ = task.training_loss(batch)
             loss.backward()
             optimizer.step()
     net.eval()

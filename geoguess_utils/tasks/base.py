@@ -312,14 +312,21 @@ class GeoTask(pl.LightningModule):
             features = self.net.features(batch["images"])
         return self.net.head(features.float())
 
+    def training_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss to train on and the outputs (B, O) the training metrics see.
+
+        With several heads, each learns from its own loss (the loss is their mean) and the
+        outputs are their combination.
+        """
+        outputs = self._training_outputs(batch)
+        if outputs.ndim == 3:
+            loss = torch.stack([self.loss(head, batch) for head in outputs]).mean()
+            return loss, self._built_net().combine(outputs.detach())
+        return self.loss(outputs, batch), outputs
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """One optimisation step; logs ``train/loss`` (with several heads, the mean of their losses)."""
-        outputs = self._training_outputs(batch)
-        if outputs.ndim == 3:  # several heads: each learns from its own loss; metrics see their combination
-            loss = torch.stack([self.loss(head, batch) for head in outputs]).mean()
-            outputs = self.net.combine(outputs.detach())
-        else:
-            loss = self.loss(outputs, batch)
+        loss, outputs = self.training_loss(batch)
         size = len(batch["latlon"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
         self.log_task_metrics("train", outputs, batch)
