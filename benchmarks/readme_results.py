@@ -28,10 +28,10 @@ import pandas as pd
 import yaml
 
 from geoguess_utils import evaluation
+from geoguess_utils.course import runs
 from geoguess_utils.data import loading, splits
 from geoguess_utils.errors import DataError, GeoguessError
 from geoguess_utils.io import atomic_write_text
-from geoguess_utils.training import runs
 
 REPO = Path(__file__).resolve().parents[1]
 START = "<!-- results:start -->"

@@ -32,7 +32,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from geoguess_utils.data.images import MappedArray, _data_stamp, _digest, _reserve, cache_key, sidecar_matches
+from geoguess_utils.data.images import (
+    MappedArray,
+    cache_key,
+    content_digest,
+    data_stamp,
+    reserve_disk_space,
+    sidecar_matches,
+)
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_write_text
 
@@ -155,6 +162,43 @@ class Embedder(pl.LightningModule):
         return {"index": torch.as_tensor(batch["index"]), "view_features": self.view_features(batch["images"])}
 
 
+class TaskFeatures:
+    """A task's backbone as the data module's :class:`~geoguess_utils.data.feature_source.FeatureSource`.
+
+    Features are served while the task's backbone is frozen (and its network built); they
+    are keyed by the backbone's name and a digest of its weights, so a backbone that has
+    learnt gives new features.
+
+    Args:
+        task: A :class:`~geoguess_utils.tasks.base.GeoTask` (its network may be built later).
+    """
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+
+    def serving(self) -> bool:
+        """Whether the task's backbone is frozen now and its network exists."""
+        return bool(getattr(self.task, "backbone_frozen", False)) and getattr(self.task, "net", None) is not None
+
+    def key(self) -> tuple[str, str]:
+        """``(backbone name, weights digest)``."""
+        if self.task.net is None:
+            raise DataError("the task's network is not built yet: call configure_context() first")
+        return str(self.task.hparams.backbone), weights_digest(self.task.net.backbone)
+
+    def build(self, split: str, dataset: Any, cache_dir: Path, batch_size: int, num_workers: int) -> EmbeddingCache:
+        """Open (computing it first when needed) the cache of ``dataset`` for the task's backbone."""
+        return build_embeddings(
+            Embedder.of_task(self.task),
+            dataset,
+            cache_dir,
+            split,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            in_place=True,
+        )
+
+
 def build_embeddings(
     embedder: Embedder,
     dataset: Any,
@@ -240,7 +284,7 @@ def _compute(
     key_path.unlink(missing_ok=True)  # the old sidecar goes first: a half-written cache never looks fresh
     if shape[0]:
         partial.touch()
-        _reserve(partial, int(np.prod(shape)) * 2)
+        reserve_disk_space(partial, int(np.prod(shape)) * 2)
         writer = _RowWriter(partial, shape)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         was_training = embedder.backbone.training
@@ -257,11 +301,11 @@ def _compute(
             partial.unlink(missing_ok=True)
             raise DataError(f"computed features for {writer.rows_written} of {shape[0]} locations of {name!r}")
         os.replace(partial, data_path)
-        stamp = _data_stamp(data_path)
+        stamp = data_stamp(data_path)
     else:
         data_path.unlink(missing_ok=True)
         stamp = None
-    atomic_write_text(key_path, json.dumps({"digest": _digest(key), "key": key, "data": stamp}))
+    atomic_write_text(key_path, json.dumps({"digest": content_digest(key), "key": key, "data": stamp}))
 
 
 def device_of(module: torch.nn.Module) -> torch.device:

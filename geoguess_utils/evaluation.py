@@ -36,12 +36,21 @@ class Predictions:
         task_name: ``"classification"`` or ``"regression"``.
         class_table: The model's classes with their cell polygons
             (``GeoContext.cells_frame()``: the class table plus ``geometry``).
+        non_finite: Per location (N,) bool: whether the network's outputs held NaN or
+            infinity (its point is then the model's fallback point and means nothing);
+            ``None`` when not recorded.
     """
 
     table: pd.DataFrame
     probabilities: np.ndarray | None
     task_name: str
     class_table: pd.DataFrame
+    non_finite: np.ndarray | None = None
+
+    @property
+    def non_finite_count(self) -> int:
+        """How many locations had non-finite network outputs (0 when not recorded)."""
+        return 0 if self.non_finite is None else int(np.count_nonzero(self.non_finite))
 
     @property
     def labelled(self) -> bool:

@@ -14,9 +14,9 @@ from geoguess_utils.cells import scheme as schemes
 from geoguess_utils.cells import square
 from geoguess_utils.cells.context import CONTEXT_FORMAT, GeoContext
 from geoguess_utils.cells.scheme import CellScheme, get_scheme, list_schemes, register_scheme
+from geoguess_utils.checkpoints.record import describe_context_difference
 from geoguess_utils.errors import CheckpointError, ConfigError, DataError
 from geoguess_utils.geo import borders, distance, projection
-from geoguess_utils.training.checkpoint import describe_context_difference
 from geoguess_utils.viz import webmap
 
 SPLIT_LON = 16.5
@@ -356,8 +356,9 @@ def test_a_checkpoint_with_a_format_1_context_still_loads(croatia_points, tmp_pa
     from _reliability_helpers import tiny_task, write_checkpoint
 
     from geoguess_utils.cells.context import dict_fingerprint
+    from geoguess_utils.checkpoints.files import load_checkpoint
     from geoguess_utils.tasks.classification import ClassificationTask
-    from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+    from geoguess_utils.tasks.loading import load_task
 
     lat, lon = croatia_points
     ctx = GeoContext.fit(lat[:300], lon[:300], spacing_deg=0.5)

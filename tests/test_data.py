@@ -8,6 +8,7 @@ import pytest
 import torch
 from _lumen_fixtures import coded_level, write_lumen_root
 
+from geoguess_utils import imagenet
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.data import augment, datamodule, enrich, geodataset, loading, splits
 from geoguess_utils.data.settings import (
@@ -20,7 +21,6 @@ from geoguess_utils.data.settings import (
 )
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import projection
-from geoguess_utils.models import normalization
 
 SIZE = 24  # source images are 48 px: the draft path decodes at 1/2
 
@@ -47,8 +47,8 @@ def truth(fixtures):
 
 
 def to_uint8_levels(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(normalization.IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(normalization.IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(imagenet.IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(imagenet.IMAGENET_STD).view(3, 1, 1)
     return (images * std + mean) * 255.0
 
 

@@ -17,6 +17,7 @@ from geoguess_utils.data.geodataset import GeoDataset
 from geoguess_utils.data.loading import load_locations
 from geoguess_utils.data.settings import CacheSettings, CellSettings, EmbeddingSettings
 from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.training.callbacks import TaskDataLink
 
 SIZE = 32
 
@@ -126,7 +127,7 @@ def _fit(module, task, epochs, tmp_path, callbacks=()):
         enable_checkpointing=False,
         enable_model_summary=False,
         default_root_dir=tmp_path,
-        callbacks=list(callbacks),
+        callbacks=[TaskDataLink(), *callbacks],
     )
     trainer.fit(task, datamodule=module)
     return trainer

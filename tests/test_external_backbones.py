@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from geoguess_utils.models import backbones, external_backbones, multiview
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 pytest.importorskip("timm")
 pytest.importorskip("transformers")
@@ -163,10 +163,11 @@ def test_fit_save_and_load_with_a_clip_tower_and_view_attention(tiny_clip, offli
     import pytorch_lightning as pl
     from _training_helpers import make_dataset
 
+    from geoguess_utils.checkpoints.files import load_checkpoint
     from geoguess_utils.data.datamodule import GeoDataModule
     from geoguess_utils.data.settings import CacheSettings, CellSettings
     from geoguess_utils.tasks.classification import ClassificationTask
-    from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+    from geoguess_utils.tasks.loading import load_task
 
     root = make_dataset(tmp_path / "root", 16, size=32, seed=5)
     dm = GeoDataModule(

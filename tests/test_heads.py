@@ -12,7 +12,7 @@ from geoguess_utils.errors import ConfigError
 from geoguess_utils.models import multiview
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.hybrid import HybridTask
-from geoguess_utils.training.checkpoint import load_task
+from geoguess_utils.tasks.loading import load_task
 
 
 def _net(heads: int, pooling: str = "attention") -> multiview.MultiViewNet:

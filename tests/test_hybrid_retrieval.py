@@ -17,9 +17,10 @@ from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import borders, projection
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.hybrid import HybridTask
+from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.tasks.registry import TASKS
 from geoguess_utils.tasks.retrieval import RetrievalSettings, refine
-from geoguess_utils.training.checkpoint import load_task
+from geoguess_utils.training.callbacks import TaskDataLink
 
 
 def _context(n: int = 200, scheme: str = "square") -> tuple[GeoContext, np.ndarray, np.ndarray]:
@@ -127,7 +128,9 @@ def test_hybrid_with_retrieval_trains_saves_and_predicts(root, tmp_path):
         retrieval_neighbours=1,
         retrieval_temperature=0.01,
     )
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=2, logger=False, enable_progress_bar=False, default_root_dir=tmp_path, callbacks=[TaskDataLink()]
+    )
     trainer.fit(task, datamodule=module)
     assert TASKS["hybrid"] is HybridTask
     assert bool(task.bank_filled.all()) and len(task.bank_filled) == len(module.dataset("train"))

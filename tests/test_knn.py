@@ -15,8 +15,9 @@ from geoguess_utils.data.datamodule import GeoDataModule
 from geoguess_utils.data.settings import CacheSettings, CellSettings, EmbeddingSettings
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.tasks.knn import KNNTask
+from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.training import lightning_cli
-from geoguess_utils.training.checkpoint import load_task
+from geoguess_utils.training.callbacks import TaskDataLink
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def test_one_neighbour_finds_each_training_location_itself(root, tmp_path):
         embeddings=EmbeddingSettings(enabled=True),
     )
     task = KNNTask(backbone="resnet18", pretrained=False, neighbours=1, temperature=0.01)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path, callbacks=[TaskDataLink()]
+    )
     trainer.fit(task, datamodule=module)
     assert bool(task.bank_filled.all()) and len(task.bank_filled) == len(module.dataset("train"))
     assert task.head_only and task.backbone_frozen

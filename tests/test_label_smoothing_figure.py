@@ -12,7 +12,7 @@ from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.cells.scheme import CellScheme
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
-from geoguess_utils.tasks.losses import haversine_soft_targets
+from geoguess_utils.geo.soft_targets import haversine_soft_targets
 from geoguess_utils.viz import label_smoothing
 
 ZAGREB = (45.815, 15.982)

@@ -72,11 +72,12 @@ def test_a_registered_backbone_brings_its_normalisation_to_data_and_checkpoint(t
     import pytorch_lightning as pl
     from _training_helpers import make_dataset
 
+    from geoguess_utils.checkpoints.files import load_checkpoint
     from geoguess_utils.data.datamodule import GeoDataModule
     from geoguess_utils.data.settings import CacheSettings, CellSettings
     from geoguess_utils.models import backbones
     from geoguess_utils.tasks.classification import ClassificationTask
-    from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+    from geoguess_utils.tasks.loading import load_task
 
     name, mean, std = toy_backbone
     assert name in backbones.list_backbones()

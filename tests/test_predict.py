@@ -15,10 +15,11 @@ from _training_helpers import fit_in, make_dataset, use_tiny_backbone
 
 from geoguess_utils import cli
 from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.cli.evaluate import evaluate
 from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
-from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+from geoguess_utils.tasks.loading import load_task
 
 
 @pytest.fixture(scope="module", autouse=True)

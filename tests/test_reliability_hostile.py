@@ -25,13 +25,14 @@ from PIL import Image
 from geoguess_utils import cli
 from geoguess_utils.cells import square
 from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.data import datamodule, images, layout, loading, reader, validation
 from geoguess_utils.data.settings import CacheSettings, ReadSettings, SplitSettings
 from geoguess_utils.datasets import streetview
 from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
 from geoguess_utils.tasks.classification import ClassificationTask
-from geoguess_utils.training.checkpoint import load_checkpoint, load_task
+from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.viz import webmap, webmap_html
 
 HOSTILE_TEXT = {

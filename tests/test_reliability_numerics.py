@@ -125,7 +125,7 @@ def _nan_weights_checkpoint(context, path: Path, name: str = "net.head.1.weight"
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor(value, context, sample, tmp_path, capsys):
     from geoguess_utils.errors import CheckpointError
-    from geoguess_utils.training.checkpoint import load_task
+    from geoguess_utils.tasks.loading import load_task
 
     ckpt = _nan_weights_checkpoint(context, tmp_path / "diverged.ckpt", value=value)
     with pytest.raises(CheckpointError, match=r"non-finite weights, first in net\.head\.1\.weight \(1 of \d+ values"):
@@ -140,7 +140,7 @@ def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor(value
 
 def test_a_non_finite_buffer_is_refused_too(context, tmp_path):
     from geoguess_utils.errors import CheckpointError
-    from geoguess_utils.training.checkpoint import load_task
+    from geoguess_utils.tasks.loading import load_task
 
     task = tiny_task(ClassificationTask, context)
     buffer = next(name for name, value in task.state_dict().items() if "running_var" in name)

@@ -29,9 +29,9 @@ from _reliability_helpers import TINY_BACKBONE
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from geoguess_utils import cli
+from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.errors import CheckpointError
 from geoguess_utils.training import callbacks, lightning_cli
-from geoguess_utils.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

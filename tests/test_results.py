@@ -14,15 +14,14 @@ import torch
 
 from geoguess_utils import cli, evaluation, inference
 from geoguess_utils.cells.context import GeoContext
-from geoguess_utils.course import exploration, maps
+from geoguess_utils.course import exploration, runs
 from geoguess_utils.data import geodataset, loading, splits, validation
 from geoguess_utils.datasets.synthetic import write
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance, projection
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.regression import RegressionTask
-from geoguess_utils.training import runs
-from geoguess_utils.viz import error_plots, location_maps, training_curves, webmap
+from geoguess_utils.viz import error_plots, location_maps, prediction_map, training_curves, webmap
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -391,13 +390,13 @@ def test_figures_have_one_panel_per_model(context):
 
 def test_prediction_map_embeds_thumbnails_and_focuses_on_the_median_error(root, split_csv, context):
     pred = inference.predict(_task("classification", context), [root], split="val", split_csv=split_csv)
-    page = webmap.map_html(maps.prediction_map(pred, title="tiny", thumbnail_px=16))
+    page = webmap.map_html(prediction_map.prediction_map(pred, title="tiny", thumbnail_px=16))
     assert page.count("data:image/jpeg;base64,") == 4 * len(pred.table)
     median_row = int(np.argsort(pred.table["error_km"].to_numpy())[len(pred.table) // 2])
     assert f"Probability over cells: {pred.table['uuid'][median_row]}" in page
     for uuid in pred.table["uuid"]:
         assert uuid in page
-    small = webmap.map_html(maps.prediction_map(pred, thumbnail_px=None, max_locations=2))
+    small = webmap.map_html(prediction_map.prediction_map(pred, thumbnail_px=None, max_locations=2))
     assert "data:image/jpeg;base64," not in small
     assert sum(uuid in small for uuid in pred.table["uuid"]) == 2
 

@@ -23,7 +23,7 @@ from geoguess_utils.data.images import load_views
 from geoguess_utils.serve import predictor
 from geoguess_utils.serve.app import ServeConfig, create_app
 from geoguess_utils.serve.batcher import Batcher, QueueFullError
-from geoguess_utils.training.checkpoint import load_task
+from geoguess_utils.tasks.loading import load_task
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 

@@ -13,6 +13,7 @@ from PIL import Image
 from geoguess_utils.datasets.synthetic import render, scene, styles, write
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import borders
+from geoguess_utils.geo.places import croatian_places
 
 SPLIT_COAST = (43.515, 16.50)  # sea about 1.5 km to the south and west, hills to the north
 SLAVONIA = (45.31, 18.41)  # 240 km from the sea
@@ -111,7 +112,7 @@ def test_zones_follow_the_regions() -> None:
 
 
 def test_settlements_come_from_the_gazetteer() -> None:
-    places = scene.croatian_places()
+    places = croatian_places()
     assert len(places) > 400
     assert {"Zagreb", "Split", "Osijek"} <= set(places["name"])
     zones = scene.describe_zones([45.815, 44.75], [15.98, 15.60])  # Zagreb, empty Lika plateau

@@ -13,12 +13,13 @@ from scipy.spatial import cKDTree
 from geoguess_utils.datasets.synthetic import density, scene, write
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import borders, projection
+from geoguess_utils.geo.places import croatian_places
 
 N = 3000
 
 
 def _km_to_nearest_place(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    places = scene.croatian_places()
+    places = croatian_places()
     tree = cKDTree(places[["x_m", "y_m"]].to_numpy())
     x, y = projection.to_projected(lat, lon)
     return tree.query(np.column_stack([x, y]))[0] / 1000.0

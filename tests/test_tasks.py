@@ -11,9 +11,9 @@ from scipy.optimize import minimize
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.geo import borders, distance, projection
+from geoguess_utils.geo.soft_targets import haversine_soft_targets
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.decoding import weighted_geometric_median
-from geoguess_utils.tasks.losses import haversine_soft_targets
 from geoguess_utils.tasks.regression import RegressionTask
 
 

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset, use_tiny_backbone
 
+from geoguess_utils.checkpoints.files import AtomicCheckpointIO, load_checkpoint
 from geoguess_utils.data.datamodule import GeoDataModule
 from geoguess_utils.data.settings import CacheSettings, CellSettings
 from geoguess_utils.errors import ConfigError
@@ -23,7 +24,6 @@ from geoguess_utils.geo import distance, projection
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.regression import RegressionTask
 from geoguess_utils.training import lightning_cli
-from geoguess_utils.training.checkpoint import AtomicCheckpointIO, load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +310,7 @@ def test_resuming_another_runs_checkpoint_names_both_sides_and_leaves_no_run_fol
 
 def test_scheme_parameters_reach_the_cells_from_the_command_line(tiny_root, tmp_path, monkeypatch):
     from geoguess_utils.cells.context import GeoContext
-    from geoguess_utils.training.record import read_record
+    from geoguess_utils.checkpoints.record import read_record
 
     use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)

@@ -11,8 +11,11 @@ import torch
 from _training_helpers import fit_in, make_dataset
 
 from geoguess_utils import cli
+from geoguess_utils.checkpoints import record as checkpoint
+from geoguess_utils.checkpoints.files import load_checkpoint
+from geoguess_utils.checkpoints.record import read_record
 from geoguess_utils.errors import CheckpointError
-from geoguess_utils.training import checkpoint
+from geoguess_utils.tasks.loading import load_task
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +42,12 @@ def real_root(trained):
 
 def test_record_names_the_synthetic_roots_and_counts(trained):
     ckpt, root, _ = trained
-    record = checkpoint.read_record(checkpoint.load_checkpoint(ckpt), str(ckpt))
+    record = read_record(load_checkpoint(ckpt), str(ckpt))
     info = record[checkpoint.TRAINING_DATA_FIELD]
     assert info["kind"] == "synthetic" and info["roots"] == ["synth_root"]
     assert info["locations"] == len(pd.read_csv(root / "data.csv"))
     assert 0 < info["train_locations"] < info["locations"]
-    assert checkpoint.load_task(ckpt).training_data == info
+    assert load_task(ckpt).training_data == info
 
 
 def _predict(ckpt, data, out, cache, capsys):
@@ -65,23 +68,23 @@ def test_predict_says_what_the_model_was_trained_on(trained, real_root, tmp_path
 
 def test_older_checkpoints_without_the_field_still_load(trained, tmp_path, capsys):
     ckpt, root, _ = trained
-    data = checkpoint.load_checkpoint(ckpt)
+    data = load_checkpoint(ckpt)
     del data[checkpoint.RECORD_KEY][checkpoint.TRAINING_DATA_FIELD]
     old = tmp_path / "old.ckpt"
     torch.save(data, old)
-    assert checkpoint.load_task(old).training_data is None
+    assert load_task(old).training_data is None
     lines = _predict(old, root, tmp_path / "p.csv", tmp_path / "cache", capsys)
     assert lines[0] == f"geoguess predict: {checkpoint.describe_training_data(None)}"
 
 
 def test_a_malformed_field_is_refused_by_name(trained, tmp_path):
     ckpt, _, _ = trained
-    data = checkpoint.load_checkpoint(ckpt)
+    data = load_checkpoint(ckpt)
     data[checkpoint.RECORD_KEY][checkpoint.TRAINING_DATA_FIELD] = {"kind": "dreamt", "roots": [], "locations": 1}
     bad = tmp_path / "bad.ckpt"
     torch.save(data, bad)
     with pytest.raises(CheckpointError, match="record field 'training_data'"):
-        checkpoint.load_task(bad)
+        load_task(bad)
 
 
 def test_evaluate_with_ckpt_reports_and_warns(trained, real_root, tmp_path, capsys):
@@ -108,7 +111,7 @@ def test_map_legend_states_the_training_data(trained, real_root, tmp_path, capsy
 
 
 def test_kinds_of_roots_and_the_warning_for_each(trained, real_root, tmp_path):
-    from geoguess_utils.course.paths import data_kind
+    from geoguess_utils.data.provenance import data_kind
 
     _, root, _ = trained
     bare = tmp_path / "no_csv"

@@ -90,7 +90,7 @@ class GeoContext:
         """
         if centroid not in CENTROID_KINDS:
             raise ConfigError(f"unknown centroid kind {centroid!r}; choose one of {', '.join(CENTROID_KINDS)}")
-        borders._check_variant(variant)
+        borders.check_variant(variant)
         # A given instance is copied, so fitting never changes the caller's scheme.
         if isinstance(scheme, CellScheme) and scheme_params:
             raise ConfigError("scheme_params are for a scheme given by name; this scheme instance has its own")
@@ -244,7 +244,7 @@ class GeoContext:
             _check_table(table, scheme)
             return cls(
                 crs=str(data["crs"]),
-                variant=str(borders._check_variant(str(data["variant"]))),
+                variant=str(borders.check_variant(str(data["variant"]))),
                 centroid=str(data["centroid"]),
                 scaler=projection.MinMaxScaler.from_dict(data["scaler"]),
                 scheme=scheme,

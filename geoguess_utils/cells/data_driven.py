@@ -150,7 +150,7 @@ class _CellSizeScheme(CellScheme):
         self.min_per_cell = _positive_int("min_per_cell", min_per_cell, 1)
         if self.max_per_cell and self.min_per_cell > self.max_per_cell:
             raise ConfigError(f"min_per_cell ({min_per_cell}) must not exceed max_per_cell ({max_per_cell})")
-        self.crs = projection._check_crs(str(crs))
+        self.crs = projection.check_crs(str(crs))
 
     def params(self) -> dict[str, int | str]:
         """``{"max_per_cell": int, "min_per_cell": int, "crs": str}``."""
@@ -181,7 +181,7 @@ class BalancedScheme(_CellSizeScheme):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Voronoi regions of the density groups' means, clipped to Croatia (``variant``)."""
         xy = np.column_stack(projection.to_projected(train_lat, train_lon, self.crs))
-        regions = balanced_cells(xy, borders._projected(variant, self.crs), self.max_per_cell, self.min_per_cell)
+        regions = balanced_cells(xy, borders.projected_land(variant, self.crs), self.max_per_cell, self.min_per_cell)
         order = _south_west_first(regions)
         polygons = [_to_latlon_geometry(regions[i], self.crs) for i in order]
         return np.asarray(polygons, dtype=object), np.arange(len(polygons), dtype=np.int64)
@@ -195,7 +195,7 @@ def _south_west_first(regions: list[shapely.Geometry]) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _places() -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """GeoNames places in Croatia: (lat, lon) degrees (P, 2), county index (P,), sorted county names."""
-    from geoguess_utils.datasets.synthetic.scene import croatian_places
+    from geoguess_utils.geo.places import croatian_places
 
     table = croatian_places()
     names = tuple(sorted(table["county"].astype(str).unique()))
@@ -225,7 +225,7 @@ def county_regions_xy(variant: str, crs: str) -> tuple[shapely.Geometry, ...]:
     latlon, county, names = _places()
     xy = np.column_stack(projection.to_projected(latlon[:, 0], latlon[:, 1], crs))
     seeds, first = np.unique(np.round(xy, 1), axis=0, return_index=True)
-    regions = voronoi_regions(seeds, borders._projected(variant, crs))
+    regions = voronoi_regions(seeds, borders.projected_land(variant, crs))
     out = []
     for c in range(len(names)):
         parts = [r for r, owner in zip(regions, county[first], strict=True) if owner == c and r is not None]

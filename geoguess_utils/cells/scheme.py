@@ -207,7 +207,7 @@ def class_points(
     if counts.size != shapes.size or (counts == 0).any():
         raise DataError("every cell must hold at least one training location to get class points")
 
-    land_xy = borders._projected(variant, crs)
+    land_xy = borders.projected_land(variant, crs)
     centres_xy = shapely.centroid(shapely.intersection(_project_geometries(shapes, crs), land_xy))
     if shapely.is_empty(centres_xy).any():
         empty = np.flatnonzero(shapely.is_empty(centres_xy))

@@ -16,7 +16,16 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from geoguess_utils.errors import GeoguessError
+from geoguess_utils.errors import (  # noqa: F401 - the exit statuses are part of the command line's interface
+    EXIT_CODES,
+    EXIT_CODES_HELP,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    EXIT_REFUSED,
+    GeoguessError,
+)
 
 # name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,22 +41,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("geoguess_utils.cli.serve", "serve checkpoints over HTTP, with a 'where is this?' page (FastAPI)"),
 }
 
-EXIT_OK = 0
-EXIT_PROBLEMS = 1
-EXIT_REFUSED = 2
-EXIT_INTERNAL = 3
-EXIT_INTERRUPTED = 130
-EXIT_CODES: dict[int, str] = {
-    EXIT_OK: "done",
-    EXIT_PROBLEMS: "done, but problems were found (validate lists them)",
-    EXIT_REFUSED: "refused: a bad argument, invalid data, an unsafe or mismatching checkpoint, an output path that "
-    "would overwrite an input, or a file that could not be read or written (the message says which)",
-    EXIT_INTERNAL: "internal error: a bug in geoguess (the traceback is printed; please report it)",
-    EXIT_INTERRUPTED: "interrupted with Ctrl+C (fit keeps its checkpoints and can resume)",
-}
-"""Exit status of every ``geoguess`` command -> what it means."""
-
-EXIT_CODES_HELP = "exit status: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items())
 
 # Commands that parse their own arguments (LightningCLI); everything after the name is theirs.
 PASSTHROUGH: dict[str, tuple[str, str]] = {

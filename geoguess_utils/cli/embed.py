@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--image-size must be at least 8 and --batch-size at least 1")
     roots = [str(r) for r in args.data]
     if args.ckpt is not None:
-        from geoguess_utils.training.checkpoint import load_task
+        from geoguess_utils.tasks.loading import load_task
 
         task = load_task(args.ckpt)
         embedder = embeddings.Embedder.of_task(task)

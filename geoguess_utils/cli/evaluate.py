@@ -180,10 +180,10 @@ def _describe_checkpoint(ckpt: Path, truth: Path) -> None:
     """Say on stderr what ``ckpt`` was trained on, and warn when synthetic training meets real data."""
     import sys
 
-    from geoguess_utils.training.checkpoint import (
+    from geoguess_utils.checkpoints.files import load_checkpoint
+    from geoguess_utils.checkpoints.record import (
         TRAINING_DATA_FIELD,
         describe_training_data,
-        load_checkpoint,
         read_record,
         synthetic_model_warning,
     )

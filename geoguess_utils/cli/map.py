@@ -59,14 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Predict, draw and write the map; print a summary line and where the file is."""
     from geoguess_utils import evaluation, inference
+    from geoguess_utils.checkpoints.record import describe_training_data, synthetic_model_warning
     from geoguess_utils.cli.predict import report_training_data
-    from geoguess_utils.course import maps
     from geoguess_utils.errors import ConfigError, DataError
     from geoguess_utils.guards import refuse_outputs_on_inputs
-    from geoguess_utils.output_watch import watch_network_outputs
-    from geoguess_utils.training import runs
-    from geoguess_utils.training.checkpoint import describe_training_data, load_task, synthetic_model_warning
+    from geoguess_utils.inference.non_finite import OutputCount
+    from geoguess_utils.tasks.loading import load_task
+    from geoguess_utils.training.run_files import run_files_of_checkpoint
     from geoguess_utils.viz import webmap
+    from geoguess_utils.viz.prediction_map import prediction_map
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_outputs_on_inputs(written, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
     split_csv = args.split_csv
     if args.split is not None and split_csv is None:
-        split_csv = runs.run_files_of_checkpoint(args.ckpt).split_csv
+        split_csv = run_files_of_checkpoint(args.ckpt).split_csv
         if not split_csv.is_file():
             raise ConfigError(
                 f"--split {args.split} needs the run's split.csv; {split_csv} does not exist (give --split-csv)"
@@ -85,24 +86,24 @@ def run(args: argparse.Namespace) -> int:
     warning = synthetic_model_warning(task.training_data, list(args.data))
     if warning:
         notes.append(warning)
-    with watch_network_outputs() as outputs:
-        predictions = inference.predict(
-            task,
-            list(args.data),
-            split=args.split,
-            split_csv=split_csv,
-            batch_size=args.batch_size,
-            device=args.device,
-            cache_dir=args.cache_dir,
-            progress=sys.stderr.isatty(),
-        )
+    predictions = inference.predict(
+        task,
+        list(args.data),
+        split=args.split,
+        split_csv=split_csv,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache_dir=args.cache_dir,
+        progress=sys.stderr.isatty(),
+    )
+    outputs = OutputCount.of(predictions)
     outputs.warn("map")
     if not predictions.labelled:
         raise DataError(f"{', '.join(map(str, args.data))}: the map needs true positions (a data.csv with coordinates)")
     summary = evaluation.summarise(predictions)
     drawn = "every location" if args.split is None else f"{args.split} split"
     title = args.title or f"{predictions.task_name} model, {drawn} ({', '.join(p.name for p in args.data)})"
-    fmap = maps.prediction_map(
+    fmap = prediction_map(
         predictions,
         title=title,
         focus=args.focus,

@@ -11,10 +11,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from geoguess_utils.evaluation import Predictions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +48,14 @@ def _decoding_choices() -> list[str]:
     return list(DECODINGS)
 
 
-def predict_roots(
+def predict_roots(ckpt: Path, roots: list[Path], **options: Any) -> pd.DataFrame:
+    """The submission table (uuid, latitude, longitude in degrees) of :func:`predict_checkpoint`."""
+    from geoguess_utils import inference
+
+    return inference.submission(predict_checkpoint(ckpt, roots, **options))
+
+
+def predict_checkpoint(
     ckpt: Path,
     roots: list[Path],
     batch_size: int = 32,
@@ -56,20 +65,20 @@ def predict_roots(
     cache_dir: Path | None = None,
     lenient: bool = False,
     progress: bool = False,
-) -> pd.DataFrame:
+) -> Predictions:
     """Predict every location under ``roots`` with the checkpoint ``ckpt``.
 
     Says on stderr what the checkpoint was trained on, and warns (one line) when a model
     trained on synthetic images is about to predict real photos.
 
     Returns:
-        DataFrame with columns uuid, latitude, longitude (degrees), one row per location,
-        in the order the dataset lists them.
+        The predictions, one row per location in the order the dataset lists them, with
+        the locations whose network outputs were not finite marked.
     """
     from geoguess_utils import inference
     from geoguess_utils.errors import ConfigError
     from geoguess_utils.tasks.classification import ClassificationTask
-    from geoguess_utils.training.checkpoint import load_task
+    from geoguess_utils.tasks.loading import load_task
 
     task = load_task(ckpt)
     report_training_data("predict", task.training_data, roots)
@@ -77,7 +86,7 @@ def predict_roots(
         if not isinstance(task, ClassificationTask):
             raise ConfigError("--decoding applies to classification checkpoints only")
         task.decoding = decoding
-    predictions = inference.predict(
+    return inference.predict(
         task,
         [str(r) for r in roots],
         batch_size=batch_size,
@@ -87,7 +96,6 @@ def predict_roots(
         lenient=lenient,
         progress=progress,
     )
-    return inference.submission(predictions)
 
 
 def report_training_data(command: str, info: dict | None, roots: list[Path]) -> None:
@@ -98,7 +106,7 @@ def report_training_data(command: str, info: dict | None, roots: list[Path]) -> 
         info: The checkpoint's ``training_data`` record field (``None`` for older checkpoints).
         roots: The dataset roots being predicted.
     """
-    from geoguess_utils.training.checkpoint import describe_training_data, synthetic_model_warning
+    from geoguess_utils.checkpoints.record import describe_training_data, synthetic_model_warning
 
     print(f"geoguess {command}: {describe_training_data(info)}", file=sys.stderr)
     warning = synthetic_model_warning(info, roots)
@@ -109,22 +117,24 @@ def report_training_data(command: str, info: dict | None, roots: list[Path]) -> 
 def run(args: argparse.Namespace) -> int:
     """Predict and write the CSV atomically."""
     from geoguess_utils.guards import refuse_outputs_on_inputs
+    from geoguess_utils.inference import submission
+    from geoguess_utils.inference.non_finite import OutputCount
     from geoguess_utils.io import atomic_write_csv
-    from geoguess_utils.output_watch import watch_network_outputs
 
     refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, args.data, {"--ckpt": args.ckpt})
-    with watch_network_outputs() as outputs:
-        table = predict_roots(
-            args.ckpt,
-            list(args.data),
-            batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            device=args.device,
-            decoding=args.decoding,
-            cache_dir=args.cache_dir,
-            lenient=args.lenient,
-            progress=sys.stderr.isatty(),  # Lightning's bar in a terminal; nothing in logs and pipes
-        )
+    predictions = predict_checkpoint(
+        args.ckpt,
+        list(args.data),
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        device=args.device,
+        decoding=args.decoding,
+        cache_dir=args.cache_dir,
+        lenient=args.lenient,
+        progress=sys.stderr.isatty(),  # Lightning's bar in a terminal; nothing in logs and pipes
+    )
+    table = submission(predictions)
+    outputs = OutputCount.of(predictions)
     atomic_write_csv(table, args.out)
     outputs.warn("predict")
     to_stdout = os.path.abspath(args.out) in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")

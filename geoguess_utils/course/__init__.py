@@ -41,7 +41,6 @@ _EXPORTS = {
     "location_views": "exploration",
     "make_sample": "paths",
     "on_islands": "exploration",
-    "prediction_map": "maps",
     "project_root": "paths",
     "publish_figures": "figures",
     "published_figures_dir": "paths",

@@ -196,7 +196,9 @@ def cell_density(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3, var
     table = pd.DataFrame(rows)
     big = table["land_km2"] >= DENSITY_MIN_AREA_KM2
     table["per_1000_km2"] = np.where(big, table["n"] / table["land_km2"].clip(lower=1e-9) * 1000.0, np.nan)
-    return gpd.GeoDataFrame(table, geometry=list(cells.geometry.to_numpy()), crs=cells.crs)
+    density = gpd.GeoDataFrame(table, geometry=list(cells.geometry.to_numpy()), crs=cells.crs)
+    density.attrs["min_area_km2"] = DENSITY_MIN_AREA_KM2  # the figures say which cells are left blank
+    return density
 
 
 def density_dispersion(density: pd.DataFrame) -> float:

@@ -19,8 +19,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
+from geoguess_utils.data.provenance import SYNTHETIC_SOURCE, data_kind, is_synthetic  # noqa: F401 - the notebooks read them here
 from geoguess_utils.errors import DataError
 
 DATA_DIR_ENV = "GEOGUESS_DATA_DIR"
@@ -36,9 +35,6 @@ SAMPLE_LOCATIONS = 2000
 SAMPLE_SIZE_PX = 96
 SAMPLE_SEED = 0
 """Settings of the default synthetic sample (the same as ``make demo``)."""
-
-SYNTHETIC_SOURCE = "synthetic"
-"""Value of the ``source`` column in a synthetic sample's ``data.csv``."""
 
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -228,54 +224,3 @@ def data_roots(
             )
         make_sample(sample)
     return [sample]
-
-
-def is_synthetic(roots: Sequence[str | os.PathLike[str]]) -> bool:
-    """Whether every root is a synthetic sample (its ``data.csv`` says so in ``source``).
-
-    Args:
-        roots: Dataset roots.
-
-    Returns:
-        ``True`` when each root has a ``data.csv`` whose ``source`` column is
-        ``"synthetic"`` on every row; ``False`` as soon as one root is real (no
-        ``source`` column, another value, or no ``data.csv`` at all).
-
-    Raises:
-        DataError: When a ``data.csv`` cannot be parsed.
-    """
-    if not roots:
-        return False
-    for folder in roots:
-        csv = Path(folder) / "data.csv"
-        if not csv.is_file():
-            return False
-        try:
-            source = pd.read_csv(csv, usecols=lambda name: name == "source", dtype=str)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"{csv}: cannot read the CSV: {exc}") from exc
-        if "source" not in source.columns or source.empty:
-            return False
-        values = source["source"].fillna("").str.strip().str.lower()
-        if not (values == SYNTHETIC_SOURCE).all():
-            return False
-    return True
-
-
-def data_kind(roots: Sequence[str | os.PathLike[str]]) -> str:
-    """Whether a set of dataset roots is synthetic, real, or a mix of both.
-
-    Args:
-        roots: Dataset roots (each judged with :func:`is_synthetic`).
-
-    Returns:
-        ``"synthetic"`` when every root is a synthetic sample, ``"real"`` when none
-        is (and for no roots at all), ``"mixed"`` otherwise.
-
-    Raises:
-        DataError: When a ``data.csv`` cannot be parsed.
-    """
-    synthetic = [is_synthetic([root]) for root in roots]
-    if synthetic and all(synthetic):
-        return SYNTHETIC_SOURCE
-    return "mixed" if any(synthetic) else "real"

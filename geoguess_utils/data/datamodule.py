@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from geoguess_utils.cells.scheme import get_scheme
 from geoguess_utils.data import layout, loading
 from geoguess_utils.data.augment import TrainAugmentation
 from geoguess_utils.data.enrich import default_cache_dir, enrich_locations
+from geoguess_utils.data.feature_source import FeatureSource
 from geoguess_utils.data.geodataset import CachedFeatureDataset, GeoDataset
 from geoguess_utils.data.images import ImageCache
 from geoguess_utils.data.sampling import EpochSampler, ResumableLoader, base_seed
@@ -26,9 +28,9 @@ from geoguess_utils.data.settings import (
     ReadSettings,
     SplitSettings,
 )
-from geoguess_utils.data.splits import SPLIT_FILE, SPLITS, _check_fractions, load_split, make_split, save_split
+from geoguess_utils.data.splits import SPLIT_FILE, SPLITS, check_fractions, load_split, make_split, save_split
 from geoguess_utils.errors import ConfigError, DataError
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 class GeoDataModule(pl.LightningDataModule):
@@ -97,7 +99,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
         self.augment = augment
-        self.split_fractions = _check_fractions(self.split_settings.fractions)
+        self.split_fractions = check_fractions(self.split_settings.fractions)
         self.run_dir = Path(run_dir) if run_dir else None
         self.cache_dir = Path(self.cache.dir) if self.cache.dir else None
         self.normalization: tuple[tuple[float, ...], tuple[float, ...]] = (IMAGENET_MEAN, IMAGENET_STD)
@@ -109,13 +111,15 @@ class GeoDataModule(pl.LightningDataModule):
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
         self._tables: dict[str, pd.DataFrame] = {}
-        self._feature_datasets: dict[tuple[str, str, str], CachedFeatureDataset] = {}
+        self._feature_datasets: dict[tuple[str, Any], CachedFeatureDataset] = {}
+        self._feature_source: FeatureSource | None = None
+        self._warned_no_source = False
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
 
     # -- context ---------------------------------------------------------------
 
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """Normalise every split's views with the backbone's RGB statistics (the task calls this in setup)."""
+        """Normalise every split's views with the backbone's RGB statistics (``geoguess fit`` sets its task's)."""
         self.normalization = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
         for dataset in self._datasets.values():
             dataset.set_normalization(*self.normalization)
@@ -260,7 +264,7 @@ class GeoDataModule(pl.LightningDataModule):
         return self._datasets[name]
 
     def _loader(self, name: str, *, shuffle: bool, drop_last: bool, features: bool = False) -> DataLoader:
-        dataset: Any = self.feature_dataset(name, self.trainer.lightning_module) if features else self.dataset(name)
+        dataset: Any = self.feature_dataset(name) if features else self.dataset(name)
         if name == "train" and len(dataset) == 0:
             raise DataError("the training split is empty")
         workers = 0 if features else self.num_workers  # reading mapped features needs no worker processes
@@ -290,6 +294,13 @@ class GeoDataModule(pl.LightningDataModule):
         While the task's backbone is frozen and the embedding cache is on, batches carry
         cached ``view_features`` instead of images (same order, no augmentation).
         """
+        if self.embeddings.enabled and self._feature_source is None and not self._warned_no_source:
+            self._warned_no_source = True
+            warnings.warn(
+                "embeddings.enabled is set but no feature source is attached, so training reads images: add "
+                "geoguess_utils.training.callbacks.TaskDataLink() to the Trainer's callbacks (geoguess fit does)",
+                stacklevel=2,
+            )
         if self._features_now():
             return self._loader("train", shuffle=True, drop_last=self.loader.drop_last, features=True)
         return self._loader("train", shuffle=True, drop_last=self.loader.drop_last)
@@ -309,40 +320,41 @@ class GeoDataModule(pl.LightningDataModule):
 
     # -- embedding cache ------------------------------------------------------------
 
-    def _features_now(self) -> bool:
-        """Whether loaders serve cached features now: cache on, and the attached task's backbone frozen."""
-        if not self.embeddings.enabled or self.trainer is None:
-            return False
-        task = self.trainer.lightning_module
-        return bool(getattr(task, "backbone_frozen", False)) and getattr(task, "net", None) is not None
+    def attach_feature_source(self, source: FeatureSource | None) -> None:
+        """Serve a split's cached features from ``source`` whenever it says so (``None``: images only).
 
-    def feature_dataset(self, name: str, task: Any) -> CachedFeatureDataset:
-        """The split ``name`` with ``task``'s cached backbone features, computed on first use.
+        ``geoguess fit`` attaches its task's features (see
+        :class:`geoguess_utils.training.callbacks.TaskDataLink`) when ``embeddings.enabled``.
+        """
+        self._feature_source = source
+
+    def _features_now(self) -> bool:
+        """Whether loaders serve cached features now: cache on, a source attached, and it serving."""
+        source = self._feature_source
+        return bool(self.embeddings.enabled and source is not None and source.serving())
+
+    def feature_dataset(self, name: str, source: FeatureSource | None = None) -> CachedFeatureDataset:
+        """The split ``name`` with cached backbone features in place of images, computed on first use.
 
         Args:
             name: ``"train"``, ``"val"`` or ``"test"``.
-            task: A task whose network is built (its backbone computes the features).
-        """
-        from geoguess_utils.embeddings import Embedder, build_embeddings, weights_digest
+            source: Where the features come from (e.g.
+                :class:`geoguess_utils.embeddings.TaskFeatures` of a task); the attached one by default.
 
-        which = (
-            name,
-            str(task.hparams.backbone),
-            weights_digest(task.net.backbone),
-        )  # another backbone: other features
+        Raises:
+            ConfigError: No source given and none attached.
+        """
+        source = source or self._feature_source
+        if source is None:
+            raise ConfigError("no feature source: pass one, or attach it with attach_feature_source()")
+        which = (name, source.key())  # another backbone or other weights: other features
         if which not in self._feature_datasets:
             base = self.dataset(name)
             plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
 
             def build() -> Any:
-                return build_embeddings(
-                    Embedder.of_task(task),
-                    plain,
-                    self._cache_root(self.roots),
-                    name,
-                    batch_size=self.embeddings.batch_size,
-                    num_workers=self.num_workers,
-                    in_place=True,
+                return source.build(
+                    name, plain, self._cache_root(self.roots), self.embeddings.batch_size, self.num_workers
                 )
 
             trainer = self.trainer

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from geoguess_utils.data import layout, reader
 from geoguess_utils.data.images import ImageCache, load_views
 from geoguess_utils.errors import DataError
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 
 class GeoDataset(Dataset):

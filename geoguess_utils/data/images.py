@@ -156,17 +156,18 @@ def cache_key(paths: Sequence[Sequence[str]], size: int, *, use_draft: bool = Tr
     }
 
 
-def _digest(key: dict[str, Any]) -> str:
+def content_digest(key: dict[str, Any]) -> str:
+    """SHA-256 hex digest of a JSON-able key (sorted keys): the name of a cache entry."""
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _data_stamp(path: Path) -> dict[str, int]:
+def data_stamp(path: Path) -> dict[str, int]:
     """Byte size and modification time of a cache data file (what the sidecar vouches for)."""
     stat = path.stat()
     return {"bytes": int(stat.st_size), "mtime_ns": int(stat.st_mtime_ns)}
 
 
-def _reserve(path: Path, nbytes: int) -> None:
+def reserve_disk_space(path: Path, nbytes: int) -> None:
     """Allocate ``nbytes`` for ``path`` now, so that a full disk raises ``OSError(ENOSPC)`` here.
 
     Writing through a memory map into a sparse file on a full disk would otherwise kill
@@ -247,12 +248,12 @@ def sidecar_matches(data_path: Path, key_path: Path, key: dict[str, Any], nbytes
         stored = json.loads(key_path.read_text())
     except (OSError, ValueError):
         return False
-    if stored.get("digest") != _digest(key) or stored.get("key") != key:
+    if stored.get("digest") != content_digest(key) or stored.get("key") != key:
         return False
     if nbytes == 0:
         return True
     try:
-        stamp = _data_stamp(data_path)
+        stamp = data_stamp(data_path)
     except OSError:
         return False
     return stamp["bytes"] == nbytes and stored.get("data") == stamp
@@ -349,7 +350,7 @@ class ImageCache(MappedArray):
                 return load_views(paths[index], size, use_draft=use_draft, max_pixels=max_pixels)
 
             with atomic_path(data_path) as tmp:
-                _reserve(tmp, int(np.prod(shape)))
+                reserve_disk_space(tmp, int(np.prod(shape)))
                 array = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=shape)
                 bar = tqdm(total=shape[0], desc=f"caching {data_path.name}", unit="loc", disable=not progress)
                 with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -363,8 +364,8 @@ class ImageCache(MappedArray):
                 del array
                 # the old sidecar goes just before the old data: a half-replaced cache never looks fresh
                 key_path.unlink(missing_ok=True)
-            stamp = _data_stamp(data_path)
+            stamp = data_stamp(data_path)
         else:
             key_path.unlink(missing_ok=True)
             data_path.unlink(missing_ok=True)
-        atomic_write_text(key_path, json.dumps({"digest": _digest(key), "key": key, "data": stamp}))
+        atomic_write_text(key_path, json.dumps({"digest": content_digest(key), "key": key, "data": stamp}))

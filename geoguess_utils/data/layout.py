@@ -22,7 +22,7 @@ VIEW_FILES: tuple[str, ...] = tuple(f"{h}.jpg" for h in HEADINGS)
 IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")
 """Pillow formats geoguess opens. Others (EPS, which runs Ghostscript, and dozens of rarely
 used decoders) are never tried on dataset files; such a file is reported as unreadable."""
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def view_file(heading: int) -> str:

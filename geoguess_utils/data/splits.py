@@ -19,7 +19,8 @@ SPLIT_FILE = "split.csv"
 # ----------------------------------------------------------------------------- splits
 
 
-def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
+    """The (train, val, test) shares as floats, refused unless three non-negative values summing to 1."""
     if len(fractions) != 3:
         raise ConfigError(f"split fractions need three values (train, val, test), got {list(fractions)}")
     values = tuple(float(f) for f in fractions)
@@ -49,7 +50,7 @@ def make_split(uuids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1
         ConfigError: When the fractions are invalid.
         DataError: When uuids repeat or there are none.
     """
-    train_f, val_f, _ = _check_fractions(fractions)
+    train_f, val_f, _ = check_fractions(fractions)
     ordered = sorted(str(u) for u in uuids)
     if not ordered:
         raise DataError("cannot split an empty dataset")

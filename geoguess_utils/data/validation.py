@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 
 from geoguess_utils.data.layout import (
-    _IMAGE_SUFFIXES,
     CSV_NAME,
     IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
     LOCATION_COLUMNS,
     PATH_COLUMNS,
     VIEW_FILES,
@@ -172,7 +172,7 @@ def _scan_root(root: Path, problems: list[Problem]) -> _RootScan:
                 continue
             path = entry.path
             if not entry.is_dir():
-                kind = "extra_image" if entry.name.lower().endswith(_IMAGE_SUFFIXES) else "extra_file"
+                kind = "extra_image" if entry.name.lower().endswith(IMAGE_SUFFIXES) else "extra_file"
                 problems.append(Problem("", path, kind, f"{path}: stray file in {image_dir}, not in a uuid folder"))
                 continue
             if not is_safe_uuid(entry.name):
@@ -372,7 +372,7 @@ def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Pa
             problems.append(Problem(uuid, path, "missing_image", f"{path}: missing (the folder holds {have})"))
     for name in sorted(names - set(VIEW_FILES)):
         path = os.path.join(folder, name)
-        kind = "extra_image" if name.lower().endswith(_IMAGE_SUFFIXES) else "extra_file"
+        kind = "extra_image" if name.lower().endswith(IMAGE_SUFFIXES) else "extra_file"
         problems.append(
             Problem(
                 uuid, path, kind, f"{path}: unexpected file; a location folder holds exactly {', '.join(VIEW_FILES)}"

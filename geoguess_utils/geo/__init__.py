@@ -8,6 +8,9 @@ from geoguess_utils._lazy import lazy_namespace
 
 _EXPORTS = {
     "DEFAULT_CRS": "projection",
+    "RECOMMENDED_TAU_KM": "soft_targets",
+    "croatian_places": "places",
+    "haversine_soft_targets": "soft_targets",
     "EARTH_RADIUS_KM": "distance",
     "MinMaxScaler": "projection",
     "SUPPORTED_CRS": "projection",

@@ -59,7 +59,8 @@ def countries():  # noqa: ANN201 - GeoDataFrame
     return gpd.read_file(natural_earth_zip())
 
 
-def _check_variant(variant: str) -> str:
+def check_variant(variant: str) -> str:
+    """Return ``variant`` when it names a Croatia variant (:data:`VARIANTS`); refuse it otherwise."""
     if variant not in VARIANTS:
         from geoguess_utils.errors import ConfigError
 
@@ -75,7 +76,7 @@ def croatia(variant: Variant = "full") -> shapely.Geometry:
         variant: ``"full"`` (islands included) or ``"mainland"`` (mainland plus the
             Dubrovnik exclave, no islands).
     """
-    _check_variant(variant)
+    check_variant(variant)
     table = countries()
     rows = table[table["ISO_A3"] == "HRV"]
     if len(rows) != 1:
@@ -111,7 +112,7 @@ def neighbours_land() -> shapely.Geometry:
 
 
 @functools.lru_cache(maxsize=4)
-def _projected(variant: str, crs: str) -> shapely.Geometry:
+def projected_land(variant: str, crs: str) -> shapely.Geometry:
     """The variant's geometry with coordinates in metres of ``crs`` (cached)."""
 
     def project(coords: np.ndarray) -> np.ndarray:
@@ -138,7 +139,7 @@ def is_on_land(lat: ArrayLike, lon: ArrayLike, variant: Variant = "full", tolera
     """
     lat_a = np.asarray(lat, dtype=np.float64)
     lon_a = np.asarray(lon, dtype=np.float64)
-    inside = shapely.contains_xy(croatia(_check_variant(variant)), lon_a, lat_a)
+    inside = shapely.contains_xy(croatia(check_variant(variant)), lon_a, lat_a)
     inside = np.asarray(inside, dtype=bool)
     if tolerance_km > 0:
         near = ~inside & np.isfinite(lat_a) & np.isfinite(lon_a)
@@ -153,7 +154,7 @@ def distance_to_land_km(lat: ArrayLike, lon: ArrayLike, variant: Variant = "full
     """Planar distance (EPSG:3766) from each point to the nearest Croatian land, km (0 on land)."""
     x, y = projection.to_projected(lat, lon)
     points = shapely.points(np.atleast_1d(x), np.atleast_1d(y))
-    dist = shapely.distance(_projected(_check_variant(variant), projection.DEFAULT_CRS), points) / 1000.0
+    dist = shapely.distance(projected_land(check_variant(variant), projection.DEFAULT_CRS), points) / 1000.0
     return np.asarray(dist, dtype=np.float64).reshape(np.shape(x))
 
 
@@ -180,7 +181,7 @@ def nearest_land_point(
     shape = np.shape(lat)
     off = ~is_on_land(lat_a, lon_a, variant)
     if off.any():
-        land = _projected(_check_variant(variant), projection.DEFAULT_CRS)
+        land = projected_land(check_variant(variant), projection.DEFAULT_CRS)
         x, y = projection.to_projected(lat_a[off], lon_a[off])
         outside = shapely.points(x, y)
         edge = shapely.get_coordinates(shapely.shortest_line(outside, land))[1::2]  # (M, 2) nearest border points
@@ -221,7 +222,7 @@ def sample_points(n: int, rng: np.random.Generator, variant: Variant = "mainland
     Returns:
         ``(lat, lon)`` arrays of shape (n,), degrees.
     """
-    land = _projected(_check_variant(variant), projection.DEFAULT_CRS)
+    land = projected_land(check_variant(variant), projection.DEFAULT_CRS)
     x0, y0, x1, y1 = land.bounds
     xs: list[np.ndarray] = []
     ys: list[np.ndarray] = []

@@ -14,7 +14,8 @@ DEFAULT_CRS = "EPSG:3766"
 SUPPORTED_CRS = ("EPSG:3766", "EPSG:3765")
 
 
-def _check_crs(crs: str) -> str:
+def check_crs(crs: str) -> str:
+    """Return ``crs`` when it is one of :data:`SUPPORTED_CRS`; refuse it otherwise."""
     if crs not in SUPPORTED_CRS:
         from geoguess_utils.errors import ConfigError
 
@@ -40,7 +41,7 @@ def to_projected(lat_deg: ArrayLike, lon_deg: ArrayLike, crs: str = DEFAULT_CRS)
     Returns:
         ``(x_m, y_m)``: easting and northing in metres, float64 arrays of the input shape.
     """
-    x, y = _transformer("EPSG:4326", _check_crs(crs)).transform(
+    x, y = _transformer("EPSG:4326", check_crs(crs)).transform(
         np.asarray(lon_deg, dtype=np.float64), np.asarray(lat_deg, dtype=np.float64)
     )
     return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
@@ -57,7 +58,7 @@ def to_latlon(x_m: ArrayLike, y_m: ArrayLike, crs: str = DEFAULT_CRS) -> tuple[n
     Returns:
         ``(lat_deg, lon_deg)`` as float64 arrays of the input shape.
     """
-    lon, lat = _transformer(_check_crs(crs), "EPSG:4326").transform(
+    lon, lat = _transformer(check_crs(crs), "EPSG:4326").transform(
         np.asarray(x_m, dtype=np.float64), np.asarray(y_m, dtype=np.float64)
     )
     return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)

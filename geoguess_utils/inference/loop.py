@@ -33,8 +33,9 @@ def run_predict(
         return_predictions: Keep and return the outputs (off when a writer stores them).
 
     Returns:
-        ``{"uuid": list[str], "latlon": (N, 2) float64 degrees}`` plus the task's extras
-        (``"probabilities"``, (N, K), for a classifier), concatenated in loader order.
+        ``{"uuid": list[str], "latlon": (N, 2) float64 degrees, "non_finite": (N,) bool}``
+        plus the task's extras (``"probabilities"``, (N, K), for a classifier), concatenated
+        in loader order (see :meth:`geoguess_utils.tasks.base.GeoTask.predict_step`).
     """
     import logging
 
@@ -65,7 +66,8 @@ def run_predict(
     merged: dict[str, Any] = {"uuid": [u for b in batches for u in b["uuid"]]}
     keys = [k for k in (batches[0] if batches else {"latlon": None}) if k != "uuid"]
     for key in keys:
-        parts = [b[key].detach().to("cpu", torch.float64) for b in batches]
+        parts = [b[key].detach().cpu() for b in batches]
+        parts = [p if p.dtype == torch.bool else p.to(torch.float64) for p in parts]
         merged[key] = torch.cat(parts).numpy() if parts else np.empty((0, 2))
     return merged
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def _as_task(task_or_checkpoint: GeoTask | str | os.PathLike[str]) -> GeoTask:
-    from geoguess_utils.training.checkpoint import load_task
+    from geoguess_utils.tasks.loading import load_task
 
     if isinstance(task_or_checkpoint, (str, os.PathLike)):
         return load_task(task_or_checkpoint)
@@ -124,7 +124,14 @@ def predict(
     )
     for column in layout.PATH_COLUMNS:
         table[column] = locations[column].to_numpy()
-    return Predictions(table, result.get("probabilities"), task.task_name, task.context.cells_frame())
+    non_finite = result.get("non_finite")
+    return Predictions(
+        table,
+        result.get("probabilities"),
+        task.task_name,
+        task.context.cells_frame(),
+        None if non_finite is None else np.asarray(non_finite, dtype=bool),
+    )
 
 
 def submission(predictions: Predictions) -> pd.DataFrame:

@@ -17,8 +17,6 @@ _EXPORTS = {
     "CLIP_VISION_ARCHITECTURES": "external_backbones",
     "ClipVisionBody": "external_backbones",
     "HF_PREFIX": "external_backbones",
-    "IMAGENET_MEAN": "normalization",
-    "IMAGENET_STD": "normalization",
     "LiteClassifier": "efficientnet_lite",
     "LiteInput": "efficientnet_lite",
     "MultiViewNet": "multiview",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 Builder = Callable[[bool], tuple[nn.Module, int]]
 """``builder(pretrained) -> (body, num_features)``: a module mapping (N, 3, H, W) to (N, F, ...) features."""

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from geoguess_utils.models.backbone_spec import BackboneSpec, Builder
-from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE, LiteClassifier, _LiteFeatures
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
+from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE, LiteClassifier, LiteFeatures
 
 BACKBONES: dict[str, BackboneSpec] = {}
 """Explicitly registered backbones; resolvers and torchvision classifiers are found by name on top of these."""
@@ -224,4 +224,4 @@ def build_backbone(name: str = OFFLINE_BACKBONE, pretrained: bool = True) -> Bac
 @register_backbone(OFFLINE_BACKBONE)
 def _efficientnet_lite0(pretrained: bool) -> tuple[nn.Module, int]:
     """EfficientNet-Lite0 with the ImageNet weights installed with the package (no download)."""
-    return _LiteFeatures(LiteClassifier(pretrained)), 1280
+    return LiteFeatures(LiteClassifier(pretrained)), 1280

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from geoguess_utils.errors import GeoguessError
-from geoguess_utils.models.normalization import _IMAGENET_MEAN, _IMAGENET_STD
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 
 OFFLINE_BACKBONE = "efficientnet_lite0"
 """Backbone whose ImageNet weights are available without the internet."""
@@ -17,8 +17,8 @@ class LiteInput(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        mean = torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("scale", std * 255.0 / 128.0, persistent=False)
         self.register_buffer("shift", (mean * 255.0 - 127.0) / 128.0, persistent=False)
 
@@ -99,7 +99,9 @@ class LiteClassifier(nn.Module):
         return self.network(self.rescale(images))
 
 
-class _LiteFeatures(nn.Module):
+class LiteFeatures(nn.Module):
+    """EfficientNet-Lite0 without its ImageNet layer: images (N, 3, H, W) normalised -> features (N, F)."""
+
     def __init__(self, classifier: LiteClassifier) -> None:
         super().__init__()
         self.rescale = classifier.rescale
@@ -107,4 +109,5 @@ class _LiteFeatures(nn.Module):
         self.network._fc = nn.Identity()  # the ImageNet layer is not part of the backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Globally averaged features (N, F) of images (N, 3, H, W)."""
         return self.network.extract_features(self.rescale(images)).mean(dim=(2, 3))

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from geoguess_utils.errors import ConfigError, GeoguessError
+from geoguess_utils.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from geoguess_utils.models.backbone_spec import BackboneSpec
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
-from geoguess_utils.models.normalization import IMAGENET_MEAN, IMAGENET_STD
 
 TIMM_PREFIX = "timm/"
 HF_PREFIX = "hf/"

@@ -2,9 +2,9 @@
 
 The views are normalised by :class:`geoguess_utils.data.geodataset.GeoDataset` (handed the
 decoded pixels as its image cache) and collated as the DataLoader does, so the server
-feeds the model exactly what ``geoguess predict`` feeds it. For classifiers the raw
-outputs of that same pass are captured with a forward hook and turned into cell
-probabilities by ``task.class_probabilities``; nothing is computed twice.
+feeds the model exactly what ``geoguess predict`` feeds it, and reads what ``geoguess
+predict`` reads: the points, the cell probabilities of tasks with cells and the
+non-finite marks, all from the one ``predict_step``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def predict_locations(
     """Locate a batch of locations in one forward pass.
 
     Args:
-        task: A loaded task in eval mode (see :func:`geoguess_utils.training.checkpoint.load_task`).
+        task: A loaded task in eval mode (see :func:`geoguess_utils.tasks.loading.load_task`).
         device: The device the task is on.
         pixels: ``uint8`` views, shape (B, 4, H, W, 3), H = W = ``task.image_size``.
         uuids: One name per location, length B.
@@ -145,33 +145,33 @@ def predict_locations(
 
     Returns:
         One dict per location, in order: ``uuid``, ``latitude``, ``longitude`` (degrees),
-        ``top_cells`` (classifiers; ``None`` for regression) and, when asked,
+        ``top_cells`` (tasks with cell probabilities; ``None`` for the others),
+        ``non_finite`` (whether the network's outputs held NaN or infinity) and, when asked,
         ``probabilities`` (length K, class-index order, a numpy array).
     """
     import torch
 
-    from geoguess_utils.tasks.classification import ClassificationTask
-
     assert task.image_size is not None and task.context is not None
     batch = make_batch(pixels, uuids, task.image_size)
     batch["images"] = batch["images"].to(device)
-    captured: list[torch.Tensor] = []
-    hook = task.register_forward_hook(lambda _module, _args, output: captured.append(output))
-    try:
-        with torch.inference_mode():
-            result = task.predict_step(batch, 0)
-    finally:
-        hook.remove()
+    with torch.inference_mode():
+        result = task.predict_step(batch, 0)
     latlon = result["latlon"].detach().cpu().numpy()
-    is_classifier = isinstance(task, ClassificationTask) and len(captured) == 1
+    non_finite = result["non_finite"].detach().cpu().numpy()
+    probabilities = result.get("probabilities")
     cells: list[Any] = [None] * len(uuids)
-    probabilities = None
-    if is_classifier:
-        probabilities = task.class_probabilities(captured[0].float())
+    if probabilities is not None:
+        probabilities = probabilities.detach().cpu().to(torch.float64)
         cells = top_cells(probabilities, task.context)
     out = []
     for i, uuid in enumerate(result["uuid"]):
-        item = {"uuid": uuid, "latitude": float(latlon[i, 0]), "longitude": float(latlon[i, 1]), "top_cells": cells[i]}
+        item = {
+            "uuid": uuid,
+            "latitude": float(latlon[i, 0]),
+            "longitude": float(latlon[i, 1]),
+            "top_cells": cells[i],
+            "non_finite": bool(non_finite[i]),
+        }
         if with_probabilities:
             item["probabilities"] = None if probabilities is None else probabilities[i].numpy()
         out.append(item)

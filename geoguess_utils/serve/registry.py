@@ -3,7 +3,7 @@
 A model's name is its file name without ``.ckpt``. A name is only ever looked up in
 the folder's own listing, so ``..``, ``a/b``, a symbolic link that leads out of the
 folder, or any file that is not a ``.ckpt`` never reaches the loader. Checkpoints are
-read with the project's safe loader (:func:`geoguess_utils.training.checkpoint.load_task`),
+read with the project's safe loader (:func:`geoguess_utils.tasks.loading.load_task`),
 each at most once per file version, and stay in memory.
 """
 
@@ -179,7 +179,8 @@ class ModelRegistry:
             ModelUnusableError: The file is not a usable geoguess checkpoint (the message says why).
         """
         from geoguess_utils.cells.context import GeoContext
-        from geoguess_utils.training.checkpoint import load_checkpoint, read_record
+        from geoguess_utils.checkpoints.files import load_checkpoint
+        from geoguess_utils.checkpoints.record import read_record
 
         path = self.path_of(name)
         stamp = _stamp(path)
@@ -236,7 +237,7 @@ class ModelRegistry:
             ModelNotFoundError: See :meth:`path_of`.
             ModelUnusableError: The file is not a usable geoguess checkpoint.
         """
-        from geoguess_utils.training.checkpoint import load_task
+        from geoguess_utils.tasks.loading import load_task
 
         path = self.path_of(name)
         stamp = _stamp(path)

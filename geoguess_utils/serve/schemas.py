@@ -87,6 +87,11 @@ class Prediction(BaseModel):
     latitude: float = Field(description="predicted latitude, degrees")
     longitude: float = Field(description="predicted longitude, degrees")
     top_cells: list[Cell] | None = Field(None, description="classifiers: the five most probable cells")
+    non_finite: bool = Field(
+        False,
+        description="true when the network's outputs held NaN or infinity: the point is then the model's "
+        "fallback point (the training set's mean position) and means nothing",
+    )
     probabilities: list[float] | None = Field(
         None, description="with ?probabilities=true: every class's probability, in class_index order"
     )

@@ -11,13 +11,13 @@ from torch import nn
 
 from geoguess_utils import accel
 from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.checkpoints import record as ckpt_record
 from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
 from geoguess_utils.models.multiview import MultiViewNet, Pooling
 from geoguess_utils.tasks.decoding import clip_to_land
 from geoguess_utils.tasks.metrics import HaversineMetrics
-from geoguess_utils.training import record as ckpt_record
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
 SCHEDULERS: tuple[str, ...] = ("plateau", "onecycle", "none")
@@ -197,8 +197,6 @@ class GeoTask(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Take the GeoContext (and image size) from the trainer's datamodule."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        if hasattr(datamodule, "set_normalization"):
-            datamodule.set_normalization(*self.normalization)
         try:
             context = getattr(datamodule, "context", None)
         except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
@@ -231,6 +229,12 @@ class GeoTask(pl.LightningModule):
         from geoguess_utils.models.backbones import backbone_normalization
 
         return backbone_normalization(str(self.hparams.backbone))
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The data module learns the backbone's input normalisation through a callback, not by reading the task."""
+        from geoguess_utils.tasks.data_link import InputNormalization
+
+        return [InputNormalization(*self.normalization)]
 
     def on_fit_start(self) -> None:
         """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
@@ -364,14 +368,19 @@ class GeoTask(pl.LightningModule):
         self._log_km("test", self.test_km)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """The one inference step: ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, ...}``.
+        """The one inference step, for every task.
 
-        Subclasses add what their outputs carry through :meth:`prediction_extras`
-        (a classifier adds ``"probabilities"``, (B, K) float64). ``Trainer.predict``,
-        :mod:`geoguess_utils.inference` and the server all go through here.
+        Returns:
+            ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, "non_finite": (B,) bool}``
+            plus what the task's outputs carry (:meth:`prediction_extras`: a classifier adds
+            ``"probabilities"``, (B, K) float64). ``non_finite`` marks the locations whose
+            outputs held NaN or infinity (their point is the fallback point). ``Trainer.predict``,
+            :mod:`geoguess_utils.inference`, the embedding-free server path and the test
+            split all read this; nothing else looks inside the network.
         """
         outputs = self.batch_outputs(batch)
-        result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs)}
+        finite = torch.isfinite(outputs.detach()).reshape(len(outputs), -1).all(dim=1)
+        result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs), "non_finite": (~finite).cpu()}
         result.update(self.prediction_extras(outputs))
         return result
 

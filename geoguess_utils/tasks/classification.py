@@ -14,9 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import projection
+from geoguess_utils.geo.soft_targets import haversine_soft_targets
 from geoguess_utils.tasks.base import GeoTask
-from geoguess_utils.tasks.decoding import _finite_logits, get_decoding
-from geoguess_utils.tasks.losses import haversine_soft_targets
+from geoguess_utils.tasks.decoding import finite_logits, get_decoding
 from geoguess_utils.tasks.retrieval import RetrievalSettings, refine
 
 
@@ -225,7 +225,7 @@ class ClassificationTask(GeoTask):
 
     def class_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         """Softmax of the logits, (B, K) float64 on CPU; non-finite logits are made finite first."""
-        return torch.softmax(_finite_logits(self.logits(outputs)).cpu(), dim=1)
+        return torch.softmax(finite_logits(self.logits(outputs)).cpu(), dim=1)
 
     def head_points_km(self, outputs: torch.Tensor) -> torch.Tensor:
         """The head's own point per location, projected km (B, 2) float64: the chosen decoding."""

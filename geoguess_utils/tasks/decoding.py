@@ -114,7 +114,8 @@ def clip_to_land(
     return borders.nearest_land_point(lat, lon, variant=variant)
 
 
-def _finite_logits(outputs: torch.Tensor) -> torch.Tensor:
+def finite_logits(outputs: torch.Tensor) -> torch.Tensor:
+    """Logits (B, K) as float64 with NaN set to 0 and infinities clamped to a large finite value."""
     out = torch.nan_to_num(outputs.detach().to(torch.float64), nan=0.0, posinf=_LOGIT_LIMIT, neginf=-_LOGIT_LIMIT)
     return out.clamp(-_LOGIT_LIMIT, _LOGIT_LIMIT)
 

@@ -1,4 +1,4 @@
-"""Task classes by the name stored in checkpoints."""
+"""The one list of tasks: the name stored in checkpoints -> the task class."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ from geoguess_utils.tasks.knn import KNNTask
 from geoguess_utils.tasks.regression import RegressionTask
 
 TASKS: dict[str, type[GeoTask]] = {
-    "classification": ClassificationTask,
-    "regression": RegressionTask,
-    "knn": KNNTask,
-    "hybrid": HybridTask,
+    task.task_name: task for task in (ClassificationTask, RegressionTask, KNNTask, HybridTask)
 }
-"""Task classes by the name stored in checkpoints."""
+"""Task classes by the name stored in checkpoints (``geoguess fit --model`` takes their class paths)."""
+
+
+def class_path(task: str) -> str:
+    """The import path LightningCLI takes for a task name, e.g. ``"classification"``.
+
+    Raises:
+        KeyError: ``task`` names no task; the message lists the names.
+    """
+    if task not in TASKS:
+        raise KeyError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    cls = TASKS[task]
+    return f"{cls.__module__}.{cls.__qualname__}"

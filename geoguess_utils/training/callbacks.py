@@ -1,4 +1,4 @@
-"""Callbacks of ``geoguess fit``: the saved split, the run checkpoint and one line per epoch."""
+"""Callbacks of `geoguess fit`: what the data learns from the task, the split, the run checkpoint, epoch lines."""
 
 from __future__ import annotations
 
@@ -13,6 +13,28 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from geoguess_utils.data import splits
+
+
+class TaskDataLink(Callback):
+    """Attach the task's cached backbone features to the data module, so neither reads the other.
+
+    When the data module's embedding cache is on, it attaches the task's features
+    (:class:`geoguess_utils.embeddings.TaskFeatures`), which the data module then serves
+    while the backbone is frozen. ``geoguess fit`` adds it; add it to a hand-made
+    ``Trainer`` that trains from the cache. (The views' normalisation reaches the data
+    module through the task's own callback, :class:`geoguess_utils.tasks.data_link.InputNormalization`.)
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Hand the task's features to the trainer's data module when it trains from the cache."""
+        from geoguess_utils.embeddings import TaskFeatures
+
+        datamodule = getattr(trainer, "datamodule", None)
+        if datamodule is None:
+            return
+        settings = getattr(datamodule, "embeddings", None)
+        if settings is not None and settings.enabled and hasattr(datamodule, "attach_feature_source"):
+            datamodule.attach_feature_source(TaskFeatures(pl_module))
 
 
 class SaveSplitCallback(Callback):

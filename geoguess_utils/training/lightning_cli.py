@@ -21,18 +21,21 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_info
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
+from geoguess_utils.checkpoints.files import AtomicCheckpointIO, check_finite_weights, load_checkpoint
+from geoguess_utils.checkpoints.record import read_record
 from geoguess_utils.data.datamodule import GeoDataModule
-from geoguess_utils.errors import CheckpointError, ConfigError, DataError, GeoguessError
+from geoguess_utils.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERRUPTED,
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GeoguessError,
+)
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.training import fit_guidance
-from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback
-from geoguess_utils.training.checkpoint import (
-    AtomicCheckpointIO,
-    check_finite_weights,
-    load_checkpoint,
-    read_record,
-)
+from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback, TaskDataLink
 from geoguess_utils.training.cleanup import new_log_dirs, remove_unused_log_dirs
 from geoguess_utils.training.moved_keys import check_moved_keys
 from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
@@ -40,7 +43,7 @@ from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepS
 MONITOR = f"val/{MEAN_NAME}"
 """Metric that selects the best checkpoint and stops training early (lower is better)."""
 
-INTERRUPTED_EXIT_CODE = 130
+INTERRUPTED_EXIT_CODE = EXIT_INTERRUPTED
 
 
 class GeoguessCLI(LightningCLI):
@@ -58,8 +61,6 @@ class GeoguessCLI(LightningCLI):
         self._epoch_lines = epoch_lines
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("seed_everything_default", 0)
-        from geoguess_utils.cli import EXIT_CODES_HELP
-
         kwargs.setdefault(
             "parser_kwargs",
             {
@@ -128,7 +129,7 @@ class GeoguessCLI(LightningCLI):
         _share_log_dir(trainer)
         _drop_lr_monitor_without_logger(trainer)
         _allow_an_idle_backbone_under_ddp(trainer, self.datamodule)
-        for kind in (StepSeed, PlateauCatchUp):  # exact resumption (see geoguess_utils.resume)
+        for kind in (TaskDataLink, StepSeed, PlateauCatchUp):  # the data's view of the task; exact resumption
             if not any(isinstance(cb, kind) for cb in trainer.callbacks):
                 trainer.callbacks.append(kind())
         if self._epoch_lines and not any(isinstance(cb, EpochLine) for cb in trainer.callbacks):

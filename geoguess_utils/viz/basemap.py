@@ -17,7 +17,8 @@ SEA_COLOUR = "#cfe3f2"
 BORDER_COLOUR = "#555555"
 
 
-def _axes(ax=None, figsize: tuple[float, float] = (7.0, 6.5)):  # noqa: ANN001, ANN202 - matplotlib types
+def new_axes(ax=None, figsize: tuple[float, float] = (7.0, 6.5)):  # noqa: ANN001, ANN201 - matplotlib types
+    """Return ``ax``, or a new figure's axes of ``figsize`` inches when it is ``None``."""
     import matplotlib.pyplot as plt
 
     if ax is None:
@@ -48,14 +49,15 @@ def save_figure(fig, path: str | os.PathLike[str], dpi: int = 120) -> Path:  # n
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _geo_axes(ax, ylabel: bool = True) -> None:  # noqa: ANN001
+def equal_km_axes(ax, ylabel: bool = True) -> None:  # noqa: ANN001
     """Equal kilometres per unit at Croatia's mid latitude, and degree labels (geopandas resets both)."""
     ax.set_aspect(1 / np.cos(np.radians(44.5)))
     ax.set_xlabel("longitude (deg)")
     ax.set_ylabel("latitude (deg)" if ylabel else "")
 
 
-def _zoom_to(ax, geometry, margin: float = 0.25) -> None:  # noqa: ANN001
+def zoom_to(ax, geometry, margin: float = 0.25) -> None:  # noqa: ANN001
+    """Limit ``ax`` to the bounds (degrees) of ``geometry`` plus ``margin`` degrees."""
     lon0, lat0, lon1, lat1 = geometry.total_bounds if hasattr(geometry, "total_bounds") else geometry.bounds
     ax.set_xlim(lon0 - margin, lon1 + margin)
     ax.set_ylim(lat0 - margin, lat1 + margin)

@@ -7,7 +7,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from geoguess_utils.geo import borders
-from geoguess_utils.viz.basemap import _axes, _geo_axes, _zoom_to, cell_shapes, draw_croatia
+from geoguess_utils.viz.basemap import cell_shapes, draw_croatia, equal_km_axes, new_axes, zoom_to
 
 
 def plot_grid(cells: pd.DataFrame, title: str | None = None, variant: borders.Variant = "mainland", ax=None):  # noqa: ANN001, ANN201
@@ -19,20 +19,20 @@ def plot_grid(cells: pd.DataFrame, title: str | None = None, variant: borders.Va
         variant: Croatia variant to draw underneath.
         ax: Existing axes to draw on; a new figure is made when ``None``.
     """
-    fig, ax = _axes(ax)
+    fig, ax = new_axes(ax)
     draw_croatia(ax, variant)
-    _cells_outline(ax, cells, "#c0392b")
-    _geo_axes(ax)
+    cells_outline(ax, cells, "#c0392b")
+    equal_km_axes(ax)
     ax.set_title(title or f"{len(cells)} cells")
     return fig
 
 
 def plot_locations(lat: ArrayLike, lon: ArrayLike, title: str = "", colour: str = "#1f77b4", ax=None, size: float = 3):  # noqa: ANN001, ANN201
     """Scatter of locations over Croatia."""
-    fig, ax = _axes(ax)
+    fig, ax = new_axes(ax)
     draw_croatia(ax)
     ax.scatter(np.asarray(lon), np.asarray(lat), s=size, c=colour, alpha=0.7, linewidths=0)
-    _geo_axes(ax)
+    equal_km_axes(ax)
     ax.set_title(title)
     return fig
 
@@ -43,7 +43,8 @@ KIND_COLOURS = {"geometric": "#7f7f7f", "clipped": "#c0392b", "weighted": "#1f6f
 """Colour of each centroid kind in every figure."""
 
 
-def _cells_outline(ax, cells, colour: str, linewidth: float = 0.6, fill: str | None = None, alpha: float = 1.0) -> None:  # noqa: ANN001
+def cells_outline(ax, cells, colour: str, linewidth: float = 0.6, fill: str | None = None, alpha: float = 1.0) -> None:  # noqa: ANN001
+    """Draw the polygons of ``cells`` (a frame with ``geometry``) on ``ax``, outlined and optionally filled."""
     import geopandas as gpd
 
     shapes = gpd.GeoSeries(cells.geometry.to_numpy())  # no CRS: geopandas would relabel the axes
@@ -78,18 +79,18 @@ def plot_grid_progression(steps, lat: ArrayLike, lon: ArrayLike, point_size: flo
         f"5. Centroids, clipped to land: {len(table)}",
     ]
     for i, ax in enumerate(axes):
-        _axes(ax)
+        new_axes(ax)
         draw_croatia(ax, steps.variant)
-        _zoom_to(ax, steps.box_cells, margin=0.1)
+        zoom_to(ax, steps.box_cells, margin=0.1)
         ax.set_title(titles[i], fontsize=12)
-    _cells_outline(axes[1], steps.box_cells, "#c0392b", 0.5)
-    _cells_outline(axes[2], steps.intersecting, "#c0392b", 0.6)
+    cells_outline(axes[1], steps.box_cells, "#c0392b", 0.5)
+    cells_outline(axes[2], steps.intersecting, "#c0392b", 0.6)
     dropped = steps.intersecting[~steps.intersecting["cell_id"].isin(steps.with_data["cell_id"])]
-    _cells_outline(axes[3], steps.with_data, "#c0392b", 0.6)
+    cells_outline(axes[3], steps.with_data, "#c0392b", 0.6)
     if len(dropped):
-        _cells_outline(axes[3], dropped, "#999999", 0.6, fill="#999999", alpha=0.35)
+        cells_outline(axes[3], dropped, "#999999", 0.6, fill="#999999", alpha=0.35)
     axes[3].scatter(np.asarray(lon), np.asarray(lat), s=point_size, color="#1f6fb4", alpha=0.6, linewidths=0)
-    _cells_outline(axes[4], steps.with_data, "#c0392b", 0.6)
+    cells_outline(axes[4], steps.with_data, "#c0392b", 0.6)
     moved = (table["geometric_lat"] != table["clipped_lat"]) | (table["geometric_lon"] != table["clipped_lon"])
     axes[4].scatter(
         table["geometric_lon"][moved], table["geometric_lat"][moved], s=22, facecolors="none", edgecolors="#333333"
@@ -122,7 +123,7 @@ def plot_grid_progression(steps, lat: ArrayLike, lon: ArrayLike, point_size: flo
             fontsize=9,
         )
     for i, ax in enumerate(axes):
-        _geo_axes(ax, ylabel=i == 0)
+        equal_km_axes(ax, ylabel=i == 0)
     fig.tight_layout()
     return fig
 
@@ -139,13 +140,13 @@ def plot_grid_spacings(steps_list, ax_size: float = 5.0):  # noqa: ANN001, ANN20
     count = len(steps_list)
     fig, axes = plt.subplots(1, count, figsize=(ax_size * 1.05 * count, ax_size), squeeze=False)
     for ax, steps in zip(axes[0], steps_list, strict=True):
-        _axes(ax)
+        new_axes(ax)
         draw_croatia(ax, steps.variant)
-        _cells_outline(ax, steps.with_data, "#c0392b", 0.6)
+        cells_outline(ax, steps.with_data, "#c0392b", 0.6)
         table = steps.class_table
         ax.scatter(table["clipped_lon"], table["clipped_lat"], s=10, color=KIND_COLOURS["clipped"], zorder=3)
         ax.set_title(f"{steps.spacing_deg:g} deg: {len(table)} classes")
-        _geo_axes(ax, ylabel=ax is axes[0][0])
+        equal_km_axes(ax, ylabel=ax is axes[0][0])
     fig.tight_layout()
     return fig
 
@@ -171,7 +172,7 @@ def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
     """
     import geopandas as gpd
 
-    fig, ax = _axes(ax)
+    fig, ax = new_axes(ax)
     draw_croatia(ax, variant)
     boxes = gpd.GeoSeries(cell_shapes(class_table))
     boxes.boundary.plot(ax=ax, color="#c0392b", linewidth=0.6, alpha=0.7, aspect=None)
@@ -210,7 +211,7 @@ def plot_centroid_kinds(  # noqa: ANN201 - matplotlib Figure
     if bounds is not None:
         ax.set_xlim(bounds[0], bounds[2])
         ax.set_ylim(bounds[1], bounds[3])
-    _geo_axes(ax)
+    equal_km_axes(ax)
     ax.legend(loc="lower left", fontsize=9)
     ax.set_title("Three kinds of class centroid")
     return fig
@@ -224,8 +225,6 @@ def plot_error_floor(floor: pd.DataFrame):  # noqa: ANN201 - matplotlib Figure
     """
     import matplotlib.pyplot as plt
 
-    from geoguess_utils.course.analysis import FLOOR_KINDS
-
     groups = list(floor.groupby("points", sort=False))
     fig, axes = plt.subplots(1, len(groups), figsize=(6.2 * len(groups), 4.8), sharey=True, squeeze=False)
     styles = {
@@ -235,7 +234,7 @@ def plot_error_floor(floor: pd.DataFrame):  # noqa: ANN201 - matplotlib Figure
     }
     for ax, (points, part) in zip(axes[0], groups, strict=True):
         part = part.sort_values("n_classes")
-        for kind in FLOOR_KINDS:
+        for kind in [k for k in KIND_COLOURS if f"{k}_km" in floor.columns]:
             ax.plot(part["n_classes"], part[f"{kind}_km"], color=KIND_COLOURS[kind], label=kind, **styles[kind])
         ax.set_xscale("log")
         ax.set_xticks(

@@ -10,7 +10,7 @@ import pandas as pd
 
 from geoguess_utils import evaluation
 from geoguess_utils.evaluation import Predictions
-from geoguess_utils.viz.location_maps import _degree_axes, _draw_cells
+from geoguess_utils.viz.location_maps import degree_axes, draw_cells
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -82,8 +82,8 @@ def plot_cell_errors(cells: Mapping[str, pd.DataFrame], vmax_km: float | None = 
         ax.set_facecolor(basemap.SEA_COLOUR)
         basemap.draw_croatia(ax)
         values = table["mean_error_km"].to_numpy(dtype=np.float64)
-        _draw_cells(ax, table, values, "RdYlGn_r", 0.0, top, "mean error in the cell (km)")
-        _degree_axes(ax)
+        draw_cells(ax, table, values, "RdYlGn_r", 0.0, top, "mean error in the cell (km)")
+        degree_axes(ax)
         ax.set_title(f"{name}: mean error per cell ({int(table['n'].sum())} locations)")
     fig.tight_layout()
     return fig

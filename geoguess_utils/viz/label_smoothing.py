@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from geoguess_utils.errors import ConfigError, DataError
-from geoguess_utils.viz.basemap import _axes, _geo_axes, draw_croatia
+from geoguess_utils.viz.basemap import draw_croatia, equal_km_axes, new_axes
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,7 +52,7 @@ def smoothing_targets(
 
     ``tau = 0`` is plain cross-entropy: a one-hot vector on the location's class (its
     cell, see :meth:`GeoContext.assign`). Any ``tau > 0`` gives the soft targets of
-    :func:`geoguess_utils.tasks.losses.haversine_soft_targets` over the context's class
+    :func:`geoguess_utils.geo.soft_targets.haversine_soft_targets` over the context's class
     points, exactly as the loss computes them.
 
     Args:
@@ -72,7 +72,7 @@ def smoothing_targets(
     import torch
 
     from geoguess_utils.geo import distance
-    from geoguess_utils.tasks.losses import haversine_soft_targets
+    from geoguess_utils.geo.soft_targets import haversine_soft_targets
 
     lat, lon = _check_location(lat, lon)
     taus = [float(t) for t in taus_km]
@@ -156,7 +156,7 @@ def plot_label_smoothing(
     )
     cells = None
     for ax, (tau, weights) in zip(axes[0], targets.items(), strict=True):
-        _axes(ax)
+        new_axes(ax)
         draw_croatia(ax, context.variant)  # type: ignore[arg-type]
         cells = PatchCollection(
             polygon_patches(shapes),
@@ -171,7 +171,7 @@ def plot_label_smoothing(
         ax.add_collection(cells)
         ax.scatter(points[:, 1], points[:, 0], s=4, c="#333333", linewidths=0, zorder=3, label="class points")
         ax.scatter([lon], [lat], s=160, marker="*", c="#1f6fb4", edgecolors="white", zorder=4, label="true location")
-        _geo_axes(ax, ylabel=ax is axes[0][0])
+        equal_km_axes(ax, ylabel=ax is axes[0][0])
         if half_width_deg is not None:
             ax.set_xlim(lon - half_width_deg / np.cos(np.radians(lat)), lon + half_width_deg / np.cos(np.radians(lat)))
             ax.set_ylim(lat - half_width_deg, lat + half_width_deg)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.course.exploration import DENSITY_MIN_AREA_KM2
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.viz.basemap import cell_shapes
 
@@ -38,9 +37,11 @@ def plot_locations_and_density(lat: np.ndarray, lon: np.ndarray, density: pd.Dat
     basemap.draw_croatia(right)
     values = density["per_1000_km2"]
     vmax = float(np.nanpercentile(values, 95)) if values.notna().any() else 1.0
-    _draw_cells(right, density, values.to_numpy(), "viridis", 0.0, vmax, "locations per 1,000 km² of land")
-    _degree_axes(right)
-    right.set_title(f"density per cell (cells with < {DENSITY_MIN_AREA_KM2:.0f} km² of land left blank)")
+    draw_cells(right, density, values.to_numpy(), "viridis", 0.0, vmax, "locations per 1,000 km² of land")
+    degree_axes(right)
+    min_area = density.attrs.get("min_area_km2")
+    blank = f"< {min_area:.0f} km²" if min_area is not None else "too little"
+    right.set_title(f"density per cell (cells with {blank} of land left blank)")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -92,7 +93,7 @@ def plot_density_samples(
     return fig
 
 
-def _degree_axes(ax) -> None:  # noqa: ANN001
+def degree_axes(ax) -> None:  # noqa: ANN001
     """Same kilometres per unit along both axes at Croatia's mid latitude, degree labels."""
     ax.set_aspect(1 / np.cos(np.radians(44.5)))
     ax.set_xlabel("longitude (deg)")
@@ -117,7 +118,7 @@ def polygon_patches(shapes: np.ndarray) -> list:
     return patches
 
 
-def _draw_cells(ax, cells: pd.DataFrame, values: np.ndarray, cmap: str, vmin: float, vmax: float, label: str) -> None:  # noqa: ANN001
+def draw_cells(ax, cells: pd.DataFrame, values: np.ndarray, cmap: str, vmin: float, vmax: float, label: str) -> None:  # noqa: ANN001
     """Fill the cells' polygons with ``values`` (NaN: outline only) and add a colour bar."""
     import matplotlib.pyplot as plt
     from matplotlib.collections import PatchCollection

@@ -118,17 +118,15 @@ def synthetic_samples_figure(size: int = 128, seed: int = 0) -> Figure:
     return plot_quadruplets(rows, title=SYNTHETIC_CAPTION)
 
 
-def write_synthetic_samples_figure(path: str | os.PathLike[str] | None = None, size: int = 128, seed: int = 0) -> Path:
-    """Draw :func:`synthetic_samples_figure` and save it (``figures/generated/synthetic_samples.png`` by default).
+def write_synthetic_samples_figure(path: str | os.PathLike[str], size: int = 128, seed: int = 0) -> Path:
+    """Draw :func:`synthetic_samples_figure` and save it at ``path`` (PNG).
 
     Returns:
         The path written.
     """
     import matplotlib.pyplot as plt
 
-    from geoguess_utils.course import paths
-
-    target = Path(path) if path is not None else paths.figures_dir() / "synthetic_samples.png"
+    target = Path(path)
     fig = synthetic_samples_figure(size=size, seed=seed)
     try:
         return save_figure(fig, target)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from geoguess_utils.viz.basemap import _axes, _geo_axes, draw_croatia
+from geoguess_utils.viz.basemap import draw_croatia, equal_km_axes, new_axes
 
 METHOD_COLOURS = {
     "degrees": "#c0392b",
@@ -30,18 +30,17 @@ def plot_distance_errors(table: pd.DataFrame):  # noqa: ANN201 - matplotlib Figu
     """
     import matplotlib.pyplot as plt
 
-    from geoguess_utils.course.analysis import DISTANCE_METHODS
-
+    methods = [column.removesuffix("_rel_err") for column in table.columns if column.endswith("_rel_err")]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.1, 1]})
-    values = [100.0 * table[f"{m}_rel_err"].abs().clip(lower=1e-7).to_numpy() for m in DISTANCE_METHODS]
+    values = [100.0 * table[f"{m}_rel_err"].abs().clip(lower=1e-7).to_numpy() for m in methods]
     try:  # matplotlib >= 3.10 names the direction; older versions only know ``vert``
         parts = left.boxplot(values, orientation="horizontal", whis=(0, 100), patch_artist=True, widths=0.6)
     except TypeError:
         parts = left.boxplot(values, vert=False, whis=(0, 100), patch_artist=True, widths=0.6)
-    for patch, method in zip(parts["boxes"], DISTANCE_METHODS, strict=True):
+    for patch, method in zip(parts["boxes"], methods, strict=True):
         patch.set_facecolor(METHOD_COLOURS[method])
         patch.set_alpha(0.55)
-    left.set_yticks(range(1, len(DISTANCE_METHODS) + 1), [m.replace("_", " ") for m in DISTANCE_METHODS])
+    left.set_yticks(range(1, len(methods) + 1), [m.replace("_", " ") for m in methods])
     left.set_xscale("log")
     left.set_xlabel("|distance - geodesic| / geodesic  (%)")
     left.set_title(f"Error against the WGS84 geodesic ({len(table)} random pairs)")
@@ -77,14 +76,14 @@ def plot_scale_error(lat: ArrayLike, lon: ArrayLike, ppm: ArrayLike, crs: str, a
         crs: Name of the CRS, for the title.
         ax: Existing axes; a new figure is made when ``None``.
     """
-    fig, ax = _axes(ax)
+    fig, ax = new_axes(ax)
     draw_croatia(ax, "full")
     values = np.asarray(ppm, dtype=np.float64)
     limit = float(np.abs(values).max()) if values.size else 1.0
     dots = ax.scatter(
         np.asarray(lon), np.asarray(lat), c=values, s=9, cmap="RdBu_r", vmin=-limit, vmax=limit, linewidths=0
     )
-    _geo_axes(ax)
+    equal_km_axes(ax)
     fig.colorbar(dots, ax=ax, shrink=0.8, label="scale error (mm per km)")
     ax.set_title(f"{crs}: projected distance vs true distance")
     return fig

@@ -21,13 +21,13 @@ from geoguess_utils.io import atomic_write_text
 from geoguess_utils.viz.webmap_html import (
     PROBABILITY_COLOURS,
     THUMBNAIL_COLUMNS,
-    _colour_scale,
-    _embed_assets,
-    _legend_html,
-    _popup_html,
-    _row_thumbnails,
+    colour_scale,
+    embed_assets,
     error_colours,
     escape,
+    legend_html,
+    popup_html,
+    row_thumbnails,
 )
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ def _add_probability_layer(fmap: folium.Map, table: pd.DataFrame, focus: pd.Seri
     import folium
 
     p_max = float(probs.max()) if probs.max() > 0 else 1.0
-    colours = _colour_scale(PROBABILITY_COLOURS, probs, p_max)
+    colours = colour_scale(PROBABILITY_COLOURS, probs, p_max)
     uuid = escape(focus["uuid"])
     layer = folium.FeatureGroup(name=f"Probability over cells: {uuid}", show=False)
     features = [
@@ -297,11 +297,11 @@ def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | 
             tooltip=label,
             pane="points",
         ).add_to(group)
-        found, problems = _row_thumbnails(row, thumbnail_px) if use_thumbs and thumbnail_px else ({}, {})
+        found, problems = row_thumbnails(row, thumbnail_px) if use_thumbs and thumbnail_px else ({}, {})
         if problems:
             unavailable.append(f"{row['uuid']}: {'; '.join(problems.values())}")
         width = 4 * thumbnail_px + 40 if found and thumbnail_px else 320
-        folium.Popup(_popup_html(row, found, problems), max_width=width, lazy=True).add_to(group)
+        folium.Popup(popup_html(row, found, problems), max_width=width, lazy=True).add_to(group)
         group.add_to(layer)
     layer.add_to(fmap)
     return unavailable
@@ -370,7 +370,7 @@ def build_map(
         prefer_canvas=True,
     )
     if offline:
-        _embed_assets(fmap)
+        embed_assets(fmap)
     fmap.get_root().header.add_child(
         Element(f"<style>.leaflet-container{{background:{SEA_COLOUR}}}</style>"), name="sea_background"
     )
@@ -399,7 +399,7 @@ def build_map(
 
     summary = f"{len(frame)} locations, mean {errors.mean():.1f} km, median {np.median(errors):.1f} km"
     prob_max = float(probs[focus_row].max()) if probs is not None and focus_row is not None else None
-    fmap.get_root().html.add_child(Element(_legend_html(title, summary, prob_max, notes)), name="legend")
+    fmap.get_root().html.add_child(Element(legend_html(title, summary, prob_max, notes)), name="legend")
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[lat0, lon0], [lat1, lon1]])
     return fmap

@@ -88,7 +88,7 @@ def thumbnail_data_uri(
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _colour_scale(stops: Sequence[str], values: np.ndarray, vmax: float) -> list[str]:
+def colour_scale(stops: Sequence[str], values: np.ndarray, vmax: float) -> list[str]:
     """Hex colours of ``values`` on a linear scale from 0 to ``vmax`` (clamped)."""
     from matplotlib.colors import LinearSegmentedColormap, to_hex
 
@@ -149,7 +149,7 @@ def _asset_data_uri(package: str, *parts: str) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def _embed_assets(fmap: folium.Map) -> None:
+def embed_assets(fmap: folium.Map) -> None:
     """Replace folium's CDN links with Leaflet and jQuery embedded in the page."""
     from branca.element import Element
 
@@ -198,7 +198,8 @@ def _error_key() -> str:
     )
 
 
-def _legend_html(title: str, summary: str, prob_max: float | None, notes: Sequence[str] = ()) -> str:
+def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequence[str] = ()) -> str:
+    """The map legend as HTML: title, summary line, colour key and notes."""
     key = (
         '<div style="margin-top:4px">'
         '<span style="display:inline-block;width:9px;height:9px;border-radius:50%;background:#fff;'
@@ -231,7 +232,8 @@ def _legend_html(title: str, summary: str, prob_max: float | None, notes: Sequen
     )
 
 
-def _popup_html(row: pd.Series, thumbnails: dict[int, str | None], problems: dict[int, str]) -> str:
+def popup_html(row: pd.Series, thumbnails: dict[int, str | None], problems: dict[int, str]) -> str:
+    """One location's popup as HTML: uuid, error and its four views (or why a view is missing)."""
     cells = []
     for heading in HEADINGS:
         if thumbnails.get(heading):
@@ -254,7 +256,8 @@ def _popup_html(row: pd.Series, thumbnails: dict[int, str | None], problems: dic
     )
 
 
-def _row_thumbnails(row: pd.Series, size_px: int) -> tuple[dict[int, str | None], dict[int, str]]:
+def row_thumbnails(row: pd.Series, size_px: int) -> tuple[dict[int, str | None], dict[int, str]]:
+    """One location's views as ``size_px`` JPEG data URLs by heading, and the problems of those that failed."""
     found: dict[int, str | None] = {}
     problems: dict[int, str] = {}
     for heading, column in zip(HEADINGS, THUMBNAIL_COLUMNS, strict=True):

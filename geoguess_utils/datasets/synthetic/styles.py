@@ -149,9 +149,9 @@ ZONE_STYLES: dict[str, ZoneStyle] = {
 }
 """Look of each zone in :data:`ZONES`."""
 
-_FIELD_EXTRA_COLOURS = np.array([[0.46, 0.35, 0.24], [0.80, 0.70, 0.22], [0.30, 0.46, 0.16]])  # ploughed, ripe, young
+FIELD_EXTRA_COLOURS = np.array([[0.46, 0.35, 0.24], [0.80, 0.70, 0.22], [0.30, 0.46, 0.16]])  # ploughed, ripe, young
 
-_SKIES = {  # weather -> (zenith, horizon, cloud cover, contrast)
+SKIES = {  # weather -> (zenith, horizon, cloud cover, contrast)
     "clear": ((0.22, 0.44, 0.80), (0.68, 0.80, 0.93), 0.12, 1.0),
     "hazy": ((0.50, 0.62, 0.80), (0.84, 0.86, 0.90), 0.25, 0.85),
     "overcast": ((0.60, 0.62, 0.66), (0.78, 0.79, 0.81), 0.85, 0.72),
@@ -164,7 +164,7 @@ _SKIES = {  # weather -> (zenith, horizon, cloud cover, contrast)
 # --------------------------------------------------------------------------------------
 
 
-def _blend_style(weights: np.ndarray) -> dict[str, np.ndarray]:
+def blend_style(weights: np.ndarray) -> dict[str, np.ndarray]:
     """Weighted mean of every :class:`ZoneStyle` field, as float arrays."""
     styles = [ZONE_STYLES[z] for z in ZONES]
     return {

@@ -17,7 +17,7 @@ import pandas as pd
 
 from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR
 from geoguess_utils.datasets.synthetic.density import Density, check_density, sample_locations, sample_rng
-from geoguess_utils.datasets.synthetic.render import DEFAULT_SIZE, _check_size, _location_rng, encode_jpeg, render_scene
+from geoguess_utils.datasets.synthetic.render import DEFAULT_SIZE, check_size, encode_jpeg, location_rng, render_scene
 from geoguess_utils.datasets.synthetic.scene import SOURCE_LABEL, Scenes, describe_locations
 from geoguess_utils.errors import ConfigError, GeoguessError
 from geoguess_utils.io import atomic_write_csv
@@ -30,7 +30,7 @@ def _render_chunk(job: tuple[Scenes, list[str], list[int], int, int, str]) -> in
     scenes, uuids, indices, seed, size, folder = job
     root = Path(folder)
     for row, (name, index) in enumerate(zip(uuids, indices, strict=True)):
-        rng = _location_rng(seed, index)
+        rng = location_rng(seed, index)
         views = render_scene(scenes.subset(slice(row, row + 1)), rng, size)
         quality = int(rng.integers(78, 93))
         target = root / name
@@ -90,7 +90,7 @@ def generate_dataset(
             dataset and ``overwrite`` is false.
         GeoguessError: When the folder cannot be written.
     """
-    _check_size(size)
+    check_size(size)
     check_density(density)
     if int(n_locations) < 1:
         raise ConfigError(f"the number of locations must be at least 1, got {n_locations}")

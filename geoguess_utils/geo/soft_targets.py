@@ -1,4 +1,4 @@
-"""Losses beyond plain cross-entropy: haversine label smoothing."""
+"""Haversine label smoothing: soft class targets that decay with the great-circle distance."""
 
 from __future__ import annotations
 

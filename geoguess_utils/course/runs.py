@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,18 +13,12 @@ import pandas as pd
 
 from geoguess_utils.course import paths
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
+from geoguess_utils.training.run_files import RunFiles, run_files_of_checkpoint  # noqa: F401 - the notebooks read them here
 
 if TYPE_CHECKING:
     pass
 
 # ----------------------------------------------------------------------------- training runs
-
-TASK_CLASSES: dict[str, str] = {
-    "classification": "geoguess_utils.tasks.classification.ClassificationTask",
-    "regression": "geoguess_utils.tasks.regression.RegressionTask",
-    "hybrid": "geoguess_utils.tasks.hybrid.HybridTask",
-}
-"""LightningCLI class path of each task."""
 
 REGRESSION_LR = 1e-4
 """Learning rate of the regression head (the configs are tuned for the classifier)."""
@@ -79,53 +72,6 @@ def resolve_config(config: str | os.PathLike[str] | None = None, root: str | os.
     raise ConfigError(f"no training config {name!r}: looked for {', '.join(str(c) for c in candidates)}")
 
 
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of one training run folder (``<run_dir>/checkpoints/best.ckpt`` and the logs)."""
-
-    run_dir: Path
-
-    @property
-    def best_checkpoint(self) -> Path | None:
-        """The checkpoint with the best validation mean km, or ``None``."""
-        folder = self.run_dir / "checkpoints"
-        if (folder / "best.ckpt").is_file():
-            return folder / "best.ckpt"
-        found = sorted(folder.glob("best*.ckpt"), key=lambda p: p.stat().st_mtime)
-        return found[-1] if found else None
-
-    @property
-    def last_checkpoint(self) -> Path | None:
-        """The checkpoint of the last finished epoch (to resume from), or ``None``."""
-        path = self.run_dir / "checkpoints" / "last.ckpt"
-        return path if path.is_file() else None
-
-    @property
-    def checkpoint(self) -> Path | None:
-        """The best checkpoint, else the last one, else ``None``."""
-        return self.best_checkpoint or self.last_checkpoint
-
-    @property
-    def metrics_csv(self) -> Path:
-        """The CSV logger's file: one row per logging step and per epoch."""
-        return self.run_dir / "metrics.csv"
-
-    @property
-    def split_csv(self) -> Path:
-        """Which location went to train, val and test in this run."""
-        return self.run_dir / "split.csv"
-
-    @property
-    def complete(self) -> bool:
-        """Whether the run left a checkpoint and its logs."""
-        return self.checkpoint is not None and self.metrics_csv.is_file() and self.split_csv.is_file()
-
-
-def run_files_of_checkpoint(checkpoint: str | os.PathLike[str]) -> RunFiles:
-    """The run folder a checkpoint was written into (``<run_dir>/checkpoints/<name>.ckpt``)."""
-    return RunFiles(Path(checkpoint).resolve().parent.parent)
-
-
 def fit_arguments(
     config: str | os.PathLike[str],
     roots: Sequence[str | os.PathLike[str]],
@@ -152,8 +98,10 @@ def fit_arguments(
     Returns:
         The argument list (without the ``fit`` command name).
     """
-    if task not in TASK_CLASSES:
-        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASK_CLASSES)}")
+    from geoguess_utils.tasks.registry import TASKS, class_path
+
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     if not roots:
         raise ConfigError("no dataset roots to train on")
     folder = Path(run_dir).resolve()
@@ -168,7 +116,7 @@ def fit_arguments(
         "--config",
         str(config),
         "--model.class_path",
-        TASK_CLASSES[task],
+        class_path(task),
         "--data.roots",
         json.dumps([str(Path(r).resolve()) for r in roots]),
         "--trainer.logger",

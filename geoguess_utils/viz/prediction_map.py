@@ -1,4 +1,4 @@
-"""The course's interactive map of a checkpoint's predictions."""
+"""The interactive map of a set of predictions (what `geoguess map` writes and notebook 05 shows)."""
 
 from __future__ import annotations
 

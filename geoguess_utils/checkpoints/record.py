@@ -113,7 +113,7 @@ def training_data_record(
         ``{"kind": "synthetic" | "real" | "mixed", "roots": [folder names], "locations": int,
         "train_locations": int}`` (plain types, ``weights_only``-safe).
     """
-    from geoguess_utils.course.paths import data_kind
+    from geoguess_utils.data.provenance import data_kind
 
     return {
         "kind": data_kind(roots),
@@ -145,7 +145,7 @@ def synthetic_model_warning(info: dict[str, Any] | None, roots: Sequence[str | o
         info: The checkpoint's ``training_data`` field (``None``: unknown, no warning).
         roots: The dataset roots about to be predicted.
     """
-    from geoguess_utils.course.paths import data_kind
+    from geoguess_utils.data.provenance import data_kind
 
     if info is None or info["kind"] != "synthetic":
         return None

@@ -1,0 +1,99 @@
+"""Rebuild a trained task from its checkpoint file alone, ready for prediction."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from geoguess_utils.cells.context import GeoContext, dict_fingerprint
+from geoguess_utils.checkpoints.files import check_finite_weights, load_checkpoint
+from geoguess_utils.checkpoints.record import TRAINING_DATA_FIELD, describe_context_difference, read_record
+from geoguess_utils.data.layout import HEADINGS
+from geoguess_utils.errors import CheckpointError, ConfigError
+from geoguess_utils.models.backbones import backbone_normalization
+from geoguess_utils.tasks.base import GeoTask
+from geoguess_utils.tasks.registry import TASKS
+
+
+def _check_normalization(record: dict[str, Any], source: str) -> None:
+    """Refuse a record whose input normalisation or view headings differ from today's pipeline."""
+    norm = record["normalization"]
+    saved = ([float(v) for v in norm["mean"]], [float(v) for v in norm["std"]])
+    try:
+        mean, std = backbone_normalization(str(record["backbone"]))
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from exc
+    current = (list(mean), list(std))
+    if saved != current:
+        raise CheckpointError(
+            f"{source} was trained on images normalised with mean/std {saved}, but backbone "
+            f"{record['backbone']!r} is registered with {current}"
+        )
+    headings = record.get("headings")
+    if headings is not None and [int(h) for h in headings] != [int(h) for h in HEADINGS]:
+        raise CheckpointError(
+            f"{source} expects views at headings {headings}, the data pipeline gives {list(HEADINGS)}"
+        )
+
+
+def load_task(
+    path: str | os.PathLike[str],
+    backbone: str | None = None,
+    context: GeoContext | None = None,
+    map_location: str | torch.device = "cpu",
+) -> GeoTask:
+    """Rebuild a trained task from a checkpoint alone, ready for prediction.
+
+    The backbone is built without downloading anything (its weights come from the
+    checkpoint) and the network is sized from the stored GeoContext.
+
+    Args:
+        path: Checkpoint file.
+        backbone: If given, the backbone the caller expects; a different one is refused.
+        context: If given, the GeoContext the caller expects; a different one is refused.
+        map_location: Where tensors are loaded.
+
+    Returns:
+        The task in eval mode; its ``context`` and ``image_size`` come from the checkpoint.
+
+    Raises:
+        CheckpointError: Unsafe, unreadable or mismatching checkpoint (the message says what differs).
+    """
+    data = load_checkpoint(path, map_location)
+    record = read_record(data, str(path))
+    if backbone is not None and backbone != record["backbone"]:
+        raise CheckpointError(
+            f"{path} was trained with backbone {record['backbone']!r}, but backbone {backbone!r} was requested"
+        )
+    try:
+        saved = GeoContext.from_dict(record["context"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the stored GeoContext is unusable: {exc}") from exc
+    if dict_fingerprint(record["context"]) != record["context_fingerprint"]:
+        raise CheckpointError(f"{path}: the stored GeoContext does not match its fingerprint (file altered?)")
+    if context is not None and context.fingerprint() != saved.fingerprint():
+        raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
+    _check_normalization(record, str(path))
+    task_cls = TASKS.get(record["task"])
+    if task_cls is None:
+        raise CheckpointError(f"{path} holds an unknown task {record['task']!r}; known: {', '.join(TASKS)}")
+    accepted = task_cls.accepted_arguments()
+    hparams = {k: v for k, v in dict(data.get("hyper_parameters", {})).items() if k in accepted}
+    hparams["pretrained"] = False
+    hparams["backbone"] = record["backbone"]
+    try:
+        task = task_cls(**hparams)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: stored hyper-parameters are invalid: {exc}") from exc
+    check_finite_weights(data["state_dict"], str(path))
+    task.configure_context(saved, record["image_size"])
+    task.training_data = record.get(TRAINING_DATA_FIELD)
+    try:
+        task.load_state_dict(data["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: the weights do not fit a {record['backbone']} {record['task']} model: {exc}"
+        ) from exc
+    return task.eval()
