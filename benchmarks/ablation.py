@@ -67,7 +67,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "county cells": {"scheme": "county"},
     "county split + county loss": {"scheme": "county_split", "model": {"county_loss_weight": 1.0}},
     "hybrid head": {"task": "hybrid"},
-    "retrieval": {"model": {"retrieval_cells": 5}},
+    "retrieval": {"task": "retrieval", "model": {"retrieval_cells": 5}},
     "MLP head": {"model": {"head_hidden": 512, "dropout": 0.3}},
     "label smoothing": {"model": {"label_smoothing_tau_km": 25.0}},
     "mean fusion": {"model": {"pooling": "mean"}},
@@ -75,12 +75,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kNN": {"task": "knn", "model": {"neighbours": 5, "temperature": 0.05}},
     "best": BEST,
     "best, mean fusion (recipe lr)": {**BEST, "model": {**BEST["model"], "pooling": "mean", "lr": 1e-3}},
-    "recipe, 3 heads": {"model": {"heads": 3}},
-    "best, 3 heads": {**BEST, "model": {**BEST["model"], "heads": 3}},
 }
 """Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params`` and
-``model`` arguments (``heads`` trains several fusions and heads side by side, see
-:class:`~geoguess_utils.models.multiview.MultiViewNet`)."""
+``model`` arguments."""
 
 _NOT_TASK_ARGUMENTS = ("scheduler", "plateau_patience", "plateau_factor", "freeze_backbone_epochs")
 

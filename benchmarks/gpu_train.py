@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch.utils.flop_counter import FlopCounterMode
 
-from geoguess_utils import accel
+from geoguess_utils import precision
 from geoguess_utils.io import atomic_write_text
 from geoguess_utils.models import multiview
 
@@ -172,7 +172,7 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    name = torch.cuda.get_device_name(0) if device.type == "cuda" else accel.describe_device()
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else precision.describe_device()
     peak = peak_flops(name) if device.type == "cuda" else None
     result: dict[str, object] = {
         "device": name,

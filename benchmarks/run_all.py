@@ -275,14 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from geoguess_utils import accel
+    from geoguess_utils import precision
 
     results: dict[str, Any] = {
         "command": "python benchmarks/run_all.py " + " ".join(cfg.argv),
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": accel.describe_device(),
+        "device": precision.describe_device(),
         "cpu_count": os.cpu_count(),
-        "native_bf16": accel.cpu_has_native_bf16(),
+        "native_bf16": precision.cpu_has_native_bf16(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "quick": cfg.quick,

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from geoguess_utils import accel
+from geoguess_utils import precision
 from geoguess_utils.models import multiview
 
 VIEWS = 4
@@ -65,7 +65,7 @@ def project_recipe(batch: int = 32) -> Recipe:
     (``cpu_bf16_frozen_backbone``); with it trained, what ``--trainer.precision bf16-mixed
     --model.channels_last true`` does.
     """
-    return Recipe("ours", batch=batch, per_view_calls=False, bf16=accel.cpu_has_native_bf16(), channels_last=True)
+    return Recipe("ours", batch=batch, per_view_calls=False, bf16=precision.cpu_has_native_bf16(), channels_last=True)
 
 
 def build_step(backbone: str, size: int, recipe: Recipe, frozen: bool) -> Callable[[], None]:
@@ -163,8 +163,8 @@ def run(backbones: list[str], size: int, seconds: float, rounds: int = 3, batch:
                 flush=True,
             )
     return {
-        "device": accel.describe_device(),
-        "native_bf16": accel.cpu_has_native_bf16(),
+        "device": precision.describe_device(),
+        "native_bf16": precision.cpu_has_native_bf16(),
         "threads": torch.get_num_threads(),
         "rows": rows,
     }

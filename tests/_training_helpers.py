@@ -33,7 +33,7 @@ def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: st
         "--config",
         str(QUICK_CONFIG),
         "--model.class_path",
-        f"geoguess_utils.tasks.{task}",
+        _class_path(task),
         "--model.init_args.pretrained",
         "false",
         "--model.init_args.freeze_backbone_epochs",
@@ -154,3 +154,10 @@ def use_tiny_backbone(monkeypatch) -> None:
 
     monkeypatch.setattr(backbones, "build_backbone", tiny_backbone)
     monkeypatch.setattr(multiview, "build_backbone", tiny_backbone, raising=False)
+
+
+def _class_path(class_name: str) -> str:
+    """The class path ``geoguess fit`` takes for a task class name such as ``"KNNTask"``."""
+    from geoguess_utils.tasks.registry import TASKS, class_path
+
+    return next(class_path(name) for name, cls in TASKS.items() if cls.__name__ == class_name)

@@ -8,7 +8,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from geoguess_utils.course import ablation, paths
+from geoguess_utils.course import ablation, workspace
 from geoguess_utils.errors import DataError
 from geoguess_utils.viz.ablation_plots import BETTER_COLOUR, WORSE_COLOUR, plot_ablation
 
@@ -61,7 +61,7 @@ def test_a_bad_file_is_refused_naming_it_and_the_row(tmp_path, content, message)
 
 
 def test_the_committed_runs_load_and_their_best_beats_the_recipe():
-    runs = ablation.committed_ablations(paths.project_root(__file__))
+    runs = ablation.committed_ablations(workspace.project_root(__file__))
     assert set(runs) == set(ablation.ABLATION_FILES)
     for run in runs.values():
         assert run.best["mean_km"] < run.recipe_km < run.constant_km

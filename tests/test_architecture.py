@@ -2,10 +2,10 @@
 
 Imports are read from the source with :mod:`ast`, wherever they are (top level or inside
 a function), except those under ``if TYPE_CHECKING:``, which never run. ``from X import Y``
-is an import of ``X.Y`` when that is a module, else of ``X``; when ``X`` is a package whose
-``__init__`` re-exports names lazily (``lazy_namespace(__name__, _EXPORTS)``), importing
-one of those names imports the submodule that defines it, and the ``__init__`` itself
-imports none of its submodules.
+is an import of ``X.Y`` when that is a module, else of ``X``. Packages do not re-export
+names lazily: an import names the module that defines what it takes, so these arrows are
+the ones a reader and an IDE see. The layers between packages are import-linter's job
+(``pyproject.toml``, ``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -58,21 +58,6 @@ def _runtime_imports(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def lazy_exports(tree: ast.Module) -> dict[str, str] | None:
-    """``{name: submodule}`` of a lazily re-exporting ``__init__``, or ``None`` when it is not one."""
-    uses_lazy = any(
-        isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "lazy_namespace"
-        for node in ast.walk(tree)
-    )
-    if not uses_lazy:
-        return None
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_EXPORTS" for t in node.targets):
-            value = ast.literal_eval(node.value)
-            return {str(k): str(v) for k, v in value.items()}
-    return {}
-
-
 def _absolute(module: str, is_package: bool, level: int, name: str | None) -> str:
     """The absolute module a (possibly relative) ``from`` names."""
     if level == 0:
@@ -86,7 +71,6 @@ def import_graph(package_dir: Path) -> dict[str, set[str]]:
     """Module -> the package's modules it imports (see the module docstring for the rules)."""
     files = module_files(package_dir)
     trees = {name: ast.parse(path.read_text(encoding="utf-8"), str(path)) for name, path in files.items()}
-    lazy = {name: lazy_exports(tree) for name, tree in trees.items() if files[name].name == "__init__.py"}
     graph: dict[str, set[str]] = {name: set() for name in files}
     for name, tree in trees.items():
         is_package = files[name].name == "__init__.py"
@@ -98,13 +82,7 @@ def import_graph(package_dir: Path) -> dict[str, set[str]]:
                 targets = []
                 for alias in node.names:
                     submodule = f"{source}.{alias.name}"
-                    exports = lazy.get(source) or {}
-                    if submodule in files:
-                        targets.append(submodule)
-                    elif alias.name in exports:
-                        targets.append(f"{source}.{exports[alias.name]}")
-                    else:
-                        targets.append(source)
+                    targets.append(submodule if submodule in files else source)
             graph[name].update(t for t in targets if t in files)
     return graph
 
@@ -230,29 +208,20 @@ def test_a_toy_package_with_a_cycle_inside_a_function_is_caught(tmp_path):
     assert import_cycles(graph) == [["toy.a", "toy.b", "toy.c"]]
 
 
-def test_lazy_reexports_resolve_to_the_defining_module(tmp_path):
-    lazy_init = (
-        "from toy._lazy import lazy_namespace\n"
-        '_EXPORTS = {"helper": "tools", "Thing": "things"}\n'
-        "__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)\n"
-    )
-    package = _write(
-        tmp_path,
-        {
-            "toy/__init__.py": "",
-            "toy/_lazy.py": "def lazy_namespace(package, exports):\n    return None, None\n",
-            "toy/sub/__init__.py": lazy_init,
-            "toy/sub/tools.py": "from toy.sub.things import Thing\n",
-            "toy/sub/things.py": "class Thing:\n    pass\n",
-            "toy/user.py": "from toy.sub import helper\nfrom .sub import things\n",
-            "toy/loop.py": "from toy.sub import Thing\n",
-        },
-    )
-    (package / "sub" / "things.py").write_text("def f():\n    from toy.loop import x\n", encoding="utf-8")
-    graph = import_graph(package)
-    assert graph["toy.sub"] == {"toy._lazy"}  # the lazy __init__ imports none of its submodules
-    assert graph["toy.user"] == {"toy.sub.tools", "toy.sub.things"}
-    assert import_cycles(graph) == [["toy.loop", "toy.sub.things"]]  # through the lazily exported name
+@pytest.mark.parametrize(
+    "package", sorted(p.parent.relative_to(PACKAGE_DIR.parent).as_posix() for p in PACKAGE_DIR.rglob("__init__.py"))
+)
+def test_importing_a_package_does_nothing(package):
+    """A package's ``__init__`` loads neither torch nor Lightning, and defines no lazy ``__getattr__``."""
+    import subprocess
+    import sys
+
+    name = package.replace("/", ".")
+    code = f"import sys, {name}; print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]", f"importing {name} loads {result.stdout.strip()}"
+    init = PACKAGE_DIR.parent / package / "__init__.py"
+    assert "__getattr__" not in init.read_text(encoding="utf-8")
 
 
 def test_relative_imports_from_a_package_init(tmp_path):
@@ -285,3 +254,50 @@ def test_a_toy_module_over_the_limit_is_caught(tmp_path):
 )
 def test_relative_names_resolve(module, is_package, level, name, expected):
     assert _absolute(module, is_package, level, name) == expected
+
+
+# ----------------------------------------------------------------------------- private names stay home
+
+
+def private_imports(package_dir: Path) -> list[str]:
+    """``"user -> module._name"`` for each private name one module takes from another of the package."""
+    files = module_files(package_dir)
+    found = []
+    for name, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        modules = {}  # local alias -> package module it names
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    if target in files:
+                        modules[alias.asname or alias.name] = target
+                    elif node.module in files and alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{name} -> {node.module}.{alias.name}")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in modules
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                found.append(f"{name} -> {modules[node.value.id]}.{node.attr}")
+    return sorted(set(found))
+
+
+def test_no_private_name_crosses_modules():
+    assert private_imports(PACKAGE_DIR) == []
+
+
+def test_a_private_import_is_caught(tmp_path):
+    package = _write(
+        tmp_path,
+        {
+            "toy/__init__.py": "",
+            "toy/a.py": "def _helper():\n    pass\n\n\ndef public():\n    pass\n",
+            "toy/b.py": "from toy.a import _helper, public\n",
+            "toy/c.py": "from toy import a\n\n\ndef f():\n    return a._helper()\n",
+        },
+    )
+    assert private_imports(package) == ["toy.b -> toy.a._helper", "toy.c -> toy.a._helper"]

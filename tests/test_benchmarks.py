@@ -210,11 +210,11 @@ def test_quick_arguments_are_small():
 @pytest.mark.slow
 @pytest.mark.parametrize("frozen_epochs, expected", [(1, torch.bfloat16), (0, torch.float32)])
 def test_frozen_backbone_runs_in_bf16_on_cpus_where_it_pays(monkeypatch, croatia_points, frozen_epochs, expected):
-    from geoguess_utils import accel
+    from geoguess_utils import precision
     from geoguess_utils.cells.context import GeoContext
     from geoguess_utils.tasks.classification import ClassificationTask
 
-    monkeypatch.setattr(accel, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
     torch.manual_seed(0)
     lat, lon = croatia_points
     task = ClassificationTask(

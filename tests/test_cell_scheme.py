@@ -8,7 +8,7 @@ import pytest
 import shapely
 import torch
 
-from geoguess_utils import evaluation, inference
+from geoguess_utils import evaluation
 from geoguess_utils.cells import frame as cell_frames
 from geoguess_utils.cells import scheme as schemes
 from geoguess_utils.cells import square
@@ -212,8 +212,8 @@ def test_square_outputs_are_the_same_from_the_cells_frame_and_the_class_table(cr
         for table in (ctx.class_table, ctx.cells_frame())
     ]
     assert pages[0] == pages[1]
-    by_table = evaluation.per_cell_errors(inference.Predictions(preds, None, "regression", ctx.class_table))
-    by_cells = evaluation.per_cell_errors(inference.Predictions(preds, None, "regression", ctx.cells_frame()))
+    by_table = evaluation.per_cell_errors(evaluation.Predictions(preds, None, "regression", ctx.class_table))
+    by_cells = evaluation.per_cell_errors(evaluation.Predictions(preds, None, "regression", ctx.cells_frame()))
     pd.testing.assert_frame_equal(by_table, by_cells, check_exact=True)
     np.testing.assert_array_equal(by_cells[["lon_min", "lat_max"]], ctx.class_table[["lon_min", "lat_max"]])
     classes = ctx.assign(preds.true_lat, preds.true_lon)
@@ -303,7 +303,7 @@ def test_per_cell_errors_and_figures_take_the_toy_cells(croatia_points, halves_c
     from geoguess_utils.viz import cell_maps, error_plots
 
     lat, lon = croatia_points
-    preds = inference.Predictions(_predictions(lat[600:], lon[600:]), None, "regression", halves_context.cells_frame())
+    preds = evaluation.Predictions(_predictions(lat[600:], lon[600:]), None, "regression", halves_context.cells_frame())
     per_cell = evaluation.per_cell_errors(preds)
     assert per_cell["cell_id"].tolist() == [10, 20] and per_cell["n"].sum() == 400
     bounds = shapely.bounds(halves_context.cell_polygons())

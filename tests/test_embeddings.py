@@ -152,10 +152,10 @@ def test_cache_on_and_off_give_the_same_frozen_training(root, tmp_path):
     assert results[True] == pytest.approx(results[False], rel=2e-2)
 
 
-def test_head_only_never_runs_the_backbone_after_the_cache_and_keeps_it_fixed(root, tmp_path, monkeypatch):
+def test_a_backbone_frozen_for_all_epochs_never_runs_after_the_cache_and_stays_fixed(root, tmp_path, monkeypatch):
     from geoguess_utils.models.multiview import MultiViewNet
 
-    task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=0, head_only=True)
+    task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs="all")
     module = _module(root, tmp_path, True)
     module.setup("fit")
     task.configure_context(module.context, SIZE)
@@ -217,7 +217,7 @@ def test_the_test_split_is_scored_from_images_as_predictions_are(root, tmp_path)
     from geoguess_utils.tasks.regression import RegressionTask
 
     pl.seed_everything(4)
-    task = RegressionTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=0, head_only=True)
+    task = RegressionTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs="all")
     module = _module(root, tmp_path, True)
     trainer = _fit(module, task, 2, tmp_path)
     logged = trainer.test(task, datamodule=module, verbose=False)[0]["test/mean_km"]

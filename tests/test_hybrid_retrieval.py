@@ -16,10 +16,10 @@ from geoguess_utils.data.settings import CacheSettings, CellSettings, EmbeddingS
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import borders, projection
 from geoguess_utils.tasks.classification import ClassificationTask
-from geoguess_utils.tasks.hybrid import HybridTask
+from geoguess_utils.tasks.experimental.hybrid import HybridTask
+from geoguess_utils.tasks.experimental.retrieval import RetrievalSettings, RetrievalTask, refine
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.tasks.registry import TASKS
-from geoguess_utils.tasks.retrieval import RetrievalSettings, refine
 from geoguess_utils.training.callbacks import TaskDataLink
 
 
@@ -53,7 +53,7 @@ def test_retrieval_settings_are_checked():
     with pytest.raises(ConfigError, match="retrieval_neighbours"):
         RetrievalSettings(2, 0)
     with pytest.raises(ConfigError, match="temperature"):
-        ClassificationTask(pretrained=False, retrieval_cells=2, retrieval_temperature=0.0)
+        RetrievalTask(pretrained=False, retrieval_cells=2, retrieval_temperature=0.0)
 
 
 def test_hybrid_decodes_class_point_plus_offset():
@@ -123,7 +123,7 @@ def test_hybrid_with_retrieval_trains_saves_and_predicts(root, tmp_path):
     task = HybridTask(
         backbone="resnet18",
         pretrained=False,
-        head_only=True,
+        freeze_backbone_epochs="all",
         retrieval_cells=50,
         retrieval_neighbours=1,
         retrieval_temperature=0.01,

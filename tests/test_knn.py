@@ -14,7 +14,7 @@ from geoguess_utils import inference
 from geoguess_utils.data.datamodule import GeoDataModule
 from geoguess_utils.data.settings import CacheSettings, CellSettings, EmbeddingSettings
 from geoguess_utils.errors import ConfigError
-from geoguess_utils.tasks.knn import KNNTask
+from geoguess_utils.tasks.experimental.knn import KNNTask
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.training import lightning_cli
 from geoguess_utils.training.callbacks import TaskDataLink
@@ -41,7 +41,7 @@ def test_one_neighbour_finds_each_training_location_itself(root, tmp_path):
     )
     trainer.fit(task, datamodule=module)
     assert bool(task.bank_filled.all()) and len(task.bank_filled) == len(module.dataset("train"))
-    assert task.head_only and task.backbone_frozen
+    assert task.backbone_frozen and task.hparams.freeze_backbone_epochs == 1  # frozen whatever the setting says
     path = tmp_path / "knn.ckpt"
     trainer.save_checkpoint(path)
     split_csv = tmp_path / "split.csv"

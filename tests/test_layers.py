@@ -50,7 +50,11 @@ def test_the_layers_hold_on_the_package():
     [
         ("tasks/base.py", "from geoguess_utils.training import callbacks", "Tasks do not import training"),
         ("data/splits.py", "from geoguess_utils.embeddings import TaskFeatures", "Data knows nothing of models"),
-        ("viz/basemap.py", "from geoguess_utils.course import paths", "Nothing in the library imports the notebooks"),
+        (
+            "viz/basemap.py",
+            "from geoguess_utils.course import workspace",
+            "Nothing in the library imports the notebooks",
+        ),
         ("cells/frame.py", "from geoguess_utils.datasets.synthetic import scene", "Cells do not import dataset"),
         ("serve/app.py", "from geoguess_utils.cli import predict", "The command line is imported by nothing"),
     ],

@@ -197,9 +197,9 @@ def test_oversized_or_non_image_download_fails_at_once(tmp_path: Path, action: s
 def test_not_a_360_image_fails_the_location() -> None:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 48), (90, 90, 90)).save(buffer, format="JPEG")
-    with pytest.raises(mapillary._RowError, match="not a 2:1 equirectangular"):
+    with pytest.raises(mapillary.RowError, match="not a 2:1 equirectangular"):
         mapillary.cut_views(buffer.getvalue(), 0.0, 16, max_pixels=10_000)
-    with pytest.raises(mapillary._RowError, match="more than the limit"):
+    with pytest.raises(mapillary.RowError, match="more than the limit"):
         mapillary.cut_views(buffer.getvalue(), 0.0, 16, max_pixels=1000)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from geoguess_utils.course import paths
+from geoguess_utils.course import workspace
 from geoguess_utils.datasets.synthetic.write import generate_dataset
 from geoguess_utils.geo import borders
 
@@ -108,8 +108,8 @@ def tracked_state() -> dict[str, str]:
 def test_real_like_root_is_not_the_synthetic_kind(tmp_path: Path) -> None:
     root = tmp_path / "lumen-like"
     table = write_real_like_root(root, n_locations=40)
-    assert not paths.is_synthetic([root])
-    assert paths.run_name([root]) != "course"
+    assert not workspace.is_synthetic([root])
+    assert workspace.run_name([root]) != "course"
     assert table["uuid"].is_unique and len(table) == 40
     sides = set()
     for name in table["uuid"].head(4):
@@ -130,12 +130,12 @@ def test_all_notebooks_run_on_a_real_like_root(tmp_path: Path) -> None:
     assert len(NOTEBOOKS) == 5, [p.name for p in NOTEBOOKS]
     root = tmp_path / "lumen-like"
     write_real_like_root(root)
-    run_dir = PROJECT / "runs" / paths.run_name([root])
+    run_dir = PROJECT / "runs" / workspace.run_name([root])
     before = tracked_state()
     env = dict(os.environ)
     env.update(
         {
-            paths.DATA_DIR_ENV: str(root),
+            workspace.DATA_DIR_ENV: str(root),
             "MPLBACKEND": "Agg",
             "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the image caches of this root go away with it
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH", "")])),
@@ -163,4 +163,4 @@ def test_all_notebooks_run_on_a_real_like_root(tmp_path: Path) -> None:
             shutil.rmtree(run_dir)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     assert after == before, "running the notebooks changed tracked files"
-    assert (paths.figures_dir(PROJECT) / "locations.png").is_file()  # the figures went to figures/generated/
+    assert (workspace.figures_dir(PROJECT) / "locations.png").is_file()  # the figures went to figures/generated/

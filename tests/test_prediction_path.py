@@ -24,8 +24,8 @@ from geoguess_utils.data.images import load_views
 from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.serve import predictor
 from geoguess_utils.serve.app import ServeConfig, create_app
-from geoguess_utils.tasks.classification import ClassificationTask
-from geoguess_utils.tasks.knn import KNNTask
+from geoguess_utils.tasks.experimental.knn import KNNTask
+from geoguess_utils.tasks.experimental.retrieval import RetrievalTask
 from geoguess_utils.tasks.loading import load_task
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
@@ -59,8 +59,8 @@ def _fill_bank(task, context: GeoContext) -> None:
         task.bank_filled.fill_(True)
 
 
-def _retrieval_classifier(context: GeoContext) -> ClassificationTask:
-    task = tiny_task(ClassificationTask, context, image_size=IMAGE_SIZE, retrieval_cells=3, retrieval_neighbours=2)
+def _retrieval_classifier(context: GeoContext) -> RetrievalTask:
+    task = tiny_task(RetrievalTask, context, image_size=IMAGE_SIZE, retrieval_cells=3, retrieval_neighbours=2)
     with torch.no_grad():  # outputs that vary from photo to photo, so the cells mean something
         head = task.net.head[-1]
         head.weight.copy_(torch.randn(head.weight.shape, generator=torch.Generator().manual_seed(1)) * 1e5)

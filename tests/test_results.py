@@ -353,7 +353,7 @@ def test_per_cell_errors_group_by_the_cell_of_the_true_point(context):
     rng = np.random.default_rng(6)
     lat, lon = borders.sample_points(300, rng)
     table = _table(lat, lon, lat + rng.normal(0, 0.3, 300), lon)
-    pred = inference.Predictions(table, None, "regression", context.class_table)
+    pred = evaluation.Predictions(table, None, "regression", context.class_table)
     cells = evaluation.per_cell_errors(pred)
     assert len(cells) == context.num_classes and cells["n"].sum() == 300
     classes = context.assign(lat, lon)
@@ -370,8 +370,8 @@ def test_figures_have_one_panel_per_model(context):
 
     lat, lon = borders.sample_points(60, np.random.default_rng(7))
     runs = {
-        "a": inference.Predictions(_table(lat, lon, lat + 0.2, lon), None, "regression", context.class_table),
-        "b": inference.Predictions(_table(lat, lon, lat, lon + 0.5), None, "regression", context.class_table),
+        "a": evaluation.Predictions(_table(lat, lon, lat + 0.2, lon), None, "regression", context.class_table),
+        "b": evaluation.Predictions(_table(lat, lon, lat, lon + 0.5), None, "regression", context.class_table),
     }
     curves = {"a": pd.DataFrame({"train/loss_epoch": [2.0, 1.0], "val/loss": [2.1, 1.5], "val/mean_km": [90, 70]})}
     figures = [

@@ -101,7 +101,7 @@ def test_attention_checks_its_input():
 def test_tasks_pass_attention_pooling_through(croatia_points):
     from geoguess_utils.cells.context import GeoContext
     from geoguess_utils.tasks.classification import ClassificationTask
-    from geoguess_utils.tasks.knn import KNNTask
+    from geoguess_utils.tasks.experimental.knn import KNNTask
 
     lat, lon = croatia_points
     context = GeoContext.fit(lat[:400], lon[:400], spacing_deg=0.5)

@@ -1,48 +1,14 @@
 """Geocells: the cell schemes a classifier predicts over, and the fitted GeoContext.
 
-Names below are importable from the package itself (``from geoguess_utils.cells import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.cells.context import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``context``: GeoContext: everything fitted on the training split, in one serialisable object.
+- ``data_driven``: Cell schemes that follow the data: ``balanced`` (density cells) and ``county``
+  (Croatia's counties).
+- ``frame``: The cells frame: classes as polygons, which is all that code outside ``cells`` reads.
+- ``scheme``: Cell schemes: how Croatia is cut into the cells a classifier predicts over.
+- ``square``: Square grid over Croatia and the class table a classifier predicts over.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "BOX_COLUMNS": "square",
-    "BalancedScheme": "data_driven",
-    "CELLS_CRS": "frame",
-    "CELL_FRAME_COLUMNS": "frame",
-    "CENTROID_KINDS": "context",
-    "CLASS_COLUMNS": "scheme",
-    "CLASS_TABLE_COLUMNS": "square",
-    "CONTEXT_FORMAT": "context",
-    "COUNTY_COLUMN": "data_driven",
-    "CellScheme": "scheme",
-    "CentroidKind": "context",
-    "CountyScheme": "data_driven",
-    "GeoContext": "context",
-    "READABLE_FORMATS": "context",
-    "SCHEME_ATTR": "frame",
-    "SchemeType": "scheme",
-    "SplitCountyScheme": "data_driven",
-    "SquareScheme": "square",
-    "as_cells_frame": "frame",
-    "assign_classes": "square",
-    "assign_to_cells": "frame",
-    "box_cells": "square",
-    "box_polygons": "square",
-    "build_grid": "square",
-    "class_points": "scheme",
-    "county_names": "data_driven",
-    "dict_fingerprint": "context",
-    "finite_points": "scheme",
-    "fit_class_table": "square",
-    "geometry_from_plain": "scheme",
-    "geometry_to_plain": "scheme",
-    "get_scheme": "scheme",
-    "list_schemes": "scheme",
-    "locate_in_polygons": "scheme",
-    "register_scheme": "scheme",
-    "upgrade_format_1": "context",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils import evaluation, inference
     from geoguess_utils.checkpoints.record import describe_training_data, synthetic_model_warning
     from geoguess_utils.cli.predict import report_training_data
+    from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
     from geoguess_utils.errors import ConfigError, DataError
-    from geoguess_utils.guards import refuse_outputs_on_inputs
     from geoguess_utils.inference.non_finite import OutputCount
     from geoguess_utils.tasks.loading import load_task
     from geoguess_utils.training.run_files import run_files_of_checkpoint

@@ -116,7 +116,7 @@ def report_training_data(command: str, info: dict | None, roots: list[Path]) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Predict and write the CSV atomically."""
-    from geoguess_utils.guards import refuse_outputs_on_inputs
+    from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
     from geoguess_utils.inference import submission
     from geoguess_utils.inference.non_finite import OutputCount
     from geoguess_utils.io import atomic_write_csv

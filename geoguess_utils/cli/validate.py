@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Validate the roots, print every problem; return 1 on problems unless lenient."""
     from geoguess_utils.data import validation
+    from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
     from geoguess_utils.errors import ConfigError
-    from geoguess_utils.guards import refuse_outputs_on_inputs
 
     if args.lenient and args.report is None:
         raise ConfigError("--lenient needs --report FILE to record what would be skipped and why")

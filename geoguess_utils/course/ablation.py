@@ -93,7 +93,7 @@ def committed_ablations(root: str | os.PathLike[str]) -> dict[str, AblationRun]:
     """The ablation runs that ship with the project (:data:`ABLATION_FILES`), by what they measured.
 
     Args:
-        root: The project root (see :func:`geoguess_utils.course.paths.project_root`).
+        root: The project root (see :func:`geoguess_utils.course.workspace.project_root`).
     """
     return {title: load_ablation(Path(root) / relative) for title, relative in ABLATION_FILES.items()}
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoguess_utils.course import paths
+from geoguess_utils.course import workspace
 from geoguess_utils.errors import DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes
 
@@ -29,7 +29,7 @@ def publish_figures(root: str | os.PathLike[str] | None = None, names: Sequence[
     """Copy generated figures over their tracked counterparts in ``figures/``.
 
     Args:
-        root: Project root; found with :func:`~geoguess_utils.course.paths.project_root` when ``None``.
+        root: Project root; found with :func:`~geoguess_utils.course.workspace.project_root` when ``None``.
         names: File names to publish (e.g. ``["locations.png"]``); ``None`` publishes
             every generated file with a suffix in :data:`PUBLISHED_SUFFIXES`.
 
@@ -39,8 +39,8 @@ def publish_figures(root: str | os.PathLike[str] | None = None, names: Sequence[
     Raises:
         DataError: When nothing was generated yet, or a named figure was not generated.
     """
-    source = paths.figures_dir(root)
-    target = paths.published_figures_dir(root)
+    source = workspace.figures_dir(root)
+    target = workspace.published_figures_dir(root)
     if names is None:
         chosen = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in PUBLISHED_SUFFIXES)
         if not chosen:
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except GeoguessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    root = paths.project_root()
+    root = workspace.project_root()
     for path in written:
         print(f"published {path.relative_to(root) if path.is_relative_to(root) else path}")
     return 0

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from geoguess_utils.course import paths
+from geoguess_utils.course import workspace
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.training.run_files import RunFiles, run_files_of_checkpoint  # noqa: F401 - the notebooks read them here
 
@@ -58,12 +58,12 @@ def resolve_config(config: str | os.PathLike[str] | None = None, root: str | os.
     Args:
         config: ``None`` or ``"auto"`` (see :func:`default_config`), a name in
             ``configs/`` with or without ``.yaml``, or a path to a file.
-        root: Project root; found with :func:`geoguess_utils.course.paths.project_root` when ``None``.
+        root: Project root; found with :func:`geoguess_utils.course.workspace.project_root` when ``None``.
 
     Raises:
         ConfigError: When the file does not exist.
     """
-    project = Path(root) if root is not None else paths.project_root()
+    project = Path(root) if root is not None else workspace.project_root()
     name = default_config() if config is None or str(config) == "auto" else str(config)
     candidates = [Path(name), project / name, project / "configs" / name, project / "configs" / f"{name}.yaml"]
     for candidate in candidates:
@@ -132,7 +132,7 @@ def fit_arguments(
     ]
     if task == "regression":
         argv += ["--model.init_args.lr", str(REGRESSION_LR)]
-    if paths.is_synthetic(roots):
+    if workspace.is_synthetic(roots):
         argv += ["--data.reading.expected_source_size", "null"]  # the sample's images are small, not LUMEN's 640 px
     if quick:
         for key, value in QUICK_OVERRIDES.items():

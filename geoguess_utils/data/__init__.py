@@ -1,66 +1,26 @@
 """Data: the LUMEN layout, reading and validation, images and caches, splits, Dataset and DataModule.
 
-Names below are importable from the package itself (``from geoguess_utils.data import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.data.augment import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``augment``: Training-time image augmentation of the four views.
+- ``datamodule``: The LightningDataModule: roots -> validated table -> splits -> context -> loaders.
+- ``enrich``: The enriched locations table (projected, scaled, classed), cached on disk.
+- ``feature_source``: What the data module needs to serve cached backbone features instead of
+  images.
+- ``geodataset``: The Dataset: one location's four views and its targets as a dict sample.
+- ``images``: Fast image loading: JPEG decode with DCT scaling, and a pre-resized uint8 cache.
+- ``layout``: The LUMEN dataset layout in one place: file and folder names, headings, CSV columns.
+- ``loading``: Load LUMEN roots into one validated table of locations.
+- ``provenance``: Where a dataset root comes from: a synthetic sample or real photos (its
+  ``data.csv`` says).
+- ``reader``: Read the pieces of a LUMEN root: its data.csv, its image folder, a location's view
+  files.
+- ``sampling``: Deterministic, resumable sampling: a per-epoch sampler and a loader that can resume
+  mid-epoch.
+- ``settings``: Grouped settings of the GeoDataModule: cells, split, reading, caching and loading.
+- ``splits``: Seeded, leak-free train/val/test splits, saved next to a run.
+- ``validation``: Validate LUMEN dataset roots: every problem named by file, line and uuid.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "CACHE_FORMAT": "images",
-    "CSV_NAME": "layout",
-    "CacheSettings": "settings",
-    "CachedFeatureDataset": "geodataset",
-    "CellSettings": "settings",
-    "DEFAULT_COAST_TOLERANCE_KM": "validation",
-    "DEFAULT_MAX_PIXELS": "reader",
-    "ENRICHED_COLUMNS": "enrich",
-    "ENRICH_FORMAT": "enrich",
-    "EmbeddingSettings": "settings",
-    "EpochSampler": "sampling",
-    "GeoDataModule": "datamodule",
-    "GeoDataset": "geodataset",
-    "HEADINGS": "layout",
-    "IMAGE_CACHE_MODES": "settings",
-    "IMAGE_DIR_NAMES": "layout",
-    "IMAGE_FORMATS": "layout",
-    "ImageCache": "images",
-    "LOCATION_COLUMNS": "layout",
-    "LoaderSettings": "settings",
-    "MOVED_KEYS": "settings",
-    "PATH_COLUMNS": "layout",
-    "PROBLEM_KINDS": "validation",
-    "Problem": "validation",
-    "REPORT_COLUMNS": "validation",
-    "REQUIRED_COLUMNS": "layout",
-    "ReadSettings": "settings",
-    "ResumableLoader": "sampling",
-    "SPLITS": "splits",
-    "SPLIT_FILE": "splits",
-    "SplitSettings": "settings",
-    "TrainAugmentation": "augment",
-    "VIEW_FILES": "layout",
-    "ValidationReport": "validation",
-    "WRITTEN_IMAGE_DIR": "layout",
-    "base_seed": "sampling",
-    "cache_key": "images",
-    "default_cache_dir": "enrich",
-    "enrich_locations": "enrich",
-    "enriched_cache_key": "enrich",
-    "find_image_dir": "reader",
-    "format_problem": "validation",
-    "is_safe_uuid": "reader",
-    "load_locations": "loading",
-    "load_split": "splits",
-    "load_view": "images",
-    "load_views": "images",
-    "make_split": "splits",
-    "printable": "reader",
-    "read_data_csv": "reader",
-    "save_split": "splits",
-    "validate_roots": "validation",
-    "view_file": "layout",
-    "view_paths": "reader",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

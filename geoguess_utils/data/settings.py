@@ -117,7 +117,7 @@ class EmbeddingSettings:
     """Training from the embedding cache while the backbone is frozen.
 
     Attributes:
-        enabled: Train the frozen phase (or a ``head_only`` run) from cached per-view
+        enabled: Train the frozen phase (all of a ``freeze_backbone_epochs: all`` run) from cached per-view
             features instead of images: no JPEG decoding, no backbone forward pass. The
             cache is computed once per split and reused until the images or the backbone
             change. Augmentation does not apply to cached features.

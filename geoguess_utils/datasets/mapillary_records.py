@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import CSV_NAME, HEADINGS, IMAGE_DIR_NAMES, WRITTEN_IMAGE_DIR, view_file
-from geoguess_utils.data.reader import is_safe_uuid
+from geoguess_utils.data.layout import CSV_NAME
+from geoguess_utils.datasets.download_driver import read_status_table, row_is_done
 from geoguess_utils.errors import DataError
 
 SOURCE_LABEL = "mapillary"
@@ -115,38 +115,19 @@ def plan_points(count: int, seed: int, radius_m: float, start: int, taken: set[s
     )[list(STATUS_COLUMNS)]
 
 
+def empty_status() -> pd.DataFrame:
+    """A status table with :data:`STATUS_COLUMNS` and no rows."""
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in STATUS_COLUMNS})
+
+
 def read_status(path: Path) -> pd.DataFrame:
     """Read an earlier ``mapillary_status.csv`` (an empty table when there is none).
 
     Raises:
-        DataError: When the file lacks columns, repeats a uuid or holds an unsafe one.
+        DataError: When the file is unreadable, lacks columns, repeats a uuid or holds an unsafe one.
     """
-    if not path.exists():
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in STATUS_COLUMNS})
-    try:
-        table = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path} is not a readable CSV file: {exc}; delete it to start over") from exc
-    missing = [c for c in STATUS_COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; delete it to start over")
-    for column in TEXT_COLUMNS:
-        table[column] = table[column].fillna("").astype(str)
-    for row, name in enumerate(table["uuid"]):
-        if not is_safe_uuid(name):  # a name like ../x would make the downloader write outside the root
-            raise DataError(f"{path} line {row + 2}: uuid {name!r} is not a plain folder name")
-    dup = table["uuid"][table["uuid"].duplicated()]
-    if len(dup):
-        raise DataError(f"{path}: uuid {dup.iloc[0]} appears more than once")
-    return table[list(STATUS_COLUMNS)].reset_index(drop=True)
-
-
-def image_dir(root: Path) -> Path:
-    """The root's image folder: an existing ``data/`` or ``images/``, else ``images/``."""
-    for name in IMAGE_DIR_NAMES:
-        if (root / name).is_dir():
-            return root / name
-    return root / WRITTEN_IMAGE_DIR
+    table = read_status_table(path, STATUS_COLUMNS, TEXT_COLUMNS)
+    return empty_status() if table is None else table
 
 
 def foreign_rows(root: Path, ours: set[str]) -> pd.DataFrame:
@@ -233,9 +214,4 @@ def attribution_text(done: pd.DataFrame) -> str:
 
 def is_done(row: pd.Series, images: Path) -> bool:
     """Whether a status row needs no more work: a final status, and for OK its four views on disk."""
-    if row["status"] not in FINAL_STATUSES:
-        return False
-    if row["status"] != "OK":
-        return True
-    folder = images / str(row["uuid"])
-    return all((folder / view_file(h)).is_file() for h in HEADINGS)
+    return row_is_done(row, images, FINAL_STATUSES)

@@ -37,11 +37,9 @@ request URL in their error messages).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,13 +47,19 @@ from urllib.parse import urlsplit
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import CSV_NAME, HEADINGS, WRITTEN_IMAGE_DIR, view_file
-from geoguess_utils.data.reader import is_safe_uuid
-from geoguess_utils.datasets.http_retry import RETRY_HTTP as _RETRY_HTTP
-from geoguess_utils.datasets.http_retry import RateLimiter, retry_after_s, with_retries
-from geoguess_utils.datasets.http_retry import RetryableError as _RetryableError
-from geoguess_utils.datasets.http_retry import RowError as _RowError
-from geoguess_utils.datasets.streetview_checks import check_view, kept_rows, redact
+from geoguess_utils.data.layout import CSV_NAME, HEADINGS
+from geoguess_utils.datasets.download_driver import (
+    DownloadRun,
+    DownloadSource,
+    Progress,
+    download,
+    looks_like_jpeg,
+    read_status_table,
+    run_download,
+)
+from geoguess_utils.datasets.download_driver import redact as redact
+from geoguess_utils.datasets.http_retry import RETRY_HTTP, RetryableError, RowError, retry_after_s
+from geoguess_utils.datasets.streetview_checks import check_view, kept_rows
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
 
@@ -90,6 +94,9 @@ STATUS_COLUMNS: tuple[str, ...] = (
     "error",
 )
 """Columns of ``streetview_status.csv``."""
+
+TEXT_COLUMNS: tuple[str, ...] = ("status", "panorama_id", "uuid", "date", "copyright", "error")
+"""Columns of ``streetview_status.csv`` read as text."""
 
 DATA_COLUMNS: tuple[str, ...] = (
     "uuid",
@@ -159,13 +166,6 @@ class DownloadSettings:
             raise ConfigError(f"the base URL must start with http:// or https://, got {self.base_url!r}")
 
 
-@dataclass
-class _Progress:
-    done: int = 0
-    since_save: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-
-
 def plan_samples(n_locations: int, seed: int, radius_m: int, existing: pd.DataFrame | None = None) -> pd.DataFrame:
     """The table of points to visit, extending an earlier plan when there is one.
 
@@ -217,106 +217,122 @@ def read_status(path: Path) -> pd.DataFrame | None:
     """Read an earlier ``streetview_status.csv``; ``None`` when there is none.
 
     Raises:
-        DataError: When the file lacks columns or has duplicated uuids.
+        DataError: When the file is unreadable, lacks columns, or has unsafe or duplicated uuids.
     """
-    if not path.exists():
-        return None
-    table = pd.read_csv(
-        path, dtype={"panorama_id": str, "uuid": str, "status": str, "date": str, "copyright": str, "error": str}
-    )
-    missing = [c for c in STATUS_COLUMNS if c not in table.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; delete it to start over")
-    dup = table["uuid"][table["uuid"].duplicated()]
-    if len(dup):
-        raise DataError(f"{path}: uuid {dup.iloc[0]} appears more than once")
-    unsafe = table.index[~table["uuid"].map(is_safe_uuid)]
-    if len(unsafe):  # a folder name like ../../x would make the downloader write (and delete) outside its folder
-        row = unsafe[0]
-        raise DataError(
-            f"{path} line {row + 2}: uuid {table.loc[row, 'uuid']!r} is not a plain folder name; "
-            "delete the file to start over"
-        )
-    for column in ("panorama_id", "date", "copyright", "error"):
-        table[column] = table[column].fillna("")
-    return table[list(STATUS_COLUMNS)]
+    return read_status_table(path, STATUS_COLUMNS, TEXT_COLUMNS)
 
 
-def _looks_like_jpeg(body: bytes) -> bool:
-    """A complete JPEG starts with SOI (FF D8) and ends with EOI (FF D9)."""
-    return len(body) > 4 and body[:2] == b"\xff\xd8" and body.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+class StreetViewSource(DownloadSource):
+    """Street View's part of a download: metadata lookups, four Static API views per point.
 
+    Args:
+        settings: This run's settings (the key among them).
+    """
 
-class _Downloader:
-    def __init__(
-        self, settings: DownloadSettings, session: Any, table: pd.DataFrame, say: Callable[[str], None]
-    ) -> None:
+    name = "streetview"
+    status_csv = STATUS_CSV
+    status_columns = STATUS_COLUMNS
+    text_columns = TEXT_COLUMNS
+    final_statuses = FINAL_STATUSES
+    staging_dirname = STAGING_DIRNAME
+    keep_staged_views = True  # views fetched before a failure are reused by the next run
+    stop_error = StreetViewError
+    notice = TERMS_NOTICE
+
+    def __init__(self, settings: DownloadSettings) -> None:
+        super().__init__(settings, settings.key)
         self.s = settings
-        self.session = session
-        self.table = table
-        self.say = say
-        self.limiter = RateLimiter(settings.rate_per_s)
-        self.progress = _Progress()
-        self.root = Path(settings.out_dir)
-        self.images = self.root / WRITTEN_IMAGE_DIR
-        self.staging = self.root / STAGING_DIRNAME
-        self.panoramas: dict[str, str] = {
+        self.host = urlsplit(settings.base_url).netloc
+        self.panoramas: dict[str, str] = {}  # panorama id -> uuid of the location that has it
+        self.kept: pd.DataFrame | None = None
+
+    # -- the driver's hooks -------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Refuse bad settings, a root that keeps its images in ``data/``, and a file in place of the root."""
+        self.s.check()
+        if (self.root / "data").is_dir():
+            raise DataError(
+                f"{self.root} keeps its images in data/, but the downloader writes images/; the root would then "
+                "have two image folders. Download into a new folder (and combine the roots when training)"
+            )
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"--out {self.root} exists and is not a folder")
+
+    def plan(self, existing: pd.DataFrame | None) -> pd.DataFrame:
+        """The earlier plan, extended to ``n_locations`` points (see :func:`plan_samples`)."""
+        return plan_samples(self.s.n_locations, self.s.seed, self.s.radius_m, existing)
+
+    def planned_rows(self, table: pd.DataFrame) -> range:
+        """The first ``n_locations`` rows (a longer earlier plan keeps its extra rows untouched)."""
+        return range(self.s.n_locations)
+
+    def prepare(self, run: DownloadRun) -> None:
+        """Note the panoramas already taken and the rows of ``data.csv`` to keep."""
+        super().prepare(run)
+        table = run.table
+        self.panoramas = {
             str(p): str(u)
             for p, u, st in zip(table["panorama_id"], table["uuid"], table["status"], strict=True)
             if st == "OK" and p
         }
-        self.host = urlsplit(settings.base_url).netloc
         self.kept = kept_rows(self.root / CSV_NAME, table)
 
-    # -- HTTP ---------------------------------------------------------------------
+    def opening_line(self, table: pd.DataFrame, todo: list[int]) -> str:
+        """How many points are left to visit."""
+        skipped = self.s.n_locations - len(todo)
+        return f"{len(todo)} of {self.s.n_locations} points to visit ({skipped} already done) -> {self.root}"
+
+    def progress_line(self, progress: Progress) -> str:
+        """Points visited so far and how they ended."""
+        return f"{progress.done}/{progress.total} points visited {dict(sorted(progress.counts.items()))}"
+
+    def summary_line(self, table: pd.DataFrame) -> str:
+        """Every status of the table and how often."""
+        return f"finished: {table['status'].value_counts().to_dict()}"
+
+    def write_outputs(self, table: pd.DataFrame) -> None:
+        """The LUMEN ``data.csv``: rows kept from before, then the complete locations."""
+        done = table[table["status"] == "OK"].copy()
+        done["source"] = SOURCE_LABEL
+        done = done[list(DATA_COLUMNS)]
+        if self.kept is not None and len(self.kept):
+            done = pd.concat([self.kept, done.astype(object)], ignore_index=True).fillna("")
+        atomic_write_csv(done, self.root / CSV_NAME)
+
+    # -- HTTP -------------------------------------------------------------------------------------
 
     async def _get(self, url: str, params: dict[str, str], want: str) -> Any:
         """GET with retries; returns parsed JSON (``want="json"``) or bytes (``"jpeg"``)."""
-        return await with_retries(
-            lambda: self._get_once(url, {**params, "key": self.s.key}, want),
-            self.limiter,
-            self.s.max_retries,
-            self.s.backoff_s,
-            unreachable=lambda exc: StreetViewError(
-                f"cannot reach {self.host}: {redact(str(exc), self.s.key)}. This command needs internet "
-                "access; run it again when online and it resumes where it stopped"
-            ),
-            describe=lambda exc: redact(self._describe(exc), self.s.key),
-        )
-
-    @staticmethod
-    def _describe(exc: BaseException) -> str:
-        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        query = {**params, "key": self.s.key}
+        return await self.run.retrying(lambda: self._get_once(url, query, want), self.host)
 
     async def _get_once(self, url: str, params: dict[str, str], want: str) -> Any:
-        import aiohttp
-
-        timeout = aiohttp.ClientTimeout(total=self.s.timeout_s)
-        async with self.session.get(url, params=params, timeout=timeout) as response:
-            if response.status in _RETRY_HTTP:
-                raise _RetryableError(f"HTTP {response.status}", retry_after_s(response.headers))
+        async with self.run.session.get(url, params=params, timeout=self.run.request_timeout()) as response:
+            if response.status in RETRY_HTTP:
+                raise RetryableError(f"HTTP {response.status}", retry_after_s(response.headers))
             if response.status == 403:
                 text = (await response.text())[:300]
                 raise StreetViewError(
-                    f"{self.host} refused the key (HTTP 403): {redact(text, self.s.key)}. Check that the key is "
+                    f"{self.host} refused the key (HTTP 403): {self.run.clean(text)}. Check that the key is "
                     "valid, has the Street View Static API enabled and billing set up"
                 )
             if response.status != 200:
-                raise _RowError(f"HTTP {response.status}")
+                raise RowError(f"HTTP {response.status}")
             body = await response.read()
             expected = response.content_length
             if expected is not None and len(body) != expected:
-                raise _RetryableError(f"truncated body: {len(body)} of {expected} bytes")
+                raise RetryableError(f"truncated body: {len(body)} of {expected} bytes")
             if want == "json":
                 try:
                     return await response.json(content_type=None)
                 except ValueError as exc:
-                    raise _RetryableError(f"unreadable JSON: {exc}") from None
-            if not _looks_like_jpeg(body):
-                raise _RetryableError(f"incomplete or non-JPEG image ({len(body)} bytes)")
+                    raise RetryableError(f"unreadable JSON: {exc}") from None
+            if not looks_like_jpeg(body):
+                raise RetryableError(f"incomplete or non-JPEG image ({len(body)} bytes)")
             return body
 
-    # -- one location ---------------------------------------------------------------
+    # -- one point --------------------------------------------------------------------------------
 
     async def _metadata(self, row: pd.Series) -> dict[str, Any]:
         params = {
@@ -328,32 +344,34 @@ class _Downloader:
             meta = await self._get(f"{self.s.base_url}/metadata", params, "json")
             status = str(meta.get("status", ""))
             if status == "REQUEST_DENIED":
-                message = redact(str(meta.get("error_message", "")), self.s.key)
+                message = self.run.clean(str(meta.get("error_message", "")))
                 raise StreetViewError(f"the Street View API denied the request: {message or 'check your API key'}")
             if status not in _RETRY_API:
                 return meta
             await asyncio.sleep(min(60.0, self.s.backoff_s * 2**attempt))
-        raise _RowError(f"metadata status {status} after {self.s.max_retries + 1} attempts")
+        raise RowError(f"metadata status {status} after {self.s.max_retries + 1} attempts")
 
-    async def _location(self, i: int) -> None:
+    async def fetch_row(self, i: int) -> None:
+        """Find point ``i``'s panorama (unless known), check it, then fetch its four views."""
         from geoguess_utils.geo import borders
 
-        row = self.table.loc[i]
-        self.table.loc[i, "attempts"] = int(row["attempts"]) + 1
+        run = self.run
+        row = run.table.loc[i]
+        run.set(i, attempts=int(row["attempts"]) + 1)
         try:
             pano = str(row["panorama_id"])
             if not pano:
                 meta = await self._metadata(row)
                 status = str(meta.get("status", ""))
                 if status != "OK":
-                    self._set(i, status=status or "FAILED", error=str(meta.get("error_message", "")))
+                    run.set(i, status=status or "FAILED", error=str(meta.get("error_message", "")))
                     return
                 pano = str(meta.get("pano_id", ""))
                 where = meta.get("location") or {}
                 lat, lon = float(where.get("lat", np.nan)), float(where.get("lng", np.nan))
                 if not pano or not np.isfinite(lat) or not np.isfinite(lon):
-                    raise _RowError("metadata said OK but had no panorama id or location")
-                self._set(
+                    raise RowError("metadata said OK but had no panorama id or location")
+                run.set(
                     i,
                     panorama_id=pano,
                     latitude=lat,
@@ -362,25 +380,25 @@ class _Downloader:
                     copyright=str(meta.get("copyright", "")),
                 )
                 if not bool(borders.is_on_land(lat, lon, variant="mainland", tolerance_km=0.3)):
-                    self._set(i, status="OFF_MAINLAND")
+                    run.set(i, status="OFF_MAINLAND")
                     return
             owner = self.panoramas.get(pano)
             if owner is not None and owner != row["uuid"]:
-                self._set(i, status="DUPLICATE", error=f"same panorama as {owner}")
+                run.set(i, status="DUPLICATE", error=f"same panorama as {owner}")
                 return
             self.panoramas[pano] = str(row["uuid"])
-            await self._images(str(row["uuid"]), pano)
-            self._set(i, status="OK", error="")
-        except _RowError as exc:
-            if self.panoramas.get(str(self.table.loc[i, "panorama_id"])) == row["uuid"]:
-                del self.panoramas[str(self.table.loc[i, "panorama_id"])]
-            self._set(i, status="FAILED", error=str(exc))
+            await self._views(str(row["uuid"]), pano)
+            run.set(i, status="OK", error="")
+        except RowError as exc:
+            taken = str(run.table.loc[i, "panorama_id"])
+            if self.panoramas.get(taken) == row["uuid"]:
+                del self.panoramas[taken]
+            run.set(i, status="FAILED", error=str(exc))
 
-    async def _images(self, name: str, pano: str) -> None:
-        final = self.images / name
-        if final.is_dir() and all((final / view_file(h)).is_file() for h in HEADINGS):
+    async def _views(self, name: str, pano: str) -> None:
+        if self.run.views_complete(name):
             return
-        folder = self.staging / name
+        folder = self.run.staging / name
         for heading in HEADINGS:
             target = folder / f"{heading}.jpg"
             if target.is_file():
@@ -393,121 +411,19 @@ class _Downloader:
                 "fov": str(FIELD_OF_VIEW_DEG),
                 "return_error_code": "true",
             }
-            body = await self._get(self.s.base_url, params, "jpeg")
-            atomic_write_bytes(target, body)
+            atomic_write_bytes(target, await self._get(self.s.base_url, params, "jpeg"))
             try:
                 check_view(target)
             except DataError as exc:
-                raise _RowError(f"the server sent an image the reader refuses: {exc}") from None
-        self.images.mkdir(parents=True, exist_ok=True)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(folder, final)
-
-    def _set(self, i: int, **values: Any) -> None:
-        for column, value in values.items():
-            self.table.loc[i, column] = redact(value, self.s.key) if isinstance(value, str) else value
-
-    # -- the run ----------------------------------------------------------------------
-
-    def save(self) -> None:
-        """Write the status table and the LUMEN ``data.csv``: rows kept from before, then complete locations."""
-        table = self.table.copy()
-        table["error"] = table["error"].map(lambda text: redact(text, self.s.key))
-        atomic_write_csv(table, self.root / STATUS_CSV)
-        done = table[table["status"] == "OK"].copy()
-        done["source"] = SOURCE_LABEL
-        done = done[list(DATA_COLUMNS)]
-        if self.kept is not None and len(self.kept):
-            done = pd.concat([self.kept, done.astype(object)], ignore_index=True).fillna("")
-        atomic_write_csv(done, self.root / CSV_NAME)
-
-    async def _worker(self, queue: asyncio.Queue[int], total: int) -> None:
-        while True:
-            try:
-                i = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            await self._location(i)
-            status = str(self.table.loc[i, "status"])
-            self.progress.counts[status] = self.progress.counts.get(status, 0) + 1
-            self.progress.done += 1
-            self.progress.since_save += 1
-            if self.progress.since_save >= self.s.save_every:
-                self.progress.since_save = 0
-                self.save()
-                self.say(f"{self.progress.done}/{total} points visited {dict(sorted(self.progress.counts.items()))}")
-
-    async def run(self, todo: list[int]) -> None:
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in todo:
-            queue.put_nowait(i)
-        workers = [
-            asyncio.create_task(self._worker(queue, len(todo))) for _ in range(min(self.s.concurrency, len(todo)))
-        ]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            self.save()
-            if self.staging.is_dir() and not any(self.staging.iterdir()):
-                self.staging.rmdir()
-
-
-def _is_done(row: pd.Series, images: Path) -> bool:
-    if row["status"] not in FINAL_STATUSES:
-        return False
-    if row["status"] != "OK":
-        return True
-    folder = images / str(row["uuid"])
-    return all((folder / view_file(h)).is_file() for h in HEADINGS)
+                raise RowError(f"the server sent an image the reader refuses: {exc}") from None
+        self.run.publish(name)
 
 
 async def download_async(
     settings: DownloadSettings, say: Callable[[str], None] = print, session: Any = None
 ) -> pd.DataFrame:
     """Download (or resume) a Street View dataset; see :func:`download_streetview`."""
-    import aiohttp
-
-    settings.check()
-    root = Path(settings.out_dir)
-    if (root / "data").is_dir():
-        raise DataError(
-            f"{root} keeps its images in data/, but the downloader writes images/; the root would then have two "
-            "image folders. Download into a new folder (and combine the roots when training)"
-        )
-    if root.exists() and not root.is_dir():
-        raise ConfigError(f"--out {root} exists and is not a folder")
-    original_say = say
-
-    def say(line: str) -> None:
-        original_say(redact(line, settings.key))
-
-    table = plan_samples(settings.n_locations, settings.seed, settings.radius_m, read_status(root / STATUS_CSV))
-    images = root / WRITTEN_IMAGE_DIR
-    todo = [i for i in range(settings.n_locations) if not _is_done(table.loc[i], images)]
-    for i in todo:
-        if table.loc[i, "status"] == "OK":
-            table.loc[i, "status"] = "PENDING"  # its images went missing: fetch them again
-    say(TERMS_NOTICE)
-    skipped = settings.n_locations - len(todo)
-    say(f"{len(todo)} of {settings.n_locations} points to visit ({skipped} already done) -> {root}")
-    own_session = session is None
-    if own_session:
-        connector = aiohttp.TCPConnector(limit=settings.concurrency * 2)
-        session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": "geoguess-streetview"})
-    try:
-        downloader = _Downloader(settings, session, table, say)
-        root.mkdir(parents=True, exist_ok=True)
-        await downloader.run(todo)
-    finally:
-        if own_session:
-            await session.close()
-    counts = table["status"].value_counts().to_dict()
-    say(f"finished: {counts}")
-    return table
+    return await run_download(StreetViewSource(settings), say, session)
 
 
 def download_streetview(settings: DownloadSettings, say: Callable[[str], None] = print) -> pd.DataFrame:
@@ -526,7 +442,4 @@ def download_streetview(settings: DownloadSettings, say: Callable[[str], None] =
         StreetViewError: When the key is refused or the server cannot be reached; what
             was downloaded so far is kept and the next run resumes.
     """
-    try:
-        return asyncio.run(download_async(settings, say))
-    except OSError as exc:
-        raise StreetViewError(f"download stopped: {redact(exc, settings.key)}") from exc
+    return download(StreetViewSource(settings), say)

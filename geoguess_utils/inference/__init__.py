@@ -1,16 +1,16 @@
 """Inference: the one loop (``Trainer.predict`` over ``predict_step``) and predictions over dataset roots.
 
-Names below are importable from the package itself (``from geoguess_utils.inference import X``);
-each module is imported on first use, so importing the package costs nothing.
+The package names its three entry points itself (``inference.predict``, ``inference.submission``,
+``inference.run_predict``); importing it loads no torch.
+
+Modules:
+
+- ``loop``: The one inference loop: ``Trainer.predict`` over a module's ``predict_step``.
+- ``non_finite``: Report the locations whose network outputs were NaN or infinite.
+- ``roots``: Predictions of a trained task over dataset roots, through the one inference loop.
 """
 
-from geoguess_utils._lazy import lazy_namespace
+from geoguess_utils.inference.loop import run_predict
+from geoguess_utils.inference.predictions import predict, submission
 
-_EXPORTS = {
-    "Predictions": "roots",
-    "predict": "roots",
-    "run_predict": "loop",
-    "submission": "roots",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
+__all__ = ["predict", "run_predict", "submission"]

@@ -45,7 +45,6 @@ class MultiViewNet(nn.Module):
         attention_dim: int = 256,
         attention_heads: int = 4,
         attention_layers: int = 2,
-        heads: int = 1,
     ) -> None:
         """Build the network.
 
@@ -65,47 +64,29 @@ class MultiViewNet(nn.Module):
             attention_dim: Token width D of the view attention (``pooling="attention"`` only).
             attention_heads: Its attention heads per layer.
             attention_layers: Its encoder layers.
-            heads: Independent copies of what sits on the backbone (the view fusion and the
-                head), trained side by side; the outputs are the log of their mean softmax,
-                so they are class logits (for classifiers only). The copies differ only by
-                the random start of their attention fusion; over ``concat`` or ``mean`` the
-                zero-initialised linear heads coincide. On the synthetic sample three heads
-                were within noise of one (BENCHMARKS.md, "Ablation").
         """
         super().__init__()
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
         if num_outputs < 1 or num_views < 1:
             raise ConfigError(f"num_outputs and num_views must be positive, got {num_outputs} and {num_views}")
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-            raise ConfigError(f"heads must be a whole number >= 1, got {heads!r}")
         if head_hidden < 0:
             raise ConfigError(f"head_hidden must be >= 0, got {head_hidden}")
         self.pooling = pooling
         self.num_views = int(num_views)
         self.channels_last = bool(channels_last)
-        self.heads = int(heads)
         self.backbone = build_backbone(backbone, pretrained)
         features = self.backbone.num_features
 
-        def make_fusion() -> ViewAttention:
-            return ViewAttention(features, self.num_views, attention_dim, attention_heads, attention_layers, dropout)
-
         if pooling == "attention":
-            self.fusion = make_fusion()
+            self.fusion = ViewAttention(
+                features, self.num_views, attention_dim, attention_heads, attention_layers, dropout
+            )
             width = self.fusion.d_model
         else:
             width = features * (self.num_views if pooling == "concat" else 1)
         self.fused_width = int(width)
         self.head = _make_head(width, num_outputs, head_hidden, dropout)
-        if self.heads > 1:  # absent for one head, so its state dict is that of the original design
-            self.extra_heads = nn.ModuleList(
-                _Member(
-                    make_fusion() if pooling == "attention" else None,
-                    _make_head(width, num_outputs, head_hidden, dropout),
-                )
-                for _ in range(self.heads - 1)
-            )
 
     def view_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features of each view.
@@ -139,39 +120,16 @@ class MultiViewNet(nn.Module):
         return view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Fused features (B, W) of a batch of locations, of images (B, V, 3, H, W) (the first head's fusion)."""
+        """Fused features (B, W) of a batch of locations, of images (B, V, 3, H, W)."""
         return self.fuse(self.view_features(images))
-
-    def head_outputs(self, view_features: torch.Tensor) -> torch.Tensor:
-        """Every head's outputs from per-view features (B, V, F): shape (heads, B, num_outputs)."""
-        first = self.head(self.fuse(view_features))
-        if self.heads == 1:
-            return first[None]
-        return torch.stack([first, *(member(view_features, self.pooling) for member in self.extra_heads)])
-
-    @staticmethod
-    def combine(head_outputs: torch.Tensor) -> torch.Tensor:
-        """One output per location from (heads, B, O) head outputs: the log of the heads' mean softmax.
-
-        With one head the outputs are returned as they are (logits or regression values).
-        """
-        if head_outputs.shape[0] == 1:
-            return head_outputs[0]
-        log_probabilities = torch.log_softmax(head_outputs.float(), dim=2)
-        count = torch.log(torch.tensor(float(head_outputs.shape[0]), device=head_outputs.device))
-        return (torch.logsumexp(log_probabilities, dim=0) - count).to(head_outputs.dtype)
 
     def from_view_features(self, view_features: torch.Tensor) -> torch.Tensor:
         """Outputs (B, num_outputs) from per-view features (B, V, F), e.g. read from the embedding cache."""
-        if self.heads == 1:
-            return self.head(self.fuse(view_features))
-        return self.combine(self.head_outputs(view_features))
+        return self.head(self.fuse(view_features))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W)."""
-        if self.heads == 1:
-            return self.head(self.features(images))
-        return self.from_view_features(self.view_features(images))
+        return self.head(self.features(images))
 
 
 def _make_head(width: int, num_outputs: int, head_hidden: int, dropout: float) -> nn.Sequential:
@@ -185,21 +143,3 @@ def _make_head(width: int, num_outputs: int, head_hidden: int, dropout: float) -
             nn.Linear(head_hidden, num_outputs),
         )
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_outputs))
-
-
-class _Member(nn.Module):
-    """A further head of a :class:`MultiViewNet`: its own view fusion (attention only) and output layers."""
-
-    def __init__(self, fusion: nn.Module | None, head: nn.Sequential) -> None:
-        super().__init__()
-        if fusion is not None:
-            self.fusion = fusion
-        self.head = head
-
-    def forward(self, view_features: torch.Tensor, pooling: str) -> torch.Tensor:
-        """Outputs (B, O) of per-view features (B, V, F), fused as ``pooling`` says."""
-        if pooling == "attention":
-            fused = self.fusion(view_features)
-        else:
-            fused = view_features.flatten(1) if pooling == "concat" else view_features.mean(dim=1)
-        return self.head(fused)

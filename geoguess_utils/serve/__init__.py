@@ -1,20 +1,20 @@
 """Serve: the ``geoguess serve`` inference service and its "where is this?" page.
 
-Modules: ``registry`` (the checkpoints of the models folder), ``uploads`` (photos and
-zips -> pixels), ``predictor`` (one forward pass through ``predict_step``), ``batcher``
-(requests that arrive together share a pass), ``errors`` (JSON errors, upload limit),
-``sample`` (random locations for the page), ``app`` (the FastAPI application) and
-``loadtest`` (a bounded load generator). Each module is imported on first use.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.serve.app import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``app``: The FastAPI application: health, model list, predictions, the sample and the page.
+- ``batcher``: Gather requests that arrive together into one forward pass, with a bounded queue.
+- ``errors``: Every failure as a JSON error body; internal errors logged with an id and never shown.
+- ``loadtest``: Start a real ``geoguess serve`` process and put a bounded load on it.
+- ``predictor``: One forward pass for a batch of locations, through the task's own ``predict_step``.
+- ``registry``: The models a server may use: the checkpoint files directly inside one folder.
+- ``sample``: A dataset root the page can draw random locations from ("a random synthetic
+  location").
+- ``schemas``: Response models of the inference service (they shape the OpenAPI document at
+  ``/docs``).
+- ``uploads``: Uploaded photos -> the pixels the model takes, through the data pipeline's own
+  decoder.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "Batcher": "batcher",
-    "ModelRegistry": "registry",
-    "ServeConfig": "app",
-    "create_app": "app",
-    "predict_locations": "predictor",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

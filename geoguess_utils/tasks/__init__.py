@@ -1,31 +1,19 @@
-"""Lightning tasks: the shared base, classification and regression, decodings, losses and metrics.
+"""Lightning tasks: the shared base, classification and regression, decodings, metrics and loading.
 
-Names below are importable from the package itself (``from geoguess_utils.tasks import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.tasks.base import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``base``: GeoTask: the Lightning machinery shared by every task.
+- ``classification``: Classify a location into the context's cells (cross-entropy).
+- ``data_link``: The one thing a task tells the data it trains on: how to normalise the views for
+  its backbone.
+- ``decoding``: Decodings: how class probabilities become one point, and keeping points on land.
+- ``experimental/``: Tasks that were measured and did not beat the classifier on this project's
+  data.
+- ``loading``: Rebuild a trained task from its checkpoint file alone, ready for prediction.
+- ``metrics``: Great-circle error metrics as a torchmetrics Metric.
+- ``registry``: The one list of tasks: the name stored in checkpoints -> the task class.
+- ``regression``: Regress a location's min-max scaled projected (x, y).
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "AGGREGATES": "knn",
-    "ClassificationTask": "classification",
-    "DECODINGS": "decoding",
-    "Decoder": "decoding",
-    "GeoTask": "base",
-    "HaversineMetrics": "metrics",
-    "HybridTask": "hybrid",
-    "KNNTask": "knn",
-    "OPTIMIZERS": "base",
-    "RegressionTask": "regression",
-    "RetrievalSettings": "retrieval",
-    "SCHEDULERS": "base",
-    "TASKS": "registry",
-    "clip_to_land": "decoding",
-    "geometric_median": "decoding",
-    "get_decoding": "decoding",
-    "register_decoding": "decoding",
-    "weighted_geometric_median": "decoding",
-    "weighted_mean": "decoding",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from geoguess_utils import accel
+from geoguess_utils import precision
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.checkpoints import record as ckpt_record
 from geoguess_utils.errors import CheckpointError, ConfigError
@@ -17,6 +17,7 @@ from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
 from geoguess_utils.models.multiview import MultiViewNet, Pooling
 from geoguess_utils.tasks.decoding import clip_to_land
+from geoguess_utils.tasks.freezing import FreezeEpochs, check_freeze_epochs, frozen_at
 from geoguess_utils.tasks.metrics import HaversineMetrics
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
@@ -54,12 +55,11 @@ class GeoTask(pl.LightningModule):
         onecycle_pct_start: float = 0.3,
         monitor: str = f"val/{MEAN_NAME}",
         monitor_mode: Literal["min", "max"] = "min",
-        freeze_backbone_epochs: int = 1,
+        freeze_backbone_epochs: FreezeEpochs = 1,
         channels_last: bool = False,
         compile_backbone: bool = False,
         cpu_bf16_frozen_backbone: bool = False,
         head_hidden: int = 0,
-        head_only: bool = False,
         freeze_batchnorm: bool = False,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
@@ -80,7 +80,11 @@ class GeoTask(pl.LightningModule):
             onecycle_pct_start: Share of the steps spent warming up in one-cycle.
             monitor: Logged metric the plateau scheduler watches.
             monitor_mode: Whether ``monitor`` improves when it goes ``"min"`` or ``"max"``.
-            freeze_backbone_epochs: Epochs during which only the output layer learns.
+            freeze_backbone_epochs: Epochs during which the backbone is frozen and only what sits
+                on it learns, or ``"all"``: the backbone never trains (with the data module's
+                embedding cache on, ``--data.embeddings.enabled true``, the backbone then never
+                runs during training). :class:`~geoguess_utils.tasks.freezing.BackboneFreezing`
+                does the freezing.
             channels_last: Use NHWC memory format for the convolutions (faster on GPUs and on
                 CPUs alike).
             compile_backbone: Compile the backbone with ``torch.compile`` (static shapes) when
@@ -92,9 +96,6 @@ class GeoTask(pl.LightningModule):
                 trainer's ``precision`` decides (bf16 then helps or hurts depending on the
                 network and image size; see ``BENCHMARKS.md``). No effect on GPUs.
             head_hidden: Width of one hidden ReLU layer in the head (0: one linear layer).
-            head_only: Never train the backbone: only the head learns, for every epoch. With
-                the datamodule's embedding cache on (``--data.embeddings.enabled true``) the
-                backbone then never runs during training.
             freeze_batchnorm: Keep the backbone's batch-norm layers in eval mode for the whole
                 run (their running statistics fixed; their scale and shift still train once the
                 backbone does). The embedding cache is computed in eval mode, so this keeps
@@ -105,8 +106,7 @@ class GeoTask(pl.LightningModule):
         _check_choice("scheduler", scheduler, SCHEDULERS)
         if monitor_mode not in ("min", "max"):
             raise ConfigError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
-        if freeze_backbone_epochs < 0:
-            raise ConfigError(f"freeze_backbone_epochs must be >= 0, got {freeze_backbone_epochs}")
+        check_freeze_epochs(freeze_backbone_epochs)
         self.save_hyperparameters()
         self.context: GeoContext | None = None
         self.image_size: int | None = None
@@ -177,17 +177,14 @@ class GeoTask(pl.LightningModule):
             dropout=hp.dropout,
             channels_last=hp.channels_last,
             head_hidden=int(hp.get("head_hidden", 0)),
-            heads=int(hp.get("heads", 1)),
         )
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        heads = [self.net.head] + [member.head for member in getattr(self.net, "extra_heads", [])]
-        for sequential in heads:
-            head = sequential[-1]
-            with torch.no_grad():
-                head.weight.zero_()  # start from the training prior; features then move predictions away from it
-                head.bias.zero_()
-            self.configure_head(head, context)
+        head = self.net.head[-1]
+        with torch.no_grad():
+            head.weight.zero_()  # start from the training prior; features then move predictions away from it
+            head.bias.zero_()
+        self.configure_head(head, context)
         self.configure_metrics(context)
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
@@ -195,33 +192,16 @@ class GeoTask(pl.LightningModule):
         self._fallback_latlon = (float(weights @ lat), float(weights @ lon))
 
     def setup(self, stage: str) -> None:
-        """Take the GeoContext (and image size) from the trainer's datamodule."""
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        try:
-            context = getattr(datamodule, "context", None)
-        except ConfigError:  # a datamodule that has not fitted one (e.g. predict-only without a context)
-            context = None
-        if context is None:
-            if self.context is None:
-                raise ConfigError(
-                    "the task has no GeoContext: train it through a GeoDataModule, or call configure_context()"
-                )
-            return
-        image_size = getattr(datamodule, "image_size", None)
-        if image_size is None and hasattr(datamodule, "hparams"):
-            image_size = datamodule.hparams.get("image_size")
-        self.configure_context(context, image_size)
-        if stage == "fit":
-            self._record_training_data(datamodule)
+        """Check that the label space is known.
 
-    def _record_training_data(self, datamodule: Any) -> None:
-        """Note the roots and location counts of the data this run trains on (stored in checkpoints)."""
-        roots = list(getattr(datamodule, "roots", None) or [])
-        locations = getattr(datamodule, "locations", None)
-        if not roots or locations is None:
-            return
-        train = int((locations["split"] == "train").sum()) if "split" in locations.columns else len(locations)
-        self.training_data = ckpt_record.training_data_record(roots, len(locations), train)
+        The :class:`~geoguess_utils.tasks.data_link.LabelSpaceLink` callback hands it over
+        from the data module before this runs; without a data module, call
+        :meth:`configure_context` first.
+        """
+        if self.context is None:
+            raise ConfigError(
+                "the task has no GeoContext: train it through a GeoDataModule, or call configure_context()"
+            )
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -231,10 +211,11 @@ class GeoTask(pl.LightningModule):
         return backbone_normalization(str(self.hparams.backbone))
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        """The data module learns the backbone's input normalisation through a callback, not by reading the task."""
-        from geoguess_utils.tasks.data_link import InputNormalization
+        """The task's callbacks: where it meets its data (label space, normalisation) and the freezing."""
+        from geoguess_utils.tasks.data_link import InputNormalization, LabelSpaceLink
+        from geoguess_utils.tasks.freezing import BackboneFreezing
 
-        return [InputNormalization(*self.normalization)]
+        return [LabelSpaceLink(), InputNormalization(*self.normalization), BackboneFreezing()]
 
     def on_fit_start(self) -> None:
         """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
@@ -289,7 +270,7 @@ class GeoTask(pl.LightningModule):
             and self.backbone_frozen
             and self.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu")
-            and accel.cpu_has_native_bf16()
+            and precision.cpu_has_native_bf16()
         )
 
     def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -299,17 +280,7 @@ class GeoTask(pl.LightningModule):
         return self(batch["images"])
 
     def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Outputs (B, O) to train on; (heads, B, O), one slice per head, for a network of several heads."""
-        if self.net is not None and self.net.heads > 1:
-            if "view_features" in batch:
-                view_features = batch["view_features"].float()
-            elif self._bf16_backbone_now():
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    view_features = self.net.view_features(batch["images"])
-                view_features = view_features.float()
-            else:
-                view_features = self.net.view_features(batch["images"])
-            return self.net.head_outputs(view_features)
+        """Outputs (B, O) to train on (the frozen backbone under CPU bf16 autocast where that is on)."""
         if self.net is None or "view_features" in batch or not self._bf16_backbone_now():
             return self.batch_outputs(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -317,19 +288,12 @@ class GeoTask(pl.LightningModule):
         return self.net.head(features.float())
 
     def training_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss to train on and the outputs (B, O) the training metrics see.
-
-        With several heads, each learns from its own loss (the loss is their mean) and the
-        outputs are their combination.
-        """
+        """The loss to train on and the outputs (B, O) the training metrics see."""
         outputs = self._training_outputs(batch)
-        if outputs.ndim == 3:
-            loss = torch.stack([self.loss(head, batch) for head in outputs]).mean()
-            return loss, self._built_net().combine(outputs.detach())
         return self.loss(outputs, batch), outputs
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """One optimisation step; logs ``train/loss`` (with several heads, the mean of their losses)."""
+        """One optimisation step; logs ``train/loss``."""
         loss, outputs = self.training_loss(batch)
         size = len(batch["latlon"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
@@ -393,7 +357,7 @@ class GeoTask(pl.LightningModule):
         """Adam/AdamW with two parameter groups (head, backbone) and the chosen scheduler.
 
         Both groups stay in the optimiser for the whole run; the backbone's rate is held
-        at 0 while it is frozen (see :meth:`on_train_batch_start`).
+        at 0 while it is frozen (see :class:`~geoguess_utils.tasks.freezing.BackboneFreezing`).
         """
         if self.net is None:
             raise ConfigError("cannot build the optimiser before the network: no GeoContext yet")
@@ -425,74 +389,12 @@ class GeoTask(pl.LightningModule):
 
     @property
     def backbone_frozen(self) -> bool:
-        """Whether the backbone is frozen now: ``head_only``, or one of the first ``freeze_backbone_epochs``."""
-        return self.head_only or self.current_epoch < self.hparams.freeze_backbone_epochs
+        """Whether the backbone is frozen now (``freeze_backbone_epochs`` is ``"all"`` or not yet over)."""
+        return self.backbone_frozen_in(self.current_epoch)
 
-    @property
-    def head_only(self) -> bool:
-        """Whether the backbone is never trained (the ``head_only`` setting)."""
-        return bool(self.hparams.get("head_only", False))
-
-    def _backbone_groups(self) -> list[dict[str, Any]]:
-        groups = []
-        for optimizer in self.trainer.optimizers:
-            groups += [g for g in optimizer.param_groups if g.get("name") == "backbone"]
-        return groups
-
-    def on_train_epoch_start(self) -> None:
-        """Freeze or unfreeze the backbone for this epoch.
-
-        In a single process, frozen backbone parameters also stop requiring gradients
-        (saves the backward pass through the backbone). Under DDP they keep requiring
-        gradients so every process reduces the same set of parameters; the zero learning
-        rate alone keeps them fixed.
-        """
-        assert self.net is not None
-        frozen = self.backbone_frozen
-        trainable = not (frozen and self.trainer.world_size == 1)
-        for parameter in self.net.backbone.parameters():
-            parameter.requires_grad_(trainable)
-        self._hold_batchnorm()
-        if frozen:
-            for group in self._backbone_groups():
-                group["lr"] = 0.0
-        else:
-            self._thaw_backbone_lr()
-
-    def on_train_epoch_end(self) -> None:
-        """Raise the backbone's rate as the last frozen epoch ends, so it is in place (and logged) next epoch."""
-        if self.current_epoch + 1 == self.hparams.freeze_backbone_epochs and not self.head_only:
-            self._thaw_backbone_lr()
-
-    def _thaw_backbone_lr(self) -> None:
-        """Give a backbone group held at 0 the rate ``head rate * backbone_lr_factor``.
-
-        One-cycle sets every group's rate itself, so nothing is done under it.
-        """
-        if self.hparams.scheduler == "onecycle":
-            return
-        head_lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        for group in self._backbone_groups():
-            if group["lr"] == 0.0:
-                group["lr"] = head_lr * self.hparams.backbone_lr_factor
-
-    def _hold_batchnorm(self) -> None:
-        """With ``freeze_batchnorm``, put the backbone's batch-norm layers (back) in eval mode.
-
-        Lightning switches the whole model to train mode after each validation and when a run
-        resumes mid-epoch, so this runs at every training batch, not only at epoch starts.
-        """
-        if self.net is not None and self.hparams.get("freeze_batchnorm", False):
-            for module in self.net.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
-                    module.eval()
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """Hold the backbone's learning rate at 0 while it is frozen (schedulers may have moved it)."""
-        self._hold_batchnorm()
-        if self.backbone_frozen:
-            for group in self._backbone_groups():
-                group["lr"] = 0.0
+    def backbone_frozen_in(self, epoch: int) -> bool:
+        """Whether the backbone is frozen during ``epoch`` (0-based), as ``freeze_backbone_epochs`` says."""
+        return frozen_at(epoch, self.hparams.freeze_backbone_epochs)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_record(self) -> dict[str, Any]:

@@ -17,25 +17,21 @@ from geoguess_utils.geo import projection
 from geoguess_utils.geo.soft_targets import haversine_soft_targets
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.tasks.decoding import finite_logits, get_decoding
-from geoguess_utils.tasks.retrieval import RetrievalSettings, refine
 
 
 class ClassificationTask(GeoTask):
-    """Classify a location into the context's grid cells (cross-entropy).
+    """Classify a location into the context's cells (cross-entropy).
 
     Predictions are the probability-weighted mean of the class points in the projected
     CRS (the original design) or, with ``decoding="geometric_median"``, the weighted
     geometric median of the ``median_top_k`` most probable class points.
     Logs ``<stage>/acc`` and ``<stage>/acc_top<k>``.
 
-    Two options refine the recipe:
-
-    * ``retrieval_cells > 0``: retrieval refinement (:mod:`geoguess_utils.tasks.retrieval`);
-      the outputs then carry the unit-length fused features after the head's outputs, and
-      the training locations' features, positions and cells are kept as buffers;
-    * ``county_loss_weight > 0`` (cell schemes whose class table has ``county_index``,
-      e.g. ``county`` with split counties): the cell probabilities summed per county are
-      trained against the true county as well (hierarchical labels, county -> cell).
+    With ``county_loss_weight > 0`` (cell schemes whose class table has ``county_index``,
+    e.g. ``county`` with split counties) the cell probabilities summed per county are
+    trained against the true county as well (hierarchical labels, county -> cell).
+    Retrieval refinement is a task of its own
+    (:class:`geoguess_utils.tasks.experimental.retrieval.RetrievalTask`).
     """
 
     task_name = "classification"
@@ -46,11 +42,7 @@ class ClassificationTask(GeoTask):
         decoding: str = "weighted_mean",
         median_top_k: int = 10,
         accuracy_top_k: int = 5,
-        retrieval_cells: int = 0,
-        retrieval_neighbours: int = 8,
-        retrieval_temperature: float = 0.05,
         county_loss_weight: float = 0.0,
-        heads: int = 1,
         **kwargs: Any,
     ) -> None:
         """Configure the classifier.
@@ -62,15 +54,7 @@ class ClassificationTask(GeoTask):
                 (see :data:`geoguess_utils.tasks.decoding.DECODINGS`).
             median_top_k: Class points the geometric median uses.
             accuracy_top_k: k of the logged top-k accuracy.
-            retrieval_cells: Most probable cells retrieval searches; 0 switches it off.
-            retrieval_neighbours: Training locations that vote in retrieval.
-            retrieval_temperature: Softmax temperature over the cosine similarities.
             county_loss_weight: Weight of the county-level cross-entropy (0: off).
-            heads: Independent view fusions and heads on the one backbone, each trained on
-                its own loss; predictions average their class probabilities (see
-                :class:`~geoguess_utils.models.multiview.MultiViewNet`). The heads differ only
-                with ``pooling="attention"``; not allowed with retrieval, which needs one fused
-                feature.
             **kwargs: The settings every task shares (backbone, optimiser, schedule, ...):
                 see :class:`GeoTask`.
         """
@@ -81,14 +65,6 @@ class ClassificationTask(GeoTask):
             raise ConfigError("median_top_k and accuracy_top_k must be at least 1")
         if not county_loss_weight >= 0:
             raise ConfigError(f"county_loss_weight must be >= 0, got {county_loss_weight}")
-        if isinstance(heads, bool) or not isinstance(heads, int) or heads < 1:
-            raise ConfigError(f"heads must be a whole number >= 1, got {heads!r}")
-        if heads > 1 and int(retrieval_cells) > 0:
-            raise ConfigError("retrieval works on one fused feature per location: use heads 1 with retrieval_cells > 0")
-        self.retrieval = RetrievalSettings(
-            int(retrieval_cells), int(retrieval_neighbours), float(retrieval_temperature)
-        )
-        self._head_outputs = 0
         self.decoding = decoding  # may be changed after training, e.g. by ``geoguess predict --decoding``
 
     @property
@@ -139,7 +115,6 @@ class ClassificationTask(GeoTask):
         )
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_accuracy", accuracy.clone(prefix=f"{stage}/"))
-        self._head_outputs = self.num_outputs(context)
         if float(self.hparams.get("county_loss_weight", 0.0)) > 0:
             if "county_index" not in context.class_table.columns:
                 raise ConfigError(
@@ -147,41 +122,6 @@ class ClassificationTask(GeoTask):
                 )
             county = context.class_table["county_index"].to_numpy(dtype=np.int64)
             self.register_buffer("cell_county", torch.as_tensor(county), persistent=False)
-        if self.retrieval.enabled:
-            assert self.net is not None
-            rows = int(context.class_table["n_train"].sum())
-            self.register_buffer("bank_features", torch.zeros(rows, self.net.fused_width, dtype=torch.float16))
-            self.register_buffer("bank_xy_km", torch.zeros(rows, 2, dtype=torch.float64))
-            self.register_buffer("bank_class", torch.zeros(rows, dtype=torch.int64))
-            self.register_buffer("bank_filled", torch.zeros(rows, dtype=torch.bool))
-
-    # ------------------------------------------------------------------ retrieval bank
-    def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Head outputs (B, O); with retrieval on, followed by the unit fused features (B, O + W)."""
-        if not self.retrieval.enabled:
-            return super().batch_outputs(batch)
-        fused = self.fused_features(batch)
-        outputs = self.net.head(fused)
-        return torch.cat([outputs, functional.normalize(fused.detach().float(), dim=1).to(outputs.dtype)], dim=1)
-
-    def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        if not self.retrieval.enabled:
-            return super()._training_outputs(batch)
-        outputs = self.batch_outputs(batch)
-        self._remember(batch, outputs[:, self._head_outputs :])
-        return outputs
-
-    def _remember(self, batch: dict[str, Any], features: torch.Tensor) -> None:
-        """Store a training batch's features, positions and classes in the retrieval bank."""
-        assert self.context is not None
-        rows = torch.as_tensor(batch["index"], device=self.bank_features.device)
-        lat, lon = batch["latlon"].double().cpu().numpy().T
-        x, y = projection.to_projected(lat, lon, self.context.crs)
-        with torch.no_grad():
-            self.bank_features[rows] = features.detach().to(self.bank_features.dtype)
-            self.bank_xy_km[rows] = torch.from_numpy(np.column_stack([x, y]) / 1000.0).to(self.bank_xy_km.device)
-            self.bank_class[rows] = batch["class_index"].to(self.bank_class.device)
-            self.bank_filled[rows] = True
 
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         """Cross-entropy against the class index, or against haversine soft targets."""
@@ -233,20 +173,11 @@ class ClassificationTask(GeoTask):
         return get_decoding(self.decoding)(probs, self._centroids_xy_km, int(self.hparams.median_top_k))
 
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Outputs -> ``[lat, lon]`` degrees (B, 2) float64, on land (refined by retrieval when it is on)."""
+        """Outputs -> ``[lat, lon]`` degrees (B, 2) float64, on land: the head's point (:meth:`head_points_km`)."""
+        return self.latlon_of_points_km(self.head_points_km(outputs))
+
+    def latlon_of_points_km(self, xy_km: torch.Tensor) -> torch.Tensor:
+        """Projected points, km (B, 2) float64 -> ``[lat, lon]`` degrees (B, 2) float64, moved onto land."""
         assert self.context is not None
-        xy_km = self.head_points_km(outputs)
-        if self.retrieval.enabled and bool(self.bank_filled.any()):
-            filled = self.bank_filled.cpu()
-            query = outputs[:, self._head_outputs :].detach().cpu()
-            found_xy, found = refine(
-                self.class_probabilities(outputs),
-                query,
-                self.bank_features.cpu()[filled],
-                self.bank_xy_km.cpu()[filled],
-                self.bank_class.cpu()[filled],
-                self.retrieval,
-            )
-            xy_km = torch.where(found[:, None], found_xy, xy_km)
         lat, lon = projection.to_latlon(xy_km[:, 0].numpy() * 1000.0, xy_km[:, 1].numpy() * 1000.0, self.context.crs)
         return self._land(lat, lon)

@@ -38,6 +38,37 @@ def _check_normalization(record: dict[str, Any], source: str) -> None:
         )
 
 
+REMOVED_OPTIONS: dict[str, tuple[object, str]] = {
+    "heads": (1, "several heads trained side by side on one backbone (measured within noise of one head)"),
+}
+"""Task options that no longer exist: name -> (the value that meant "off", what it did)."""
+
+
+def _refuse_removed_options(hyper_parameters: dict[str, Any], source: str) -> None:
+    """Refuse a checkpoint trained with an option that no longer exists, saying how to retrain."""
+    for name, (off, what) in REMOVED_OPTIONS.items():
+        value = hyper_parameters.get(name, off)
+        if value != off:
+            raise CheckpointError(
+                f"{source} was trained with {name}={value!r}, {what}; that option no longer exists. Train the model "
+                f"again without it (geoguess fit --config configs/quick_cpu.yaml --data.roots '[...]')"
+            )
+
+
+def _upgraded(hyper_parameters: dict[str, Any]) -> dict[str, Any]:
+    """An older checkpoint's hyper-parameters in today's terms (``head_only`` -> ``freeze_backbone_epochs: all``)."""
+    if hyper_parameters.pop("head_only", False):
+        hyper_parameters["freeze_backbone_epochs"] = "all"
+    return hyper_parameters
+
+
+def _task_name(recorded: str, hyper_parameters: dict[str, Any]) -> str:
+    """The registry name of a checkpoint's task; a classifier saved with retrieval on is now the retrieval task."""
+    if recorded == "classification" and int(hyper_parameters.get("retrieval_cells", 0) or 0) > 0:
+        return "retrieval"
+    return recorded
+
+
 def load_task(
     path: str | os.PathLike[str],
     backbone: str | None = None,
@@ -76,11 +107,13 @@ def load_task(
     if context is not None and context.fingerprint() != saved.fingerprint():
         raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
     _check_normalization(record, str(path))
-    task_cls = TASKS.get(record["task"])
+    stored = _upgraded(dict(data.get("hyper_parameters", {})))
+    _refuse_removed_options(stored, str(path))
+    task_cls = TASKS.get(_task_name(record["task"], stored))
     if task_cls is None:
         raise CheckpointError(f"{path} holds an unknown task {record['task']!r}; known: {', '.join(TASKS)}")
     accepted = task_cls.accepted_arguments()
-    hparams = {k: v for k, v in dict(data.get("hyper_parameters", {})).items() if k in accepted}
+    hparams = {k: v for k, v in stored.items() if k in accepted}
     hparams["pretrained"] = False
     hparams["backbone"] = record["backbone"]
     try:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.tasks.classification import ClassificationTask
-from geoguess_utils.tasks.hybrid import HybridTask
-from geoguess_utils.tasks.knn import KNNTask
+from geoguess_utils.tasks.experimental.hybrid import HybridTask
+from geoguess_utils.tasks.experimental.knn import KNNTask
+from geoguess_utils.tasks.experimental.retrieval import RetrievalTask
 from geoguess_utils.tasks.regression import RegressionTask
 
 TASKS: dict[str, type[GeoTask]] = {
-    task.task_name: task for task in (ClassificationTask, RegressionTask, KNNTask, HybridTask)
+    task.task_name: task for task in (ClassificationTask, RegressionTask, RetrievalTask, HybridTask, KNNTask)
 }
 """Task classes by the name stored in checkpoints (``geoguess fit --model`` takes their class paths)."""
 

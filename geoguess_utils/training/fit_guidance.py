@@ -27,7 +27,10 @@ COMMON_OVERRIDES: tuple[tuple[str, str], ...] = (
     ("--data.image_size PX", "side the views are resized to before the network (e.g. 64, 224)"),
     ("--data.batch_size N", "locations per batch (four views each)"),
     ("--data.num_workers N", "image-loading processes (about the number of CPU cores)"),
-    ("--model.class_path CLASS", "geoguess_utils.tasks.ClassificationTask or geoguess_utils.tasks.RegressionTask"),
+    (
+        "--model.class_path CLASS",
+        "geoguess_utils.tasks.classification.ClassificationTask or geoguess_utils.tasks.regression.RegressionTask",
+    ),
     ("--model.init_args.backbone NAME", "the image network (e.g. efficientnet_lite0, resnext101_32x8d)"),
     ("--model.init_args.lr RATE", "learning rate of the head (the backbone's is lr * backbone_lr_factor)"),
     ("--data.reading.expected_source_size null", "accept photos of any size (a config may pin 640 px)"),

@@ -1,61 +1,30 @@
 """Figures, by what they show: maps of cells and locations, photos, errors, curves and the web map.
 
-Names below are importable from the package itself (``from geoguess_utils.viz import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.viz.ablation_plots import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``ablation_plots``: The ablation as a figure: each variant's test mean error against the 2022
+  recipe's.
+- ``basemap``: The base of every static map: Croatia's outline on matplotlib axes, and saving
+  figures.
+- ``cell_maps``: Static maps of cells: the grid, its progression, spacings, centroid kinds, error
+  floor.
+- ``error_plots``: Figures of prediction errors: their distribution and their mean per cell.
+- ``label_smoothing``: Haversine label smoothing, drawn: the soft targets around one location over
+  the grid cells.
+- ``location_maps``: Maps of locations and their density per cell, and of the synthetic generator's
+  densities.
+- ``photos``: Figures of the pictures themselves: one location's four views, quadruplets side by
+  side.
+- ``prediction_map``: The interactive map of a set of predictions (what `geoguess map` writes and
+  notebook 05 shows).
+- ``projection_maps``: Figures of the projection chapter: distance errors and scale error.
+- ``scheme_maps``: Maps of cell schemes side by side: each scheme's cells, class points and training
+  locations.
+- ``training_curves``: Training curves from a run's logged metrics.
+- ``webmap``: Interactive map of predictions: a standalone folium (Leaflet) HTML page.
+- ``webmap_html``: HTML pieces of the web map: escaping, thumbnails, embedded assets, legend and
+  popups.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "BORDER_COLOUR": "basemap",
-    "CELL_COLUMNS": "webmap",
-    "ERROR_BINS_KM": "webmap_html",
-    "ERROR_COLOURS": "webmap_html",
-    "HEADING_NAMES": "photos",
-    "KIND_COLOURS": "cell_maps",
-    "LAND_COLOUR": "basemap",
-    "METHOD_COLOURS": "projection_maps",
-    "NEIGHBOUR_COLOUR": "webmap",
-    "PREDICTION_COLUMNS": "webmap",
-    "PROBABILITY_COLOURS": "webmap_html",
-    "SEA_COLOUR": "basemap",
-    "SYNTHETIC_CAPTION": "photos",
-    "THUMBNAIL_COLUMNS": "webmap_html",
-    "build_map": "webmap",
-    "cell_errors": "webmap",
-    "cell_shapes": "location_maps",
-    "check_predictions": "webmap",
-    "draw_croatia": "basemap",
-    "error_bin": "webmap_html",
-    "error_bin_labels": "webmap_html",
-    "error_colours": "webmap_html",
-    "escape": "webmap_html",
-    "map_html": "webmap",
-    "nice_ceiling": "webmap_html",
-    "plot_ablation": "ablation_plots",
-    "plot_cell_errors": "error_plots",
-    "plot_centroid_kinds": "cell_maps",
-    "plot_distance_errors": "projection_maps",
-    "plot_error_distribution": "error_plots",
-    "plot_error_floor": "cell_maps",
-    "plot_grid": "cell_maps",
-    "plot_grid_progression": "cell_maps",
-    "plot_grid_spacings": "cell_maps",
-    "plot_label_smoothing": "label_smoothing",
-    "plot_location_views": "photos",
-    "plot_locations": "cell_maps",
-    "plot_locations_and_density": "location_maps",
-    "plot_quadruplets": "photos",
-    "plot_scale_error": "projection_maps",
-    "plot_training_curves": "training_curves",
-    "polygon_patches": "location_maps",
-    "save_figure": "basemap",
-    "save_map": "webmap",
-    "smoothing_targets": "label_smoothing",
-    "surrounding_land": "webmap",
-    "synthetic_samples_figure": "photos",
-    "thumbnail_data_uri": "webmap_html",
-    "write_synthetic_samples_figure": "photos",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -1,45 +1,15 @@
 """Procedural Croatia: a deterministic, clearly labelled synthetic dataset (scene, render, write).
 
-Names below are importable from the package itself (``from geoguess_utils.datasets.synthetic import X``);
-each module is imported on first use, so importing the package costs nothing.
+Import what you need from the module that defines it, e.g.
+``from geoguess_utils.datasets.synthetic.density import ...``; importing the package itself does nothing.
+
+Modules:
+
+- ``density``: Where synthetic locations are drawn: uniformly by area, or with the uneven density of
+  real coverage.
+- ``panorama``: A 360° equirectangular panorama of a synthetic location.
+- ``render``: Draw one synthetic view from its scene description.
+- ``scene``: What stands around a synthetic location: zone, sea, peaks and settlements.
+- ``styles``: How each landscape zone of procedural Croatia looks: colours and densities.
+- ``write``: Write the synthetic dataset in the LUMEN layout, in parallel and deterministically.
 """
-
-from geoguess_utils._lazy import lazy_namespace
-
-_EXPORTS = {
-    "COAST_KM": "density",
-    "COAST_WEIGHT": "density",
-    "CSV_COLUMNS": "write",
-    "DEFAULT_SIZE": "render",
-    "DENSITIES": "density",
-    "Density": "density",
-    "EXAMPLE_PLACES": "scene",
-    "MAX_SIZE": "render",
-    "MIN_SIZE": "render",
-    "PEAKS": "scene",
-    "ROAD_JITTER_KM": "density",
-    "ROAD_NEIGHBOURS": "density",
-    "ROAD_SHARE": "density",
-    "SOURCE_LABEL": "scene",
-    "SPREAD_KM": "density",
-    "Scenes": "scene",
-    "ZONES": "styles",
-    "ZONE_STYLES": "styles",
-    "ZoneStyle": "styles",
-    "check_density": "density",
-    "describe_locations": "scene",
-    "describe_zones": "scene",
-    "encode_jpeg": "render",
-    "generate_dataset": "write",
-    "mainland_places": "density",
-    "panorama_width": "panorama",
-    "render_examples": "render",
-    "render_location": "render",
-    "render_panorama": "panorama",
-    "render_scene": "render",
-    "sample_locations": "density",
-    "sea_geometry": "scene",
-    "settlement_points": "density",
-}
-
-__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

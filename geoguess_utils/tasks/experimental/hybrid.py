@@ -27,11 +27,12 @@ from torch.nn import functional
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.tasks.classification import ClassificationTask
+from geoguess_utils.tasks.experimental.retrieval import RetrievalBank, RetrievalSettings
 
 OFFSET_DECODINGS: tuple[str, ...] = ("top", "weighted")
 
 
-class HybridTask(ClassificationTask):
+class HybridTask(RetrievalBank, ClassificationTask):
     """Cell classification plus a per-cell offset regression (see the module docstring)."""
 
     task_name = "hybrid"
@@ -41,6 +42,9 @@ class HybridTask(ClassificationTask):
         offset_loss_weight: float = 1.0,
         offset_scale_km: float = 25.0,
         offset_decoding: str = "top",
+        retrieval_cells: int = 0,
+        retrieval_neighbours: int = 8,
+        retrieval_temperature: float = 0.05,
         **kwargs: Any,
     ) -> None:
         """Configure the hybrid head.
@@ -50,13 +54,17 @@ class HybridTask(ClassificationTask):
             offset_scale_km: Largest offset along each axis, km (> 0): about a cell's
                 half-diagonal.
             offset_decoding: ``"top"`` or ``"weighted"`` (see the module docstring).
+            retrieval_cells: Most probable cells retrieval searches; 0 switches it off.
+            retrieval_neighbours: Training locations that vote in retrieval.
+            retrieval_temperature: Softmax temperature over the cosine similarities.
             **kwargs: The classifier's settings (cell loss, retrieval, ...) and those every
                 task shares: see :class:`ClassificationTask` and
                 :class:`~geoguess_utils.tasks.base.GeoTask`.
         """
         super().__init__(**kwargs)
-        if int(self.hparams.get("heads", 1)) > 1:
-            raise ConfigError("the hybrid head's offsets are per head: use heads 1 with the hybrid task")
+        self.retrieval = RetrievalSettings(
+            int(retrieval_cells), int(retrieval_neighbours), float(retrieval_temperature)
+        )
         if not offset_loss_weight >= 0:
             raise ConfigError(f"offset_loss_weight must be >= 0, got {offset_loss_weight}")
         if not offset_scale_km > 0:

@@ -32,7 +32,8 @@ AGGREGATES: tuple[str, ...] = ("weighted_mean", "geometric_median")
 class KNNTask(GeoTask):
     """Place a location among its nearest training locations in embedding space.
 
-    The backbone is never trained (``head_only`` is forced on); there is no optimiser.
+    The backbone is never trained (it is always frozen, whatever ``freeze_backbone_epochs`` says); there is
+    no optimiser.
     """
 
     task_name = "knn"
@@ -53,7 +54,7 @@ class KNNTask(GeoTask):
             aggregate: ``"weighted_mean"`` or ``"geometric_median"`` of the neighbours'
                 projected positions.
             **kwargs: The settings every task shares (backbone, pooling, ...): see
-                :class:`GeoTask`; ``head_only`` is always on, whatever it says.
+                :class:`GeoTask`; the backbone stays frozen, whatever ``freeze_backbone_epochs`` says.
         """
         super().__init__(**kwargs)
         if neighbours < 1 or not temperature > 0:
@@ -61,8 +62,7 @@ class KNNTask(GeoTask):
         if aggregate not in AGGREGATES:
             raise ConfigError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
 
-    @property
-    def head_only(self) -> bool:
+    def backbone_frozen_in(self, epoch: int) -> bool:
         """Always: the backbone only describes locations here."""
         return True
 
