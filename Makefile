@@ -42,10 +42,12 @@ unit: install
 TRACKED_STATE := git status --porcelain --untracked-files=no 2>/dev/null; git ls-files -s figures 2>/dev/null; \
 	sha1sum $$(git ls-files figures 2>/dev/null) 2>/dev/null
 
+# The notebooks' one run on the synthetic sample, whatever GEOGUESS_DATA_DIR says (their one run on
+# real-like data is tests/test_notebooks_real_like.py, among the unit tests).
 notebooks: install
 	@if ls notebooks/*.ipynb >/dev/null 2>&1; then \
 		before="$$($(TRACKED_STATE))"; \
-		MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks \
+		env -u GEOGUESS_DATA_DIR MPLBACKEND=Agg $(BIN)/python -m pytest -p no:cacheprovider --nbval-lax notebooks \
 			--sanitize-with notebooks/sanitize.cfg -o testpaths=notebooks || exit 1; \
 		if [ "$$before" != "$$($(TRACKED_STATE))" ]; then \
 			echo "running the notebooks changed tracked files:"; git status --short; exit 1; fi; \

@@ -10,6 +10,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 QUICK_CONFIG = REPO / "configs" / "quick_cpu.yaml"
 
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""Environment for a training process a test starts: one torch thread (see ``conftest.one_torch_thread``)."""
+
+ONE_BATCH = (
+    "--trainer.limit_train_batches",
+    "1",
+    "--trainer.limit_val_batches",
+    "1",
+    "--trainer.limit_test_batches",
+    "1",
+)
+"""``geoguess fit`` overrides for a run that proves wiring: one batch per epoch of each stage."""
+
 
 def make_dataset(root: Path, n_locations: int, size: int = 32, seed: int = 0) -> Path:
     """Write a synthetic dataset in the LUMEN layout and return its root."""
@@ -36,8 +49,7 @@ def fit_args(data_root: Path, work: Path, *extra: str, epochs: int = 2, task: st
         _class_path(task),
         "--model.init_args.pretrained",
         "false",
-        "--model.init_args.freeze_backbone_epochs",
-        "1",
+        *(["--model.init_args.freeze_backbone_epochs", "1"] if task != "KNNTask" else []),  # kNN never trains it
         "--data.roots",
         f"[{data_root}]",
         "--data.image_size",

@@ -18,6 +18,8 @@ import ablation  # noqa: E402
 from geoguess_utils.errors import ConfigError  # noqa: E402
 from geoguess_utils.geo import borders, distance  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def made_up():

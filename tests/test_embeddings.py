@@ -21,6 +21,8 @@ from geoguess_utils.training.callbacks import TaskDataLink
 
 SIZE = 32
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
@@ -119,9 +121,12 @@ def _module(root, tmp_path, enabled):
     )
 
 
-def _fit(module, task, epochs, tmp_path, callbacks=()):
+def _fit(module, task, epochs, tmp_path, callbacks=(), one_batch=False):
+    """Fit for ``epochs``; ``one_batch``: one training and one validation batch per epoch (wiring tests)."""
     trainer = pl.Trainer(
         max_epochs=epochs,
+        limit_train_batches=1 if one_batch else 1.0,
+        limit_val_batches=1 if one_batch else 1.0,
         logger=False,
         enable_progress_bar=False,
         enable_checkpointing=False,
@@ -136,7 +141,7 @@ def _fit(module, task, epochs, tmp_path, callbacks=()):
 def test_the_frozen_phase_trains_from_the_cache_then_images_return(root, tmp_path):
     kinds = _BatchKinds()
     task = ClassificationTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs=1)
-    _fit(_module(root, tmp_path, True), task, 2, tmp_path, [kinds])
+    _fit(_module(root, tmp_path, True), task, 2, tmp_path, [kinds], one_batch=True)
     assert kinds.kinds == {0: {"features"}, 1: {"images"}}
 
 
@@ -164,7 +169,7 @@ def test_a_backbone_frozen_for_all_epochs_never_runs_after_the_cache_and_stays_f
     real = MultiViewNet.view_features
     monkeypatch.setattr(MultiViewNet, "view_features", lambda self, x: calls.append(1) or real(self, x))
     kinds = _BatchKinds()
-    _fit(module, task, 2, tmp_path, [kinds])
+    _fit(module, task, 2, tmp_path, [kinds], one_batch=True)
     assert kinds.kinds == {0: {"features"}, 1: {"features"}}
     assert calls == []  # the cache was computed by the Embedder, training used only the head
     for name, value in task.net.backbone.state_dict().items():
@@ -193,7 +198,7 @@ def test_freeze_batchnorm_keeps_the_backbones_running_statistics(root, tmp_path)
     task.configure_context(module.context, SIZE)
     bn = task.net.backbone.body.bn1
     before, weight = bn.running_mean.clone(), task.net.backbone.body.conv1.weight.detach().clone()
-    _fit(module, task, 1, tmp_path)
+    _fit(module, task, 1, tmp_path)  # a full epoch: the backbone's first step has no learning rate yet
     torch.testing.assert_close(bn.running_mean, before, rtol=0, atol=0)
     assert not torch.equal(task.net.backbone.body.conv1.weight.detach(), weight)  # the backbone itself trained
 
@@ -219,7 +224,7 @@ def test_the_test_split_is_scored_from_images_as_predictions_are(root, tmp_path)
     pl.seed_everything(4)
     task = RegressionTask(backbone="resnet18", pretrained=False, freeze_backbone_epochs="all")
     module = _module(root, tmp_path, True)
-    trainer = _fit(module, task, 2, tmp_path)
+    trainer = _fit(module, task, 2, tmp_path, one_batch=True)  # the test split below is scored in full
     logged = trainer.test(task, datamodule=module, verbose=False)[0]["test/mean_km"]
     task.eval()
     errors = []

@@ -41,7 +41,7 @@ def test_one_neighbour_finds_each_training_location_itself(root, tmp_path):
     )
     trainer.fit(task, datamodule=module)
     assert bool(task.bank_filled.all()) and len(task.bank_filled) == len(module.dataset("train"))
-    assert task.backbone_frozen and task.hparams.freeze_backbone_epochs == 1  # frozen whatever the setting says
+    assert task.backbone_frozen and task.freeze_epochs == "all"
     path = tmp_path / "knn.ckpt"
     trainer.save_checkpoint(path)
     split_csv = tmp_path / "split.csv"

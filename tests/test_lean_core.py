@@ -133,10 +133,10 @@ def test_all_parses_from_the_command_line_and_an_older_head_only_checkpoint_load
         ],
         epoch_lines=False,
     )
-    assert cli.model.hparams.freeze_backbone_epochs == "all" and cli.model.backbone_frozen
+    assert cli.model.freeze_epochs == "all" and cli.model.backbone_frozen
     path = write_checkpoint(tiny_task(ClassificationTask, context), tmp_path / "old.ckpt")
     _rewrite(path, hyper_parameters__head_only=True, hyper_parameters__freeze_backbone_epochs=0)
-    assert load_task(path).hparams.freeze_backbone_epochs == "all"
+    assert load_task(path).freeze_epochs == "all"
     (problem,) = moved_key_problems(["--model.init_args.head_only", "true"])
     assert "freeze_backbone_epochs: all" in problem
 
@@ -149,3 +149,24 @@ def test_the_task_and_the_data_module_do_not_read_each_other():
 
     assert "datamodule" not in inspect.getsource(base)  # the label space arrives through LabelSpaceLink
     assert "lightning_module" not in inspect.getsource(datamodule)  # features arrive through a FeatureSource
+
+
+def test_a_task_that_trains_nothing_takes_no_optimiser_or_schedule_options():
+    from geoguess_utils.tasks.experimental.knn import KNNTask
+
+    taken = KNNTask.accepted_arguments()
+    assert {"neighbours", "backbone", "pooling"} <= taken
+    assert not {"lr", "optimizer", "scheduler", "weight_decay", "freeze_backbone_epochs", "head_hidden"} & taken
+    assert {"lr", "scheduler", "freeze_backbone_epochs"} <= ClassificationTask.accepted_arguments()
+    with pytest.raises(TypeError):
+        KNNTask(lr=0.1)
+
+
+def test_the_optimiser_and_schedule_are_grouped_and_checked_once():
+    from geoguess_utils.errors import ConfigError
+
+    task = ClassificationTask(pretrained=False, lr=3e-4, scheduler="none", plateau_patience=5)
+    assert task.optimization.lr == 3e-4 and task.schedule.scheduler == "none"
+    for bad in ({"optimizer": "sgd"}, {"scheduler": "cosine"}, {"monitor_mode": "up"}, {"lr": 0.0}):
+        with pytest.raises(ConfigError):
+            ClassificationTask(pretrained=False, **bad)

@@ -6,6 +6,10 @@ none), photos of another size (120 px, not the sample's 96; one size per root, a
 checker requires), the ``data/`` image folder, an extra CSV column and no
 ``source=synthetic`` label. All five notebooks run on it under nbval, exactly as
 ``make test`` runs them, and afterwards no tracked file of the project has changed.
+
+This is the notebooks' only run on the real-like data; ``make notebooks`` (part of
+``make test``) is their only run on the synthetic sample. The roots are built once, by the
+``real_like_roots`` fixture: change their number, size or layout there.
 """
 
 from __future__ import annotations
@@ -63,7 +67,16 @@ def clustered_points(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return np.array(lat), np.array(lon)
 
 
-def write_real_like_root(root: Path, n_locations: int = 100, seed: int = 13, side: int = 120) -> pd.DataFrame:
+REAL_LIKE_LOCATIONS = 100
+"""Locations per real-like root."""
+REAL_LIKE_SIDE_PX = 120
+"""Side of the real-like photos (the synthetic sample's are 96 px)."""
+REAL_LIKE_SEED = 13
+
+
+def write_real_like_root(
+    root: Path, n_locations: int = REAL_LIKE_LOCATIONS, seed: int = REAL_LIKE_SEED, side: int = REAL_LIKE_SIDE_PX
+) -> pd.DataFrame:
     """A LUMEN-layout root with clustered locations and ``side`` px photos, not labelled synthetic."""
     source = root.parent / f".{root.name}-views"
     drawn = generate_dataset(source, 16, size=64, seed=seed, workers=1)
@@ -105,37 +118,48 @@ def tracked_state() -> dict[str, str]:
     return state
 
 
-def test_real_like_root_is_not_the_synthetic_kind(tmp_path: Path) -> None:
-    root = tmp_path / "lumen-like"
-    table = write_real_like_root(root, n_locations=40)
-    assert not workspace.is_synthetic([root])
-    assert workspace.run_name([root]) != "course"
-    assert table["uuid"].is_unique and len(table) == 40
-    sides = set()
-    for name in table["uuid"].head(4):
-        with Image.open(root / "data" / name / "0.jpg") as view:
-            sides.add(view.size)
-    assert sides == {(120, 120)}
-    lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()
-    assert borders.is_on_land(lat, lon, "mainland").all()
+@pytest.fixture(scope="module")
+def real_like_roots(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """The real-like dataset roots that both tests below use (one root for now); built nowhere else.
+
+    The notebooks only read them (their caches go to the test's own ``XDG_CACHE_HOME``), so
+    the module can share them.
+    """
+    root = tmp_path_factory.mktemp("real-like") / "lumen-like"
+    write_real_like_root(root)
+    return [root]
+
+
+def test_real_like_root_is_not_the_synthetic_kind(real_like_roots: list[Path]) -> None:
     from geoguess_utils.course import exploration
 
-    density = exploration.cell_density(lat, lon, spacing_deg=0.3)
-    assert (density["n"] == 0).sum() > len(density) / 2  # uneven: most cells hold no location
+    assert not workspace.is_synthetic(real_like_roots)
+    assert workspace.run_name(real_like_roots) != "course"
+    for root in real_like_roots:
+        table = pd.read_csv(root / "data.csv", dtype={"uuid": str})
+        assert table["uuid"].is_unique and len(table) == REAL_LIKE_LOCATIONS
+        assert "source" not in table and "capture_year" in table  # no synthetic label, an extra column
+        sides = set()
+        for name in table["uuid"].head(4):
+            with Image.open(root / "data" / name / "0.jpg") as view:
+                sides.add(view.size)
+        assert sides == {(REAL_LIKE_SIDE_PX, REAL_LIKE_SIDE_PX)}
+        lat, lon = table["latitude"].to_numpy(), table["longitude"].to_numpy()
+        assert borders.is_on_land(lat, lon, "mainland").all()
+        density = exploration.cell_density(lat, lon, spacing_deg=0.3)
+        assert (density["n"] == 0).sum() > len(density) / 2  # uneven: most cells hold no location
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # five notebooks, two of them training, on two shared cores
-def test_all_notebooks_run_on_a_real_like_root(tmp_path: Path) -> None:
+def test_all_notebooks_run_on_a_real_like_root(real_like_roots: list[Path], tmp_path: Path) -> None:
     assert len(NOTEBOOKS) == 5, [p.name for p in NOTEBOOKS]
-    root = tmp_path / "lumen-like"
-    write_real_like_root(root)
-    run_dir = PROJECT / "runs" / workspace.run_name([root])
+    run_dir = PROJECT / "runs" / workspace.run_name(real_like_roots)
     before = tracked_state()
     env = dict(os.environ)
     env.update(
         {
-            workspace.DATA_DIR_ENV: str(root),
+            workspace.DATA_DIR_ENV: os.pathsep.join(str(root) for root in real_like_roots),
             "MPLBACKEND": "Agg",
             "XDG_CACHE_HOME": str(tmp_path / "cache"),  # the image caches of this root go away with it
             "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), os.environ.get("PYTHONPATH", "")])),

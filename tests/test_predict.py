@@ -21,6 +21,8 @@ from geoguess_utils.errors import CheckpointError, DataError
 from geoguess_utils.geo import borders
 from geoguess_utils.tasks.loading import load_task
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _tiny_backbone():

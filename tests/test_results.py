@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import shapely
 import torch
+from _training_helpers import use_tiny_backbone
 
 from geoguess_utils import cli, evaluation, inference
 from geoguess_utils.cells.context import GeoContext
@@ -24,6 +25,8 @@ from geoguess_utils.tasks.regression import RegressionTask
 from geoguess_utils.viz import error_plots, location_maps, prediction_map, training_curves, webmap
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_FIT = [
     "--model.init_args.pretrained",
@@ -47,6 +50,14 @@ TINY_FIT = [
     "--trainer.enable_model_summary",
     "false",
 ]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_backbone():
+    """The helpers train, predict and draw whatever network they are given: a two-layer backbone stands in."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_tiny_backbone(patch)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +238,6 @@ def test_clear_run_dir_deletes_runs_but_never_a_foreign_folder(tmp_path):
     assert (other / "thesis.tex").read_text() == "keep me"
 
 
-@pytest.mark.slow
 def test_train_writes_a_run_that_can_be_found_again(trained, root):
     assert trained.complete
     assert trained.best_checkpoint == trained.run_dir / "checkpoints" / "best.ckpt"
@@ -404,7 +414,6 @@ def test_prediction_map_embeds_thumbnails_and_focuses_on_the_median_error(root, 
 # ----------------------------------------------------------------------------- geoguess map
 
 
-@pytest.mark.slow
 def test_map_command_draws_the_test_split_of_a_run(trained, root, tmp_path, capsys):
     out = tmp_path / "figs" / "map.html"
     args = ["--data", str(root), "--split", "test", "--out", str(out), "--thumbnail-px", "16"]
@@ -421,7 +430,6 @@ def test_map_command_draws_the_test_split_of_a_run(trained, root, tmp_path, caps
     assert mean == pytest.approx(logged, abs=0.05)  # the same number Lightning logged at test time
 
 
-@pytest.mark.slow
 def test_map_command_reports_missing_split_files_and_missing_truth(trained, root, locations, tmp_path, capsys):
     lone = tmp_path / "lone.ckpt"
     lone.write_bytes(trained.best_checkpoint.read_bytes())

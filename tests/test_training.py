@@ -13,7 +13,16 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
-from _training_helpers import QUICK_CONFIG, REPO, ParameterWatch, fit_args, make_dataset, use_tiny_backbone
+from _training_helpers import (
+    ONE_BATCH,
+    ONE_THREAD_ENV,
+    QUICK_CONFIG,
+    REPO,
+    ParameterWatch,
+    fit_args,
+    make_dataset,
+    use_tiny_backbone,
+)
 
 from geoguess_utils.checkpoints.files import AtomicCheckpointIO, load_checkpoint
 from geoguess_utils.data.datamodule import GeoDataModule
@@ -24,6 +33,8 @@ from geoguess_utils.geo import distance, projection
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.regression import RegressionTask
 from geoguess_utils.training import lightning_cli
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +53,7 @@ def _run_dirs(work: Path) -> list[Path]:
 def test_fit_logs_checkpoints_and_tests_the_best(tiny_root, tmp_path, monkeypatch):
     use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert lightning_cli.run(fit_args(tiny_root, tmp_path)) == 0
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, *ONE_BATCH)) == 0  # two epochs of one batch
     (run,) = _run_dirs(tmp_path)
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
     assert "last.ckpt" in names and "best.ckpt" in names  # one fixed name, whichever epoch was best
@@ -109,10 +120,10 @@ def test_frozen_backbone_learns_from_the_unfreeze_epoch_on(tiny_root, tmp_path, 
 def test_resume_continues_from_the_last_checkpoint(tiny_root, tmp_path, monkeypatch):
     use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert lightning_cli.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, *ONE_BATCH, "--test_after_fit", "false", epochs=1)) == 0
     (first,) = _run_dirs(tmp_path)
     last = first / "checkpoints" / "last.ckpt"
-    args = fit_args(tiny_root, tmp_path, "--ckpt_path", str(last), "--test_after_fit", "false", epochs=2)
+    args = fit_args(tiny_root, tmp_path, *ONE_BATCH, "--ckpt_path", str(last), "--test_after_fit", "false", epochs=2)
     assert lightning_cli.run(args) == 0
     second = _run_dirs(tmp_path)[-1]
     epochs = _metrics(second)["epoch"].dropna().unique()
@@ -134,7 +145,8 @@ def test_ctrl_c_stops_gracefully_and_still_tests(tiny_root, tmp_path, monkeypatc
     assert load_checkpoint(run / "checkpoints" / "best.ckpt")["epoch"] == 0  # the only validated epoch
 
 
-def test_checkpoints_are_written_atomically(tiny_root, tmp_path):
+def test_checkpoints_are_written_atomically(tiny_root, tmp_path, monkeypatch):
+    use_tiny_backbone(monkeypatch)
     cli = lightning_cli.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
     assert cli.model.hparams.backbone == "efficientnet_lite0"
@@ -172,6 +184,7 @@ def test_two_process_ddp_run_on_cpu_unfreezes_checkpoints_and_tests(tiny_root, t
         epochs=2,
     )
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "PYTHONUNBUFFERED": "1"}
+    env.update(ONE_THREAD_ENV)  # two processes on two cores: one torch thread each
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "geoguess_utils.cli", "fit", *args],
@@ -266,6 +279,7 @@ def test_an_old_config_names_each_moved_key(tmp_path):
 
 
 def test_ctrl_c_before_any_validation_tests_nothing_and_says_so(tiny_root, tmp_path, monkeypatch, capsys):
+    use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     callback = '[{"class_path": "_training_helpers.InterruptAtBatch", "init_args": {"epoch": 0, "batch": 1}}]'
@@ -286,8 +300,9 @@ def test_resuming_another_runs_checkpoint_names_both_sides_and_leaves_no_run_fol
 ):
     from geoguess_utils import cli
 
+    use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
-    assert lightning_cli.run(fit_args(tiny_root, tmp_path, "--test_after_fit", "false", epochs=1)) == 0
+    assert lightning_cli.run(fit_args(tiny_root, tmp_path, *ONE_BATCH, "--test_after_fit", "false", epochs=1)) == 0
     (first,) = _run_dirs(tmp_path)
     saved = lightning_cli.GeoguessCLI(args=fit_args(tiny_root, tmp_path, "--trainer.logger", "false"))
     saved.datamodule.setup("fit")
@@ -315,7 +330,7 @@ def test_scheme_parameters_reach_the_cells_from_the_command_line(tiny_root, tmp_
     use_tiny_backbone(monkeypatch)
     monkeypatch.chdir(tmp_path)
     params = "{max_per_cell: 20, min_per_cell: 6}"
-    extra = ("--data.cells.scheme", "balanced", "--data.cells.params", params, "--test_after_fit", "false")
+    extra = ("--data.cells.scheme", "balanced", "--data.cells.params", params, "--test_after_fit", "false", *ONE_BATCH)
     assert lightning_cli.run(fit_args(tiny_root, tmp_path, *extra, epochs=1)) == 0
     (run,) = _run_dirs(tmp_path)
     record = read_record(load_checkpoint(run / "checkpoints" / "last.ckpt"), "last.ckpt")

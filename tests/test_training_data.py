@@ -8,7 +8,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
-from _training_helpers import fit_in, make_dataset
+from _training_helpers import fit_in, make_dataset, use_tiny_backbone
 
 from geoguess_utils import cli
 from geoguess_utils.checkpoints import record as checkpoint
@@ -16,6 +16,16 @@ from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.checkpoints.record import read_record
 from geoguess_utils.errors import CheckpointError
 from geoguess_utils.tasks.loading import load_task
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_backbone():
+    """What a checkpoint says about its training data is plumbing: a two-layer backbone stands in for the real one."""
+    with pytest.MonkeyPatch.context() as patch:
+        use_tiny_backbone(patch)
+        yield
 
 
 @pytest.fixture(scope="module")

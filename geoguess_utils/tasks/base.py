@@ -19,14 +19,7 @@ from geoguess_utils.models.multiview import MultiViewNet, Pooling
 from geoguess_utils.tasks.decoding import clip_to_land
 from geoguess_utils.tasks.freezing import FreezeEpochs, check_freeze_epochs, frozen_at
 from geoguess_utils.tasks.metrics import HaversineMetrics
-
-OPTIMIZERS: tuple[str, ...] = ("adam", "adamw")
-SCHEDULERS: tuple[str, ...] = ("plateau", "onecycle", "none")
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+from geoguess_utils.tasks.optimization import OptimizerSettings, ScheduleSettings, configure_optimizers
 
 
 class GeoTask(pl.LightningModule):
@@ -102,12 +95,24 @@ class GeoTask(pl.LightningModule):
                 the fine-tuning phase's features where the cached phase left the head.
         """
         super().__init__()
-        _check_choice("optimizer", optimizer, OPTIMIZERS)
-        _check_choice("scheduler", scheduler, SCHEDULERS)
-        if monitor_mode not in ("min", "max"):
-            raise ConfigError(f"monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
-        check_freeze_epochs(freeze_backbone_epochs)
+        self.optimization = OptimizerSettings(optimizer, lr, backbone_lr_factor, weight_decay)
+        self.schedule = ScheduleSettings(
+            scheduler, plateau_patience, plateau_factor, onecycle_pct_start, monitor, monitor_mode
+        )
         self.save_hyperparameters()
+        # Read from here, not from hparams: under LightningCLI hparams hold only the arguments given.
+        self.freeze_epochs: FreezeEpochs = check_freeze_epochs(freeze_backbone_epochs)
+        self.freeze_batchnorm = bool(freeze_batchnorm)
+        self.compile_backbone = bool(compile_backbone)
+        self.cpu_bf16_frozen_backbone = bool(cpu_bf16_frozen_backbone)
+        self.network_options: dict[str, Any] = {
+            "backbone": backbone,
+            "pretrained": bool(pretrained),
+            "pooling": pooling,
+            "dropout": float(dropout),
+            "channels_last": bool(channels_last),
+            "head_hidden": int(head_hidden),
+        }
         self.context: GeoContext | None = None
         self.image_size: int | None = None
         self.net: MultiViewNet | None = None
@@ -118,7 +123,7 @@ class GeoTask(pl.LightningModule):
     # ------------------------------------------------------------------ context and network
     @classmethod
     def accepted_arguments(cls) -> set[str]:
-        """Names of every ``__init__`` argument of this task, its own and those it passes to the base."""
+        """Names of every ``__init__`` argument of this task: its own, and its bases' as far as ``**kwargs`` reach."""
         import inspect
 
         names: set[str] = set()
@@ -126,12 +131,14 @@ class GeoTask(pl.LightningModule):
             if klass is pl.LightningModule:
                 break
             init = klass.__dict__.get("__init__")
-            if init is not None:
-                names |= {
-                    p.name
-                    for p in inspect.signature(init).parameters.values()
-                    if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-                }
+            if init is None:
+                continue
+            parameters = inspect.signature(init).parameters.values()
+            names |= {
+                p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            }
+            if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+                break  # a task that spells out its arguments passes no others on to its base
         return names
 
     def num_outputs(self, context: GeoContext) -> int:
@@ -168,17 +175,8 @@ class GeoTask(pl.LightningModule):
             return
         self.context = context
         self.image_size = None if image_size is None else int(image_size)
-        hp = self.hparams
-        self.net = MultiViewNet(
-            backbone=hp.backbone,
-            num_outputs=self.num_outputs(context),
-            pretrained=hp.pretrained,
-            pooling=hp.pooling,
-            dropout=hp.dropout,
-            channels_last=hp.channels_last,
-            head_hidden=int(hp.get("head_hidden", 0)),
-        )
-        if hp.channels_last:
+        self.net = MultiViewNet(num_outputs=self.num_outputs(context), **self.network_options)
+        if self.network_options["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
         head = self.net.head[-1]
         with torch.no_grad():
@@ -219,7 +217,7 @@ class GeoTask(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Compile the backbone in place when ``compile_backbone`` is set (parameter names are unchanged)."""
-        if self.hparams.get("compile_backbone", False) and self.net is not None:
+        if self.compile_backbone and self.net is not None:
             self.net.backbone.compile(dynamic=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -266,7 +264,7 @@ class GeoTask(pl.LightningModule):
     def _bf16_backbone_now(self) -> bool:
         """Whether this training step runs the frozen backbone under CPU bf16 autocast."""
         return (
-            bool(self.hparams.get("cpu_bf16_frozen_backbone", False))
+            self.cpu_bf16_frozen_backbone
             and self.backbone_frozen
             and self.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu")
@@ -354,38 +352,15 @@ class GeoTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        """Adam/AdamW with two parameter groups (head, backbone) and the chosen scheduler.
+        """Adam/AdamW over two parameter groups (head, backbone) and the chosen schedule.
 
-        Both groups stay in the optimiser for the whole run; the backbone's rate is held
-        at 0 while it is frozen (see :class:`~geoguess_utils.tasks.freezing.BackboneFreezing`).
+        See :func:`geoguess_utils.tasks.optimization.configure_optimizers`: the backbone's rate
+        is 0 while it is frozen (:class:`~geoguess_utils.tasks.freezing.BackboneFreezing`).
         """
         if self.net is None:
             raise ConfigError("cannot build the optimiser before the network: no GeoContext yet")
-        hp = self.hparams
-        backbone_ids = {id(p) for p in self.net.backbone.parameters()}
-        head = [p for p in self.net.parameters() if id(p) not in backbone_ids]
-        backbone_lr = hp.lr * hp.backbone_lr_factor
-        groups = [
-            {"params": head, "lr": hp.lr, "name": "head"},
-            {"params": list(self.net.backbone.parameters()), "lr": backbone_lr, "name": "backbone"},
-        ]
-        if self.backbone_frozen and hp.scheduler != "onecycle":
-            groups[1]["lr"] = 0.0  # raised to lr * backbone_lr_factor at the unfreeze epoch
-        optimizer_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        optimizer = optimizer_cls(groups, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return optimizer
-        if hp.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode=hp.monitor_mode, factor=hp.plateau_factor, patience=hp.plateau_patience
-            )
-            config = {"scheduler": scheduler, "monitor": hp.monitor, "interval": "epoch", "frequency": 1}
-            return {"optimizer": optimizer, "lr_scheduler": config}
-        total = int(self.trainer.estimated_stepping_batches)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[hp.lr, backbone_lr], total_steps=max(total, 1), pct_start=hp.onecycle_pct_start
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        total = int(self.trainer.estimated_stepping_batches) if self.schedule.scheduler == "onecycle" else 0
+        return configure_optimizers(self.net, self.optimization, self.schedule, self.backbone_frozen, total)
 
     @property
     def backbone_frozen(self) -> bool:
@@ -394,7 +369,7 @@ class GeoTask(pl.LightningModule):
 
     def backbone_frozen_in(self, epoch: int) -> bool:
         """Whether the backbone is frozen during ``epoch`` (0-based), as ``freeze_backbone_epochs`` says."""
-        return frozen_at(epoch, self.hparams.freeze_backbone_epochs)
+        return frozen_at(epoch, self.freeze_epochs)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_record(self) -> dict[str, Any]:

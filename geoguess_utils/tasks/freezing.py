@@ -101,17 +101,17 @@ def _set_backbone_lr(trainer: pl.Trainer, lr: float) -> None:
 
 def _thaw_backbone_lr(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
     """Give a backbone group held at 0 the rate ``head rate * backbone_lr_factor`` (one-cycle sets its own)."""
-    if pl_module.hparams.scheduler == "onecycle" or not trainer.optimizers or not trainer.optimizers[0].param_groups:
+    if pl_module.schedule.scheduler == "onecycle" or not trainer.optimizers or not trainer.optimizers[0].param_groups:
         return  # one-cycle sets every rate itself; a task without an optimiser has none to raise
     head_lr = trainer.optimizers[0].param_groups[0]["lr"]
     for group in _backbone_groups(trainer):
         if group["lr"] == 0.0:
-            group["lr"] = head_lr * pl_module.hparams.backbone_lr_factor
+            group["lr"] = head_lr * pl_module.optimization.backbone_lr_factor
 
 
 def _hold_batchnorm(pl_module: pl.LightningModule) -> None:
     """With ``freeze_batchnorm``, put the backbone's batch-norm layers (back) in eval mode."""
-    if pl_module.net is not None and pl_module.hparams.get("freeze_batchnorm", False):
+    if pl_module.net is not None and pl_module.freeze_batchnorm:
         for module in pl_module.net.backbone.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.training:
                 module.eval()

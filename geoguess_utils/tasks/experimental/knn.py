@@ -23,6 +23,8 @@ from torch.nn import functional
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import projection
+from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
+from geoguess_utils.models.multiview import Pooling
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.tasks.decoding import weighted_geometric_median
 
@@ -32,8 +34,7 @@ AGGREGATES: tuple[str, ...] = ("weighted_mean", "geometric_median")
 class KNNTask(GeoTask):
     """Place a location among its nearest training locations in embedding space.
 
-    The backbone is never trained (it is always frozen, whatever ``freeze_backbone_epochs`` says); there is
-    no optimiser.
+    The backbone is never trained (``freeze_backbone_epochs`` is always ``"all"``); there is no optimiser.
     """
 
     task_name = "knn"
@@ -43,9 +44,12 @@ class KNNTask(GeoTask):
         neighbours: int = 5,
         temperature: float = 0.05,
         aggregate: str = "weighted_mean",
-        **kwargs: Any,
+        backbone: str = OFFLINE_BACKBONE,
+        pretrained: bool = True,
+        pooling: Pooling = "concat",
+        channels_last: bool = False,
     ) -> None:
-        """Configure the neighbour search.
+        """Configure the neighbour search; nothing here is trained, so no optimiser or schedule is taken.
 
         Args:
             neighbours: How many training locations vote (k).
@@ -53,18 +57,23 @@ class KNNTask(GeoTask):
                 the most similar neighbour dominate, large ones weigh the k alike.
             aggregate: ``"weighted_mean"`` or ``"geometric_median"`` of the neighbours'
                 projected positions.
-            **kwargs: The settings every task shares (backbone, pooling, ...): see
-                :class:`GeoTask`; the backbone stays frozen, whatever ``freeze_backbone_epochs`` says.
+            backbone: Backbone name (its features describe the locations).
+            pretrained: Start the backbone from ImageNet weights.
+            pooling: How the four views' features are fused (``"concat"`` or ``"mean"``; an
+                ``"attention"`` fusion would be untrained here).
+            channels_last: NHWC memory format for the convolutions.
         """
-        super().__init__(**kwargs)
+        super().__init__(
+            backbone=backbone,
+            pretrained=pretrained,
+            pooling=pooling,
+            channels_last=channels_last,
+            freeze_backbone_epochs="all",
+        )
         if neighbours < 1 or not temperature > 0:
             raise ConfigError(f"need neighbours >= 1 and temperature > 0, got {neighbours} and {temperature}")
         if aggregate not in AGGREGATES:
             raise ConfigError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
-
-    def backbone_frozen_in(self, epoch: int) -> bool:
-        """Always: the backbone only describes locations here."""
-        return True
 
     def num_outputs(self, context: GeoContext) -> int:
         """One (unused) output: the neighbour search needs no trained head."""
