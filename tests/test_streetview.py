@@ -97,6 +97,8 @@ class MockStreetView:
         if action in ("429", "500", "404"):
             headers = {"Retry-After": "0"} if action == "429" else {}
             return web.Response(status=int(action), text="try later", headers=headers)
+        if action == "429-a-day":  # a server asking to wait for more than a day
+            return web.Response(status=429, text="come back tomorrow", headers={"Retry-After": "100000"})
         if action == "drop":  # promise the whole file, send half, hang up
             response = web.StreamResponse(headers={"Content-Type": "image/jpeg", "Content-Length": str(len(body))})
             await response.prepare(request)
@@ -192,6 +194,22 @@ def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
     assert any("YOUR OWN" in line for line in lines)
     written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
     assert KEY.encode() not in written
+
+
+@pytest.mark.timeout(120)
+def test_a_retry_after_longer_than_the_cap_fails_the_point_for_the_next_run(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 3, max_retry_after_s=5.0)
+    plan = streetview.plan_samples(3, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.scripts[(_pano(plan, 1), 90)] = ["429-a-day"]
+    table, _ = _run(server, settings)  # returns at once: no day-long sleep
+    assert list(table["status"]) == ["OK", "FAILED", "OK"]
+    assert "Retry-After" in table.loc[1, "error"] and "100000" in table.loc[1, "error"]
+    assert server.calls[f"image {_pano(plan, 1)} 90"] == 1
+    status = pd.read_csv(settings.out_dir / streetview.STATUS_CSV)
+    assert status.loc[1, "status"] == "FAILED"  # the status file is written, the point retried next run
+    table, _ = _run(server, settings)
+    assert list(table["status"]) == ["OK", "OK", "OK"]
 
 
 def test_resume_skips_finished_points_and_refetches_only_missing_views(tmp_path: Path) -> None:

@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="locations fetched at once (default 4)")
     parser.add_argument("--rate", type=float, default=10.0, help="most requests per second (default 10)")
     parser.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
+    parser.add_argument(
+        "--max-retry-after",
+        type=float,
+        default=300.0,
+        help="longest Retry-After a server may ask for, seconds (default 300); "
+        "a longer one fails the point now, retried on the next run",
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per request (default 60)")
 
 
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         rate_per_s=args.rate,
         max_retries=args.retries,
+        max_retry_after_s=args.max_retry_after,
         timeout_s=args.timeout,
         api_url=args.api_url,
     )

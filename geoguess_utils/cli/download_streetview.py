@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="locations fetched at once (default 8)")
     parser.add_argument("--rate", type=float, default=20.0, help="most requests per second (default 20)")
     parser.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
+    parser.add_argument(
+        "--max-retry-after",
+        type=float,
+        default=300.0,
+        help="longest Retry-After a server may ask for, seconds (default 300); "
+        "a longer one fails the point now, retried on the next run",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per request (default 30)")
     parser.add_argument("--base-url", default=streetview.DEFAULT_BASE_URL, help="Street View Static API address")
 
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         rate_per_s=args.rate,
         max_retries=args.retries,
+        max_retry_after_s=args.max_retry_after,
         timeout_s=args.timeout,
         base_url=args.base_url,
     )

@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--torch-threads", type=int, help="threads of the forward pass on a CPU (default: half the CPUs, at least 1)"
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the server answers besides this machine's names and --host (repeatable; "
+        "requests for other names get a 400, a guard against DNS rebinding)",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -61,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         tiles=args.tiles,
         preload=args.preload,
         torch_threads=args.torch_threads,
+        allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
     )
     app = create_app(config)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -70,3 +79,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"geoguess serve: http://{args.host}:{args.port}/ (API docs at /docs), models from {args.models}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
+
+
+def _allowed_hosts(host: str, extra: list[str]) -> tuple[str, ...] | None:
+    """This machine's names, the listening address and ``--allowed-host`` names; ``None``: any name."""
+    from geoguess_utils.serve.hosts import default_allowed_hosts
+
+    derived = default_allowed_hosts(host)
+    if derived is None and not extra:
+        logging.getLogger("geoguess.serve").warning(
+            "listening on every interface (%s) without --allowed-host: requests for any host name are answered", host
+        )
+        return None
+    return tuple(dict.fromkeys([*(derived or ()), *extra]))

@@ -21,6 +21,7 @@ from geoguess_utils.data.layout import (
     VIEW_FILES,
 )
 from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS, find_image_dir, is_safe_uuid, printable, read_data_csv
+from geoguess_utils.data.view_files import view_file_problem
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_write_csv
 
@@ -48,6 +49,7 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "swapped_coordinates",
     "outside_croatia",
     "outside_root",
+    "not_a_file",
 )
 """Every kind of problem :func:`validate_roots` can report."""
 _FORMULA_START = ("=", "+", "-", "@")
@@ -185,7 +187,7 @@ def _scan_root(root: Path, problems: list[Problem]) -> _RootScan:
                     Problem(
                         entry.name,
                         path,
-                        "bad_uuid",
+                        "outside_root",
                         f"{path}: symbolic link resolves to {Path(path).resolve()}, outside {image_dir}; refusing it",
                     )
                 )
@@ -341,30 +343,24 @@ def _inspect_image(path: str, uuid: str, deep: bool, max_pixels: int) -> _ImageI
 def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Path | None = None) -> list[str]:
     """List one location folder; report missing, extra and escaping files; return the images present.
 
-    A view that is a symbolic link resolving outside ``image_dir`` is refused: reading it
-    would read (and a map would show) a file from outside the dataset.
+    A view is refused without being opened when it leads outside ``image_dir`` (a link of
+    the file or of its folder: reading it would read, and a map would show, a file from
+    elsewhere) or is no regular file (a FIFO would block for ever, a link loop cannot be
+    resolved); see :func:`geoguess_utils.data.view_files.view_file_problem`.
     """
     try:
         names = {name for name in os.listdir(folder) if not name.startswith(".")}
     except OSError as exc:
         problems.append(Problem(uuid, folder, "missing_image", f"{folder}: cannot list the folder ({exc})"))
         return []
-    inside = image_dir.resolve() if image_dir is not None else None
     present = []
     for name in VIEW_FILES:
         path = os.path.join(folder, name)
-        if name in names and inside is not None and os.path.islink(path):
-            target = Path(path).resolve()
-            if not target.is_relative_to(inside):
-                problems.append(
-                    Problem(
-                        uuid,
-                        path,
-                        "outside_root",
-                        f"{path}: symbolic link resolves to {target}, outside {image_dir}; refusing to read it",
-                    )
-                )
-                continue
+        refused = view_file_problem(path, image_dir if image_dir is not None else folder) if name in names else None
+        if refused is not None:
+            kind, reason = refused
+            problems.append(Problem(uuid, path, kind, f"{path}: {reason}"))
+            continue
         if name in names:
             present.append(path)
         else:

@@ -12,6 +12,9 @@ RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 
 T = TypeVar("T")
 
+MAX_RETRY_AFTER_S = 300.0
+"""Longest ``Retry-After`` a download obeys by default, seconds: a longer one marks the row to retry later."""
+
 
 class RetryableError(Exception):
     """A request failed in a way that may succeed when tried again."""
@@ -57,6 +60,7 @@ async def with_retries(
     backoff_s: float,
     unreachable: Callable[[BaseException], Exception],
     describe: Callable[[BaseException], str],
+    max_retry_after_s: float = MAX_RETRY_AFTER_S,
 ) -> T:
     """Await ``call()`` after the rate limiter, trying again with jittered exponential backoff.
 
@@ -70,9 +74,12 @@ async def with_retries(
         unreachable: The error to raise when the last attempt could not connect at all
             (the whole download stops and resumes later).
         describe: The failure's text for the :class:`RowError` of the last attempt.
+        max_retry_after_s: Longest ``Retry-After`` obeyed, seconds. A server asking for more
+            does not put the run to sleep: the row fails at once, to be retried on the next run.
 
     Raises:
-        RowError: Every attempt failed ("gave up after N attempts: ...").
+        RowError: Every attempt failed ("gave up after N attempts: ..."), or the server asked
+            to wait longer than ``max_retry_after_s``.
     """
     import aiohttp
 
@@ -87,6 +94,11 @@ async def with_retries(
                     raise unreachable(exc) from None
                 raise RowError(f"gave up after {attempt + 1} attempts: {describe(exc)}") from None
             retry_after = exc.retry_after_s if isinstance(exc, RetryableError) else None
+            if retry_after is not None and retry_after > max_retry_after_s:
+                raise RowError(
+                    f"the server asks to wait {retry_after:g} s before trying again (Retry-After), more than the "
+                    f"{max_retry_after_s:g} s this run waits; the point is retried on the next run"
+                ) from None
             delay = min(60.0, backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
             await asyncio.sleep(max(delay, retry_after or 0.0))
             attempt += 1

@@ -49,7 +49,13 @@ from geoguess_utils.datasets.download_driver import (
     looks_like_jpeg,
     run_download,
 )
-from geoguess_utils.datasets.http_retry import RETRY_HTTP, RetryableError, RowError, retry_after_s
+from geoguess_utils.datasets.http_retry import (
+    MAX_RETRY_AFTER_S,
+    RETRY_HTTP,
+    RetryableError,
+    RowError,
+    retry_after_s,
+)
 from geoguess_utils.datasets.mapillary_records import (
     ATTRIBUTION_MD,
     DATA_COLUMNS,
@@ -97,6 +103,8 @@ class MapillarySettings:
         rate_per_s: Most requests started per second, API and images together.
         max_retries: Retries per request after the first attempt.
         backoff_s: First retry delay; doubles on every retry (with jitter), capped at 60 s.
+        max_retry_after_s: Longest ``Retry-After`` obeyed, seconds; a server asking for more
+            fails the row at once (retried on the next run) instead of putting the run to sleep.
         timeout_s: Total time allowed for one request, seconds.
         max_image_bytes: Larger panorama downloads fail their location.
         max_image_pixels: Panoramas with more pixels fail their location.
@@ -115,6 +123,7 @@ class MapillarySettings:
     rate_per_s: float = 10.0
     max_retries: int = 5
     backoff_s: float = 1.0
+    max_retry_after_s: float = MAX_RETRY_AFTER_S
     timeout_s: float = 60.0
     max_image_bytes: int = 20_000_000
     max_image_pixels: int = 40_000_000

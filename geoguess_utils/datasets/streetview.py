@@ -58,7 +58,13 @@ from geoguess_utils.datasets.download_driver import (
     run_download,
 )
 from geoguess_utils.datasets.download_driver import redact as redact
-from geoguess_utils.datasets.http_retry import RETRY_HTTP, RetryableError, RowError, retry_after_s
+from geoguess_utils.datasets.http_retry import (
+    MAX_RETRY_AFTER_S,
+    RETRY_HTTP,
+    RetryableError,
+    RowError,
+    retry_after_s,
+)
 from geoguess_utils.datasets.streetview_checks import check_view, kept_rows
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
 from geoguess_utils.io import atomic_write_bytes, atomic_write_csv
@@ -134,6 +140,8 @@ class DownloadSettings:
         rate_per_s: Most requests started per second, all endpoints together.
         max_retries: Retries per request after the first attempt.
         backoff_s: First retry delay; doubles on every retry (with jitter), capped at 60 s.
+        max_retry_after_s: Longest ``Retry-After`` obeyed, seconds; a server asking for more
+            fails the row at once (retried on the next run) instead of putting the run to sleep.
         timeout_s: Total time allowed for one request, seconds.
         base_url: Street View Static API address (a local mock in tests).
         save_every: Rewrite the CSV files after this many finished points.
@@ -148,6 +156,7 @@ class DownloadSettings:
     rate_per_s: float = 20.0
     max_retries: int = 5
     backoff_s: float = 1.0
+    max_retry_after_s: float = MAX_RETRY_AFTER_S
     timeout_s: float = 30.0
     base_url: str = DEFAULT_BASE_URL
     save_every: int = 25

@@ -32,12 +32,16 @@ def run_predict(
         callbacks: Extra Lightning callbacks, e.g. a prediction writer.
         return_predictions: Keep and return the outputs (off when a writer stores them).
 
+    Raises:
+        KeyboardInterrupt: Ctrl+C during the loop (Lightning would exit with status 1).
+
     Returns:
         ``{"uuid": list[str], "latlon": (N, 2) float64 degrees, "non_finite": (N,) bool}``
         plus the task's extras (``"probabilities"``, (N, K), for a classifier), concatenated
         in loader order (see :meth:`geoguess_utils.tasks.base.GeoTask.predict_step`).
     """
     import logging
+    import signal
 
     import pytorch_lightning as pl
     import torch
@@ -58,7 +62,16 @@ def run_predict(
             callbacks=callbacks,
         )
         source = {"datamodule": loader} if isinstance(loader, pl.LightningDataModule) else {"dataloaders": loader}
-        batches = trainer.predict(task.eval(), return_predictions=return_predictions, **source)
+        handler = signal.getsignal(signal.SIGINT)
+        try:
+            batches = trainer.predict(task.eval(), return_predictions=return_predictions, **source)
+        except SystemExit:
+            # Lightning answers Ctrl+C with exit(1), which reads as "done, problems found":
+            # say it was an interruption, so the command exits 130 with its one line
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl+C from here on
+            raise KeyboardInterrupt from None
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)

@@ -31,6 +31,7 @@ from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.serve import predictor, schemas, uploads
 from geoguess_utils.serve.batcher import Batcher
 from geoguess_utils.serve.errors import ApiError, BodyLimit, install_error_handlers
+from geoguess_utils.serve.hosts import TrustedHosts
 from geoguess_utils.serve.registry import LoadedModel, ModelRegistry
 from geoguess_utils.serve.sample import SampleRoot
 
@@ -98,6 +99,9 @@ class ServeConfig:
         torch_threads: Threads of the forward pass on a CPU (``None``: half the CPUs, at
             least one). The rest decode photos and answer requests; on a small or busy
             machine more threads make each pass slower, as they wait for each other.
+        allowed_hosts: ``Host`` header names the server answers (others get a 400: a guard
+            against DNS rebinding; see :mod:`geoguess_utils.serve.hosts`); ``None`` answers
+            any name. ``geoguess serve`` sets this machine's names and the listening address.
     """
 
     models_dir: Path
@@ -113,6 +117,7 @@ class ServeConfig:
     tiles: bool = False
     preload: bool = False
     torch_threads: int | None = None
+    allowed_hosts: tuple[str, ...] | None = None
 
 
 def default_torch_threads() -> int:
@@ -229,6 +234,8 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.batcher = batcher
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    if config.allowed_hosts is not None:
+        app.add_middleware(TrustedHosts, allowed=config.allowed_hosts)  # added last: it runs first
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/assets/leaflet", StaticFiles(directory=_leaflet_dir()), name="leaflet")
 

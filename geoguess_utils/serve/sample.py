@@ -2,7 +2,10 @@
 
 Only folders listed once at start-up, with plain uuid names and all four view files,
 are offered; a file is served only if its uuid is in that list and its name is one of
-the four view files, so no request can name another path.
+the four view files, so no request can name another path. A view must also be a regular
+file inside the root, checked at start-up and again on every request (links change): a
+link of the file or of its folder that leads out of the root, a FIFO or a link loop is
+never opened (:func:`geoguess_utils.data.view_files.view_file_problem`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from geoguess_utils.data.layout import CSV_NAME, HEADINGS, VIEW_FILES
 from geoguess_utils.data.reader import find_image_dir, is_safe_uuid, read_data_csv, view_paths
+from geoguess_utils.data.view_files import view_file_problem
 from geoguess_utils.errors import DataError
 
 
@@ -32,7 +36,7 @@ class SampleRoot:
         self.uuids = sorted(
             entry.name
             for entry in self.image_dir.iterdir()
-            if is_safe_uuid(entry.name) and all(path.is_file() for path in view_paths(self.image_dir, entry.name))
+            if is_safe_uuid(entry.name) and all(self._servable(path) for path in view_paths(self.image_dir, entry.name))
         )
         if not self.uuids:
             raise DataError(f"sample root {self.root} has no location with all of {', '.join(VIEW_FILES)}")
@@ -45,6 +49,9 @@ class SampleRoot:
                 if uuid in self._known and lat == lat and lon == lon:  # NaN != NaN: skip unlabelled rows
                     self.truth[uuid] = (float(lat), float(lon))
 
+    def _servable(self, path: Path) -> bool:
+        return view_file_problem(path, self.image_dir) is None and path.is_file()
+
     def __len__(self) -> int:
         return len(self.uuids)
 
@@ -56,8 +63,12 @@ class SampleRoot:
         """The image file of one view.
 
         Raises:
-            DataError: The uuid is not in the sample or the heading is not one of 0/90/180/270.
+            DataError: The uuid is not in the sample, the heading is not one of 0/90/180/270, or
+                the file is no longer a regular file inside the root.
         """
         if uuid not in self._known or heading not in HEADINGS:
             raise DataError(f"no view {heading} of location {uuid!r} in the sample")
-        return view_paths(self.image_dir, uuid)[HEADINGS.index(heading)]
+        path = view_paths(self.image_dir, uuid)[HEADINGS.index(heading)]
+        if not self._servable(path):  # changed since start-up: a link out of the root, a FIFO, a loop, gone
+            raise DataError(f"no view {heading} of location {uuid!r} in the sample")
+        return path
