@@ -10,6 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
+from geoguess_utils.cli.download_options import add_request_options
+
 TOKEN_VARIABLE = "MAPILLARY_TOKEN"
 
 
@@ -39,17 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-points", type=int, default=None, help="most points to sample in all (default 50 x --locations)"
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="locations fetched at once (default 4)")
-    parser.add_argument("--rate", type=float, default=10.0, help="most requests per second (default 10)")
-    parser.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
-    parser.add_argument(
-        "--max-retry-after",
-        type=float,
-        default=300.0,
-        help="longest Retry-After a server may ask for, seconds (default 300); "
-        "a longer one fails the point now, retried on the next run",
-    )
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per request (default 60)")
+    add_request_options(parser, concurrency=4, rate_per_s=10.0, timeout_s=60.0)
 
 
 def run(args: argparse.Namespace) -> int:

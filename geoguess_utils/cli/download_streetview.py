@@ -10,6 +10,8 @@ import argparse
 import os
 from pathlib import Path
 
+from geoguess_utils.cli.download_options import add_request_options
+
 KEY_VARIABLE = "GEOGUESS_STREETVIEW_KEY"
 
 
@@ -31,17 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="dataset root to write or resume")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled points (default 0)")
     parser.add_argument("--radius", type=int, default=1000, help="search radius for a panorama, metres (default 1000)")
-    parser.add_argument("--concurrency", type=int, default=8, help="locations fetched at once (default 8)")
-    parser.add_argument("--rate", type=float, default=20.0, help="most requests per second (default 20)")
-    parser.add_argument("--retries", type=int, default=5, help="retries per request (default 5)")
-    parser.add_argument(
-        "--max-retry-after",
-        type=float,
-        default=300.0,
-        help="longest Retry-After a server may ask for, seconds (default 300); "
-        "a longer one fails the point now, retried on the next run",
-    )
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds allowed per request (default 30)")
+    add_request_options(parser, concurrency=8, rate_per_s=20.0, timeout_s=30.0)
     parser.add_argument("--base-url", default=streetview.DEFAULT_BASE_URL, help="Street View Static API address")
 
 
