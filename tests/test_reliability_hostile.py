@@ -424,7 +424,8 @@ def test_an_image_folder_linked_within_the_root_is_still_accepted(small_root):
     "field, value, wanted",
     [
         ("image_size", "abc", "an integer number of pixels"),
-        ("image_size", 100000, "an integer number of pixels from 8 to 4096"),
+        ("image_size", 100000, "an integer number of pixels from 8 to 1024"),
+        ("image_size", 4096, "an integer number of pixels from 8 to 1024"),
         ("image_size", True, "an integer"),
         ("image_size", -32, "an integer"),
         ("task", 7, "a non-empty string"),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geoguess_utils.cells.context import GeoContext
+from geoguess_utils.data.layout import IMAGE_SIZE_RANGE
 from geoguess_utils.errors import CheckpointError, GeoguessError
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ RECORD_KEY = "geoguess"
 
 RECORD_FORMAT = 1
 _RECORD_FIELDS = ("format", "task", "backbone", "image_size", "normalization", "context", "context_fingerprint")
-IMAGE_SIZE_RANGE = (8, 4096)
-"""Smallest and largest image side (pixels) a record may ask for; LUMEN views are 640."""
 
 TRAINING_DATA_FIELD = "training_data"
 """Optional record field: what the model was trained on (absent in older checkpoints)."""
@@ -38,7 +37,7 @@ def read_record(
         checkpoint: The checkpoint dict.
         source: How messages name the checkpoint (usually its path).
         check_fields: Also check each field's type and range (``image_size`` an integer
-            from 8 to 4096 pixels, names non-empty strings, ...). Turn off only to
+            from 8 to 1024 pixels, names non-empty strings, ...). Turn off only to
             compare the task and backbone first, then read the record again with it on.
 
     Raises:

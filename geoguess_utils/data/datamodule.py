@@ -74,6 +74,9 @@ class GeoDataModule(pl.LightningDataModule):
         embeddings: EmbeddingSettings | None = None,
     ) -> None:
         super().__init__()
+        low, high = layout.IMAGE_SIZE_RANGE
+        if not low <= image_size <= high:
+            raise ConfigError(f"image_size must be from {low} to {high} pixels, got {image_size}")
         if image_size < 1 or batch_size < 1 or num_workers < 0:
             raise ConfigError(
                 f"need image_size >= 1, batch_size >= 1 and num_workers >= 0; "

@@ -28,3 +28,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".ti
 def view_file(heading: int) -> str:
     """File name of the view at ``heading`` degrees, e.g. ``"90.jpg"``."""
     return f"{int(heading)}.jpg"
+
+
+IMAGE_SIZE_RANGE: tuple[int, int] = (8, 1024)
+"""Smallest and largest side (pixels) of the square views fed to a model; LUMEN photos are 640 px,
+models here train at 64 to 448. Training refuses others, and so does a checkpoint's record."""

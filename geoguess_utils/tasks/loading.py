@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 
 from geoguess_utils.cells.context import GeoContext, dict_fingerprint
@@ -52,6 +53,59 @@ def _refuse_removed_options(hyper_parameters: dict[str, Any], source: str) -> No
             raise CheckpointError(
                 f"{source} was trained with {name}={value!r}, {what}; that option no longer exists. Train the model "
                 f"again without it (geoguess fit --config configs/quick_cpu.yaml --data.roots '[...]')"
+            )
+
+
+CLASS_POINT_MARGIN_DEG = 1.0
+"""How far outside Croatia's bounding box (degrees) a stored class point may lie before the file is refused."""
+
+
+def _check_class_points(context: GeoContext, source: str) -> None:
+    """Refuse class points that are not finite or lie far outside Croatia (a damaged or crafted file)."""
+    from geoguess_utils.geo.borders import croatia_bounds
+
+    lon0, lat0, lon1, lat1 = croatia_bounds("full")
+    m = CLASS_POINT_MARGIN_DEG
+    for kind in (context.centroid, "weighted"):
+        points = np.asarray(context.centroids_latlon(kind), dtype=np.float64)
+        bad = ~np.isfinite(points).all(axis=1)
+        bad |= ~((points[:, 0] >= lat0 - m) & (points[:, 0] <= lat1 + m))
+        bad |= ~((points[:, 1] >= lon0 - m) & (points[:, 1] <= lon1 + m))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise CheckpointError(
+                f"{source}: {int(bad.sum())} stored class points ({kind}) are not finite or lie outside Croatia, "
+                f"first class {first} at {points[first].tolist()}; the file is damaged or was altered"
+            )
+
+
+def _check_sizes_match_weights(task: GeoTask, context: GeoContext, state: dict[str, Any], source: str) -> None:
+    """Refuse sizes in the record or hyper-parameters that the file's own weights do not have.
+
+    The network, its head and any memory bank are sized from the record before the weights
+    are loaded; a crafted ``head_hidden`` or class table would otherwise allocate gigabytes
+    first. Here every such size is read off the weights that are already in memory.
+    """
+    hidden = int(task.network_options["head_hidden"])
+    last = "net.head.4" if hidden else "net.head.1"
+    bias = state.get(f"{last}.bias")
+    outputs = task.num_outputs(context)
+    if bias is None or tuple(bias.shape) != (outputs,):
+        held = "none" if bias is None else f"{tuple(bias.shape)}"
+        raise CheckpointError(
+            f"{source}: the record asks for an output layer {last} of {outputs} outputs (head_hidden {hidden}); "
+            f"the weights hold {held}. The file is damaged or was altered"
+        )
+    if hidden:
+        first = state.get("net.head.1.weight")
+        if first is None or first.shape[0] != hidden:
+            raise CheckpointError(f"{source}: head_hidden {hidden} does not match the weights of net.head.1")
+    if "bank_filled" in state:
+        rows = int(context.class_table["n_train"].sum())
+        if tuple(state["bank_filled"].shape) != (rows,):
+            raise CheckpointError(
+                f"{source}: the class table counts {rows} training locations, the memory bank holds "
+                f"{tuple(state['bank_filled'].shape)}; the file is damaged or was altered"
             )
 
 
@@ -106,6 +160,7 @@ def load_task(
         raise CheckpointError(f"{path}: the stored GeoContext does not match its fingerprint (file altered?)")
     if context is not None and context.fingerprint() != saved.fingerprint():
         raise CheckpointError(f"{path}: {describe_context_difference(saved, context)}")
+    _check_class_points(saved, str(path))
     _check_normalization(record, str(path))
     stored = _upgraded(dict(data.get("hyper_parameters", {})))
     _refuse_removed_options(stored, str(path))
@@ -121,6 +176,7 @@ def load_task(
     except ConfigError as exc:
         raise CheckpointError(f"{path}: stored hyper-parameters are invalid: {exc}") from exc
     check_finite_weights(data["state_dict"], str(path))
+    _check_sizes_match_weights(task, saved, data["state_dict"], str(path))  # before anything is allocated
     task.configure_context(saved, record["image_size"])
     task.training_data = record.get(TRAINING_DATA_FIELD)
     try:
