@@ -142,3 +142,15 @@ def test_requests_for_another_host_name_are_refused(tmp_path):
         assert refused.status_code == 400
         assert refused.json()["error"]["field"] == "host" and "attacker.example" in refused.json()["error"]["message"]
     assert app.user_middleware[0].cls is TrustedHosts  # the outermost layer: no route runs first
+
+
+def test_a_photo_that_does_not_decode_is_named_by_its_field_never_by_a_heap_address():
+    from geoguess_utils.serve.uploads import NamedBuffer, Upload, decode_upload
+
+    buffer = NamedBuffer(b"x", "field '0' (a.jpg)")
+    assert repr(buffer) == str(buffer) == "field '0' (a.jpg)"
+    from geoguess_utils.serve.uploads import UploadError
+
+    with pytest.raises(UploadError) as caught:
+        decode_upload(Upload("0", "a.jpg", "image/jpeg", b"GIF89a not really"), 32)
+    assert "object at 0x" not in str(caught.value) and "field '0'" in str(caught.value)

@@ -48,7 +48,7 @@ class UploadError(DataError):
         self.status = status
 
 
-class _NamedBuffer(io.BytesIO):
+class NamedBuffer(io.BytesIO):
     """An in-memory file whose ``str()`` names where its bytes came from (used in decoder messages)."""
 
     def __init__(self, data: bytes, label: str) -> None:
@@ -57,6 +57,8 @@ class _NamedBuffer(io.BytesIO):
 
     def __str__(self) -> str:
         return self.label
+
+    __repr__ = __str__  # decoders name a file with repr() too: never a heap address in a message
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def decode_upload(upload: Upload, size: int, max_pixels: int = DEFAULT_MAX_PIXEL
         raise UploadError(f"field {upload.field!r}: the file is empty", field=upload.field)
     label = f"field {upload.field!r} ({printable(upload.filename) or 'no file name'})"
     try:
-        return load_view(_NamedBuffer(upload.data, label), size, max_pixels=max_pixels)
+        return load_view(NamedBuffer(upload.data, label), size, max_pixels=max_pixels)
     except DataError as exc:
         status = 413 if "decompression bomb" in str(exc) else 400
         raise UploadError(str(exc), field=upload.field, status=status) from exc
