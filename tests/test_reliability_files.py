@@ -154,3 +154,26 @@ def test_a_photo_that_does_not_decode_is_named_by_its_field_never_by_a_heap_addr
     with pytest.raises(UploadError) as caught:
         decode_upload(Upload("0", "a.jpg", "image/jpeg", b"GIF89a not really"), 32)
     assert "object at 0x" not in str(caught.value) and "field '0'" in str(caught.value)
+
+
+def test_a_reloaded_checkpoint_frees_the_old_model(tmp_path):
+    import gc
+
+    from _serve_helpers import build_models, sample_uuids, view_bytes, view_fields
+
+    from geoguess_utils.serve.app import ServeConfig, create_app
+
+    sample, models = build_models(tmp_path / "served", locations=4)
+    for name in ("junk.ckpt", "plain.ckpt", "notes.txt", "outside.ckpt", "reg.ckpt"):
+        (models / name).unlink()
+    checkpoint = models / "clf.ckpt"
+    fields = view_fields(view_bytes(sample, sample_uuids(sample)[0]))
+    app = create_app(ServeConfig(models_dir=models))
+    with fastapi_testclient.TestClient(app) as client:
+        for round_ in range(8):
+            stamp = checkpoint.stat().st_mtime_ns + (round_ + 1) * 1_000_000_000
+            os.utime(checkpoint, ns=(stamp, stamp))  # "a new version": the server loads it again
+            assert client.post("/models/clf/predict", files=fields).status_code == 200
+            assert client.get("/models/clf/cells").status_code == 200
+            gc.collect()
+            assert client.get("/health").json()["loaded"] == 1  # the replaced versions are gone

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ def _set_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_batch(models: dict[int, LoadedModel]):  # noqa: ANN202 - the batcher's RunBatch
+def _run_batch(models: Mapping[int, LoadedModel]):  # noqa: ANN202 - the batcher's RunBatch
     def run(key: int, pixels: Any, uuids: list[str]) -> list[dict[str, Any]]:
         loaded = models[key]
         results = predictor.predict_locations(loaded.task, loaded.device, pixels, uuids, with_probabilities=True)
@@ -201,8 +202,10 @@ def create_app(config: ServeConfig) -> FastAPI:
             sample = SampleRoot(config.sample_dir)
         except DataError as exc:
             raise ConfigError(f"--sample: {exc}") from exc
-    models: dict[int, LoadedModel] = {}
-    cells_cache: dict[int | str, dict[str, Any]] = {}
+    # Held weakly: a model replaced by a newer version of its file is freed once the last request
+    # that uses it has its answer (the registry holds the current version).
+    models: weakref.WeakValueDictionary[int, LoadedModel] = weakref.WeakValueDictionary()
+    cells_cache: weakref.WeakKeyDictionary[LoadedModel, dict[str, Any]] = weakref.WeakKeyDictionary()
     batcher = Batcher(
         _run_batch(models),
         max_batch=config.max_batch,
@@ -292,10 +295,9 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def model_cells(name: str) -> dict[str, Any]:
         """The model's classes (grid cells) as a GeoJSON FeatureCollection, in class_index order."""
         loaded = await load(name)
-        key = id(loaded)
-        if key not in cells_cache:
-            cells_cache[key] = predictor.cells_geojson(loaded.task.context)
-        return cells_cache[key]
+        if loaded not in cells_cache:
+            cells_cache[loaded] = predictor.cells_geojson(loaded.task.context)
+        return cells_cache[loaded]
 
     @app.post(
         "/models/{name}/predict",

@@ -67,7 +67,7 @@ class ModelInfo:
         return dict(self.__dict__)
 
 
-@dataclass
+@dataclass(eq=False)  # one object per load: compared and hashed by identity, so it can key a weak cache
 class LoadedModel:
     """A checkpoint loaded once and kept in memory, with the version of the file it came from."""
 
