@@ -206,6 +206,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     # that uses it has its answer (the registry holds the current version).
     models: weakref.WeakValueDictionary[int, LoadedModel] = weakref.WeakValueDictionary()
     cells_cache: weakref.WeakKeyDictionary[LoadedModel, dict[str, Any]] = weakref.WeakKeyDictionary()
+    outline_cache: dict[str, dict[str, Any]] = {}  # Croatia's outline: computed once
     batcher = Batcher(
         _run_batch(models),
         max_batch=config.max_batch,
@@ -386,9 +387,9 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/outline", include_in_schema=False)
     async def outline() -> dict[str, Any]:
-        if "outline" not in cells_cache:
-            cells_cache["outline"] = await run_in_threadpool(_outline_geojson)
-        return cells_cache["outline"]
+        if "outline" not in outline_cache:
+            outline_cache["outline"] = await run_in_threadpool(_outline_geojson)
+        return outline_cache["outline"]
 
     @app.get("/sample", response_model=schemas.SampleInfo)
     async def sample_info() -> schemas.SampleInfo:
