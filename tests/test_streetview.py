@@ -97,6 +97,14 @@ class MockStreetView:
         if action in ("429", "500", "404"):
             headers = {"Retry-After": "0"} if action == "429" else {}
             return web.Response(status=int(action), text="try later", headers=headers)
+        if action == "endless":  # an image body that never ends (no length declared)
+            response = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+            await response.prepare(request)
+            chunk = b"\xff\xd8" + b"\0" * (1 << 16)
+            for _ in range(64):  # 4 MB, far past the test's 200 KB limit; a real attack would not stop
+                await response.write(chunk)
+            await response.write_eof()
+            return response
         if action == "429-a-day":  # a server asking to wait for more than a day
             return web.Response(status=429, text="come back tomorrow", headers={"Retry-After": "100000"})
         if action == "drop":  # promise the whole file, send half, hang up
@@ -194,6 +202,20 @@ def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
     assert any("YOUR OWN" in line for line in lines)
     written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
     assert KEY.encode() not in written
+
+
+@pytest.mark.timeout(120)
+def test_an_endless_image_body_fails_its_point_without_being_held_in_memory(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 2, max_image_bytes=200_000)
+    plan = streetview.plan_samples(2, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.scripts[(_pano(plan, 0), 180)] = ["endless"]
+    table, _ = _run(server, settings)
+    assert list(table["status"]) == ["FAILED", "OK"]
+    assert "exceeds the limit of 200000 bytes" in table.loc[0, "error"]
+    assert server.calls[f"image {_pano(plan, 0)} 180"] == 1  # refused, not retried
+    with pytest.raises(ConfigError, match="max_image_bytes"):
+        replace(settings, max_image_bytes=0).check()
 
 
 @pytest.mark.timeout(120)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 RETRY_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 """HTTP statuses worth trying again."""
@@ -102,3 +102,33 @@ async def with_retries(
             delay = min(60.0, backoff_s * 2**attempt) * (0.75 + 0.5 * random.random())
             await asyncio.sleep(max(delay, retry_after or 0.0))
             attempt += 1
+
+
+async def read_capped(response: Any, limit: int, what: str) -> bytes:
+    """The whole body of an aiohttp response, never more than ``limit`` bytes in memory.
+
+    A declared length over the limit is refused before reading; an undeclared or lying one
+    is refused as soon as the bytes read pass it.
+
+    Args:
+        response: An aiohttp ``ClientResponse`` whose body is not read yet.
+        limit: Largest body accepted, bytes.
+        what: How messages name the body (``"image"``, ``"metadata answer"``).
+
+    Raises:
+        RowError: The body is larger than ``limit``.
+        RetryableError: Fewer bytes came than the declared length (a cut connection).
+    """
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        raise RowError(f"the {what} is {declared} bytes, more than the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise RowError(f"the {what} exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    if declared is not None and size != declared:
+        raise RetryableError(f"truncated {what}: {size} of {declared} bytes")
+    return b"".join(chunks)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from geoguess_utils.datasets.http_retry import (
     RETRY_HTTP,
     RetryableError,
     RowError,
+    read_capped,
     retry_after_s,
 )
 from geoguess_utils.datasets.mapillary_records import (
@@ -81,6 +83,8 @@ DEFAULT_API_URL = "https://graph.mapillary.com"
 FIELDS = "id,geometry,computed_geometry,compass_angle,computed_compass_angle,captured_at,creator,thumb_2048_url"
 STAGING_DIRNAME = ".partial-mapillary"
 JPEG_QUALITY = 90
+MAX_ANSWER_BYTES = 20_000_000
+"""Largest Graph API answer read, bytes (a page of candidates is a few kilobytes)."""
 
 
 class MapillaryError(GeoguessError):
@@ -306,29 +310,16 @@ class MapillarySource(DownloadSource):
             if response.status != 200:
                 raise RowError(f"HTTP {response.status} from {urlsplit(url).netloc}")
             if want == "json":
-                body = await response.read()
-                if response.content_length is not None and len(body) != response.content_length:
-                    raise RetryableError(f"truncated answer: {len(body)} of {response.content_length} bytes")
+                body = await read_capped(response, MAX_ANSWER_BYTES, "API answer")
                 try:
-                    return await response.json(content_type=None)
+                    return json.loads(body)
                 except ValueError as exc:
                     raise RetryableError(f"unreadable JSON: {exc}") from None
             return await self._read_image(response)
 
     async def _read_image(self, response: Any) -> bytes:
-        limit = self.s.max_image_bytes
-        if response.content_length is not None and response.content_length > limit:
-            raise RowError(f"panorama download is {response.content_length} bytes, more than the limit of {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > limit:
-                raise RowError(f"panorama download exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if response.content_length is not None and size != response.content_length:
-            raise RetryableError(f"truncated download: {size} of {response.content_length} bytes")
+        body = await read_capped(response, self.s.max_image_bytes, "panorama download")
+        size = len(body)
         if body[:2] != b"\xff\xd8":
             kind = response.headers.get("Content-Type", "unknown type")
             raise RowError(f"panorama download is not a JPEG image ({kind}, {size} bytes)")

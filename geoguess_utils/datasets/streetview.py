@@ -37,6 +37,7 @@ request URL in their error messages).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from geoguess_utils.datasets.http_retry import (
     RETRY_HTTP,
     RetryableError,
     RowError,
+    read_capped,
     retry_after_s,
 )
 from geoguess_utils.datasets.streetview_checks import check_view, kept_rows
@@ -121,6 +123,9 @@ DATA_COLUMNS: tuple[str, ...] = (
 FINAL_STATUSES = frozenset({"OK", "ZERO_RESULTS", "NOT_FOUND", "DUPLICATE", "OFF_MAINLAND"})
 _RETRY_API = frozenset({"OVER_QUERY_LIMIT", "UNKNOWN_ERROR"})
 
+MAX_METADATA_BYTES = 1_000_000
+"""Largest metadata answer read, bytes (a real one is a few hundred)."""
+
 
 class StreetViewError(GeoguessError):
     """The download cannot go on (bad key, no network, quota refused)."""
@@ -140,6 +145,8 @@ class DownloadSettings:
         rate_per_s: Most requests started per second, all endpoints together.
         max_retries: Retries per request after the first attempt.
         backoff_s: First retry delay; doubles on every retry (with jitter), capped at 60 s.
+        max_image_bytes: Largest view download, bytes (a 640 px view is about 100 KB); a larger
+            or endless body fails its location without being held in memory.
         max_retry_after_s: Longest ``Retry-After`` obeyed, seconds; a server asking for more
             fails the row at once (retried on the next run) instead of putting the run to sleep.
         timeout_s: Total time allowed for one request, seconds.
@@ -156,6 +163,7 @@ class DownloadSettings:
     rate_per_s: float = 20.0
     max_retries: int = 5
     backoff_s: float = 1.0
+    max_image_bytes: int = 5_000_000
     max_retry_after_s: float = MAX_RETRY_AFTER_S
     timeout_s: float = 30.0
     base_url: str = DEFAULT_BASE_URL
@@ -169,6 +177,8 @@ class DownloadSettings:
             raise ConfigError(f"--locations must be at least 1, got {self.n_locations}")
         if self.radius_m < 1:
             raise ConfigError(f"--radius must be at least 1 metre, got {self.radius_m}")
+        if self.max_image_bytes < 1:
+            raise ConfigError(f"max_image_bytes must be at least 1, got {self.max_image_bytes}")
         if self.concurrency < 1 or self.rate_per_s <= 0 or self.max_retries < 0 or self.timeout_s <= 0:
             raise ConfigError("concurrency and rate must be positive, retries non-negative, timeout positive")
         if urlsplit(self.base_url).scheme not in ("http", "https"):
@@ -328,15 +338,13 @@ class StreetViewSource(DownloadSource):
                 )
             if response.status != 200:
                 raise RowError(f"HTTP {response.status}")
-            body = await response.read()
-            expected = response.content_length
-            if expected is not None and len(body) != expected:
-                raise RetryableError(f"truncated body: {len(body)} of {expected} bytes")
             if want == "json":
+                body = await read_capped(response, MAX_METADATA_BYTES, "metadata answer")
                 try:
-                    return await response.json(content_type=None)
+                    return json.loads(body)
                 except ValueError as exc:
                     raise RetryableError(f"unreadable JSON: {exc}") from None
+            body = await read_capped(response, self.s.max_image_bytes, "image")
             if not looks_like_jpeg(body):
                 raise RetryableError(f"incomplete or non-JPEG image ({len(body)} bytes)")
             return body
