@@ -292,3 +292,19 @@ def test_bad_settings_and_status_files_are_refused(tmp_path: Path) -> None:
     pd.DataFrame([row]).to_csv(tmp_path / mapillary.STATUS_CSV, index=False)
     with pytest.raises(DataError, match="not a plain folder name"):
         mapillary.read_status(tmp_path / mapillary.STATUS_CSV)
+
+
+@pytest.mark.parametrize("captured_at", [1e300, 99999999999999999, "soon", None, float("nan")])
+def test_a_capture_time_no_calendar_holds_is_left_empty(captured_at) -> None:
+    from geoguess_utils.datasets.mapillary_records import parse_candidate
+
+    item = {
+        "id": "1",
+        "geometry": {"coordinates": [15.98, 45.81]},
+        "compass_angle": 10.0,
+        "thumb_2048_url": "http://x",
+        "captured_at": captured_at,
+    }
+    parsed = parse_candidate(item)
+    assert parsed is not None and parsed["captured_at"] == ""
+    assert parse_candidate({**item, "captured_at": 1_600_000_000_000})["captured_at"] == "2020-09-13T12:26:40Z"

@@ -70,6 +70,14 @@ class MockStreetView:
         self.calls[f"meta {location}"] += 1
         planned = self.metadata.get(location, "OK")
         status = (planned.pop(0) if planned else "OK") if isinstance(planned, list) else planned
+        malformed = {
+            "LIST": [1, 2],
+            "NULL": None,
+            "LOCATION_TEXT": {"status": "OK", "pano_id": "p", "location": "abc"},
+            "LAT_TEXT": {"status": "OK", "pano_id": "p", "location": {"lat": "abc", "lng": 15.0}},
+        }
+        if status in malformed:
+            return web.json_response(malformed[status])
         if status == "INVALID_REQUEST":
             return web.json_response({"status": status, "error_message": f"Invalid request: {request.url}"})
         if status != "OK":
@@ -202,6 +210,21 @@ def test_download_handles_every_failure_kind(tmp_path: Path) -> None:
     assert any("YOUR OWN" in line for line in lines)
     written = b"".join(p.read_bytes() for p in root.rglob("*") if p.is_file())
     assert KEY.encode() not in written
+
+
+@pytest.mark.timeout(120)
+def test_malformed_metadata_answers_fail_their_point_and_the_run_goes_on(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, 5)
+    plan = streetview.plan_samples(5, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    for i, kind in enumerate(["LIST", "NULL", "LOCATION_TEXT", "LAT_TEXT"]):
+        server.metadata[_location(plan, i)] = kind
+    table, _ = _run(server, settings)  # no crash, no row left PENDING
+    assert list(table["status"]) == ["FAILED", "FAILED", "FAILED", "FAILED", "OK"]
+    assert "not a JSON object" in table.loc[0, "error"] and "not a JSON object" in table.loc[1, "error"]
+    assert all("no panorama id or location" in table.loc[i, "error"] for i in (2, 3))
+    status = pd.read_csv(settings.out_dir / streetview.STATUS_CSV)
+    assert "PENDING" not in set(status["status"])
 
 
 @pytest.mark.timeout(120)

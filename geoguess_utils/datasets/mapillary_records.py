@@ -152,7 +152,10 @@ def _iso_time(captured_at: Any) -> str:
         return ""
     if not math.isfinite(stamp):
         return ""
-    return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(stamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds (1e300 ms, year 3 million)
+        return ""
 
 
 def parse_candidate(item: Any) -> dict[str, Any] | None:

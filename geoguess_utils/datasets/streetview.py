@@ -359,6 +359,8 @@ class StreetViewSource(DownloadSource):
         }
         for attempt in range(self.s.max_retries + 1):
             meta = await self._get(f"{self.s.base_url}/metadata", params, "json")
+            if not isinstance(meta, dict):
+                raise RowError(f"the metadata answer is not a JSON object but {type(meta).__name__}")
             status = str(meta.get("status", ""))
             if status == "REQUEST_DENIED":
                 message = self.run.clean(str(meta.get("error_message", "")))
@@ -384,8 +386,7 @@ class StreetViewSource(DownloadSource):
                     run.set(i, status=status or "FAILED", error=str(meta.get("error_message", "")))
                     return
                 pano = str(meta.get("pano_id", ""))
-                where = meta.get("location") or {}
-                lat, lon = float(where.get("lat", np.nan)), float(where.get("lng", np.nan))
+                lat, lon = _latlon(meta.get("location"))
                 if not pano or not np.isfinite(lat) or not np.isfinite(lon):
                     raise RowError("metadata said OK but had no panorama id or location")
                 run.set(
@@ -460,3 +461,11 @@ def download_streetview(settings: DownloadSettings, say: Callable[[str], None] =
             was downloaded so far is kept and the next run resumes.
     """
     return download(StreetViewSource(settings), say)
+
+
+def _latlon(location: Any) -> tuple[float, float]:
+    """``(lat, lng)`` of a metadata answer's ``location``; NaN for anything malformed (a string, a missing key)."""
+    try:
+        return float(location["lat"]), float(location["lng"])
+    except (TypeError, KeyError, ValueError, IndexError):
+        return float("nan"), float("nan")
