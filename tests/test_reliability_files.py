@@ -177,3 +177,32 @@ def test_a_reloaded_checkpoint_frees_the_old_model(tmp_path):
             assert client.get("/models/clf/cells").status_code == 200
             gc.collect()
             assert client.get("/health").json()["loaded"] == 1  # the replaced versions are gone
+
+
+def test_a_refused_checkpoint_is_not_read_again_until_its_file_changes(tmp_path, monkeypatch):
+    from geoguess_utils.checkpoints import files
+    from geoguess_utils.serve.registry import ModelRegistry, ModelUnusableError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    junk = models / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint\n" * 20)
+    reads = []
+    real = files.load_checkpoint
+
+    def counting(*args, **kwargs):
+        reads.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "load_checkpoint", counting)
+    registry = ModelRegistry(models, device="cpu")
+    for _ in range(5):
+        with pytest.raises(ModelUnusableError, match="junk"):
+            registry.get("junk")
+        assert registry.catalogue()[1] and registry.catalogue()[1][0][0] == "junk"  # /health and /models
+    first = len(reads)
+    assert 1 <= first <= 2  # read once (twice: mapped, then plainly for the reason), never again
+    junk.write_bytes(b"still not a checkpoint, but another file\n" * 20)
+    with pytest.raises(ModelUnusableError):
+        registry.get("junk")
+    assert len(reads) > first  # a changed file is read again

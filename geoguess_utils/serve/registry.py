@@ -134,6 +134,20 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._infos: dict[str, tuple[tuple[int, int], ModelInfo]] = {}
         self._loaded: dict[str, LoadedModel] = {}
+        self._refused: dict[str, tuple[tuple[int, int], str]] = {}  # name -> (file version, why)
+
+    def _refused_before(self, name: str, stamp: tuple[int, int]) -> None:
+        """Raise the remembered refusal of this very version of the file, if there is one."""
+        with self._lock:
+            known = self._refused.get(name)
+        if known is not None and known[0] == stamp:
+            raise ModelUnusableError(known[1])
+
+    def _refuse(self, name: str, stamp: tuple[int, int], error: ModelUnusableError) -> ModelUnusableError:
+        """Remember that this version of the file is unusable (until it changes) and return the error."""
+        with self._lock:
+            self._refused[name] = (stamp, str(error))
+        return error
 
     # ------------------------------------------------------------------ files
     def _candidates(self) -> dict[str, Path]:
@@ -188,6 +202,7 @@ class ModelRegistry:
             cached = self._infos.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
+        self._refused_before(name, stamp)
         try:
             try:
                 data = load_checkpoint(path, mmap=True)  # cheap: tensors stay in the file
@@ -197,11 +212,13 @@ class ModelRegistry:
             context = GeoContext.from_dict(record["context"])
         except (CheckpointError, ConfigError) as exc:
             detail = _without_path(exc, path, name)
-            raise ModelUnusableError(f"model {name!r} is not a usable geoguess checkpoint: {detail}") from exc
+            error = ModelUnusableError(f"model {name!r} is not a usable geoguess checkpoint: {detail}")
+            raise self._refuse(name, stamp, error) from exc
         except Exception as exc:  # torch's unpickler failing in other ways on hostile bytes
-            raise ModelUnusableError(
+            error = ModelUnusableError(
                 f"model {name!r} is not a readable checkpoint ({type(exc).__name__} while unpickling)"
-            ) from exc
+            )
+            raise self._refuse(name, stamp, error) from exc
         info = ModelInfo(
             name=name,
             task=str(record["task"]),
@@ -231,7 +248,9 @@ class ModelRegistry:
     def get(self, name: str) -> LoadedModel:
         """The model ``name``, loaded through the safe loader on first use and kept in memory.
 
-        A checkpoint file replaced on disk (other size or modification time) is loaded again.
+        A checkpoint file replaced on disk (other size or modification time) is loaded again. A
+        refused file is remembered with its version: asking again answers at once, without
+        reading it, until the file changes.
 
         Raises:
             ModelNotFoundError: See :meth:`path_of`.
@@ -245,16 +264,19 @@ class ModelRegistry:
             loaded = self._loaded.get(name)
             if loaded is not None and loaded.stamp == stamp:
                 return loaded
+        self._refused_before(name, stamp)  # a refused version is not read again until the file changes
         info = self.describe(name)
         try:
             task = load_task(path)
         except CheckpointError as exc:
             detail = _without_path(exc, path, name)
-            raise ModelUnusableError(f"model {name!r} cannot be loaded: {detail}") from exc
+            raise self._refuse(name, stamp, ModelUnusableError(f"model {name!r} cannot be loaded: {detail}")) from exc
         except Exception as exc:  # see describe()
-            raise ModelUnusableError(f"model {name!r} cannot be loaded ({type(exc).__name__})") from exc
+            error = ModelUnusableError(f"model {name!r} cannot be loaded ({type(exc).__name__})")
+            raise self._refuse(name, stamp, error) from exc
         if task.image_size is None:
-            raise ModelUnusableError(f"model {name!r} does not record the image size it was trained at")
+            error = ModelUnusableError(f"model {name!r} does not record the image size it was trained at")
+            raise self._refuse(name, stamp, error)
         task.to(self.device)
         loaded = LoadedModel(info=info, task=task, device=self.device, stamp=stamp)
         with self._lock:
