@@ -206,3 +206,41 @@ def test_a_refused_checkpoint_is_not_read_again_until_its_file_changes(tmp_path,
     with pytest.raises(ModelUnusableError):
         registry.get("junk")
     assert len(reads) > first  # a changed file is read again
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 0).save(buffer, format="PNG", optimize=True)  # black: compresses to little
+    return buffer.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_many_small_files_declaring_large_images_are_refused_before_decoding(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from _serve_helpers import build_models
+
+    from geoguess_utils.serve import uploads
+    from geoguess_utils.serve.app import ServeConfig, create_app
+
+    _, models = build_models(tmp_path / "served", locations=4)
+    photo = _png_declaring(2048, 2048)  # 4.2 MP each, about 4 KB on the wire
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for i in range(16):
+            for heading in layout.HEADINGS:
+                zipped.writestr(f"loc{i}/{heading}.jpg", photo)  # PNG bytes: the name decides nothing
+    decoded = []
+    real = uploads.decode_upload
+    monkeypatch.setattr(uploads, "decode_upload", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    config = ServeConfig(models_dir=models, max_request_pixels=100_000_000)  # 64 photos x 4.2 MP = 268 MP
+    with fastapi_testclient.TestClient(create_app(config)) as client:
+        response = client.post(
+            "/models/clf/predict-batch", files={"zip": ("many.zip", archive.getvalue(), "application/zip")}
+        )
+    assert response.status_code == 413, response.text
+    assert "100 megapixels" in response.json()["error"]["message"]
+    assert decoded == []  # refused from the headers alone

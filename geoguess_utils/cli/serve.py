@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--torch-threads", type=int, help="threads of the forward pass on a CPU (default: half the CPUs, at least 1)"
     )
     parser.add_argument(
+        "--max-request-megapixels",
+        type=float,
+        default=512.0,
+        help="most source megapixels one batch request's photos may declare in all (default 512; 413 beyond)",
+    )
+    parser.add_argument(
         "--allowed-host",
         action="append",
         default=[],
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         preload=args.preload,
         torch_threads=args.torch_threads,
         allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
+        max_request_pixels=int(args.max_request_megapixels * 1_000_000),
     )
     app = create_app(config)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -35,6 +35,7 @@ from geoguess_utils.serve.errors import ApiError, BodyLimit, install_error_handl
 from geoguess_utils.serve.hosts import TrustedHosts
 from geoguess_utils.serve.registry import LoadedModel, ModelRegistry
 from geoguess_utils.serve.sample import SampleRoot
+from geoguess_utils.serve.uploads import MAX_REQUEST_PIXELS
 
 log = logging.getLogger("geoguess.serve")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -100,6 +101,8 @@ class ServeConfig:
         torch_threads: Threads of the forward pass on a CPU (``None``: half the CPUs, at
             least one). The rest decode photos and answer requests; on a small or busy
             machine more threads make each pass slower, as they wait for each other.
+        max_request_pixels: Most source pixels one batch request's photos may declare in all
+            (413 beyond): the per-photo limit stops one bomb, this stops many.
         allowed_hosts: ``Host`` header names the server answers (others get a 400: a guard
             against DNS rebinding; see :mod:`geoguess_utils.serve.hosts`); ``None`` answers
             any name. ``geoguess serve`` sets this machine's names and the listening address.
@@ -119,6 +122,7 @@ class ServeConfig:
     preload: bool = False
     torch_threads: int | None = None
     allowed_hosts: tuple[str, ...] | None = None
+    max_request_pixels: int = MAX_REQUEST_PIXELS
 
 
 def default_torch_threads() -> int:
@@ -358,10 +362,16 @@ def create_app(config: ServeConfig) -> FastAPI:
                 config.max_upload_bytes,
                 4 * config.max_upload_bytes,
                 config.max_pixels,
+                config.max_request_pixels,
             )
         else:
             uuids, pixels = await run_in_threadpool(
-                uploads.locations_from_fields, files, size, config.max_locations, config.max_pixels
+                uploads.locations_from_fields,
+                files,
+                size,
+                config.max_locations,
+                config.max_pixels,
+                config.max_request_pixels,
             )
         decoded = time.perf_counter()
         results: list[dict[str, Any]] = []

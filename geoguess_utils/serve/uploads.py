@@ -33,6 +33,11 @@ HEADING_FIELDS: tuple[str, ...] = tuple(str(h) for h in HEADINGS)
 """Form field names of the four views, in heading order: ``"0"``, ``"90"``, ``"180"``, ``"270"``."""
 
 
+MAX_REQUEST_PIXELS = 512_000_000
+"""Most source pixels one batch request may ask the server to decode, summed over every photo (512 MP:
+256 locations of four 640 px photos are 420 MP)."""
+
+
 class UploadError(DataError):
     """A request's upload is unusable; ``status`` is the HTTP status and ``field`` the form field at fault.
 
@@ -150,7 +155,11 @@ def views_from_form(
 
 
 def locations_from_fields(
-    files: Mapping[str, list[Upload]], size: int, max_locations: int, max_pixels: int = DEFAULT_MAX_PIXELS
+    files: Mapping[str, list[Upload]],
+    size: int,
+    max_locations: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_request_pixels: int = MAX_REQUEST_PIXELS,
 ) -> tuple[list[str], np.ndarray]:
     """Several locations from repeated field groups named ``<uuid>/<heading>`` (``loc1/0``, ``loc1/90``, ...).
 
@@ -176,7 +185,7 @@ def locations_from_fields(
             raise UploadError(f"field {printable(field)!r} holds {len(uploads)} files; send exactly one", field=field)
         check_content_type(uploads[0])
         groups.setdefault(uuid, {})[heading] = uploads[0]
-    return _stack_groups(groups, size, max_locations, max_pixels, "field")
+    return _stack_groups(groups, size, max_locations, max_pixels, "field", max_request_pixels)
 
 
 def locations_from_zip(
@@ -186,6 +195,7 @@ def locations_from_zip(
     max_member_bytes: int,
     max_total_bytes: int,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_request_pixels: int = MAX_REQUEST_PIXELS,
 ) -> tuple[list[str], np.ndarray]:
     """Several locations from a zip in the LUMEN layout.
 
@@ -200,6 +210,7 @@ def locations_from_zip(
         max_member_bytes: Largest uncompressed image member, bytes.
         max_total_bytes: Largest total of uncompressed image members, bytes (zip-bomb guard).
         max_pixels: Largest source image accepted (width * height).
+        max_request_pixels: Most source pixels all the photos may declare together (413 beyond).
 
     Returns:
         The uuids in sorted order and their views, ``uint8`` (N, 4, size, size, 3).
@@ -245,11 +256,49 @@ def locations_from_zip(
             except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as exc:
                 raise UploadError(f"zip member {shown!r} cannot be read ({exc})", field=shown) from exc
             groups.setdefault(uuid, {})[heading] = Upload(shown, parts[-1], "image/jpeg", content)
-    return _stack_groups(dict(sorted(groups.items())), size, max_locations, max_pixels, "zip")
+    return _stack_groups(dict(sorted(groups.items())), size, max_locations, max_pixels, "zip", max_request_pixels)
+
+
+def declared_pixels(upload: Upload) -> int:
+    """Width times height that an upload's header declares, read without decoding it (0 when unreadable)."""
+    from PIL import Image
+
+    try:
+        with Image.open(NamedBuffer(upload.data, upload.field)) as image:
+            width, height = image.size
+    except Exception:
+        return 0
+    return int(width) * int(height)
+
+
+def check_pixel_budget(uploads: list[Upload], budget: int, source: str) -> None:
+    """Refuse (413) a request whose photos declare more source pixels in all than ``budget``.
+
+    The per-photo limit stops one decompression bomb; this stops many small files that each
+    declare a large image (a 292 KB zip of 1,024 black 4096-px PNGs would cost minutes of CPU).
+
+    Raises:
+        UploadError: 413, naming the total and the limit.
+    """
+    total = 0
+    for upload in uploads:
+        total += declared_pixels(upload)
+        if total > budget:
+            raise UploadError(
+                f"the photos of this request declare more than {budget / 1e6:g} megapixels in all (the server's "
+                f"--max-request-megapixels); send fewer or smaller photos per request",
+                field=source,
+                status=413,
+            )
 
 
 def _stack_groups(
-    groups: dict[str, dict[str, Upload]], size: int, max_locations: int, max_pixels: int, source: str
+    groups: dict[str, dict[str, Upload]],
+    size: int,
+    max_locations: int,
+    max_pixels: int,
+    source: str,
+    budget: int = MAX_REQUEST_PIXELS,
 ) -> tuple[list[str], np.ndarray]:
     if not groups:
         where = "the zip" if source == "zip" else "the form"
@@ -263,6 +312,7 @@ def _stack_groups(
         if missing:
             field = f"{uuid}/{missing[0]}"
             raise UploadError(f"location {uuid!r} lacks heading(s) {', '.join(missing)} ({field!r})", field=field)
+    check_pixel_budget([views[h] for views in groups.values() for h in HEADING_FIELDS], budget, source)
     pixels = np.stack(
         [np.stack([decode_upload(views[h], size, max_pixels) for h in HEADING_FIELDS]) for views in groups.values()]
     )
