@@ -29,6 +29,7 @@ class FakeSettings:
     rate_per_s: float = 1000.0
     max_retries: int = 0
     backoff_s: float = 0.001
+    max_retry_after_s: float = 300.0
     timeout_s: float = 5.0
     save_every: int = 2
 

@@ -21,7 +21,7 @@ from geoguess_utils.data.layout import (
     VIEW_FILES,
 )
 from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS, find_image_dir, is_safe_uuid, printable, read_data_csv
-from geoguess_utils.data.view_files import view_file_problem
+from geoguess_utils.data.view_files import escapes, view_file_problem
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_write_csv
 
@@ -167,7 +167,6 @@ def _scan_root(root: Path, problems: list[Problem]) -> _RootScan:
     csv_path = root / CSV_NAME
     rows = read_data_csv(csv_path) if csv_path.is_file() else None
     folders: dict[str, str] = {}
-    real_image_dir = image_dir.resolve()
     with os.scandir(image_dir) as entries:
         for entry in entries:
             if entry.name.startswith("."):
@@ -182,13 +181,14 @@ def _scan_root(root: Path, problems: list[Problem]) -> _RootScan:
                     Problem(entry.name, path, "bad_uuid", f"{path}: folder name is not a plain uuid; skipped")
                 )
                 continue
-            if entry.is_symlink() and not Path(path).resolve().is_relative_to(real_image_dir):
+            outside = escapes(path, image_dir) if entry.is_symlink() else None
+            if outside is not None:
                 problems.append(
                     Problem(
                         entry.name,
                         path,
                         "outside_root",
-                        f"{path}: symbolic link resolves to {Path(path).resolve()}, outside {image_dir}; refusing it",
+                        f"{path}: symbolic link resolves to {outside}, outside {image_dir}; refusing it",
                     )
                 )
                 continue

@@ -41,7 +41,7 @@ import pandas as pd
 
 from geoguess_utils.data.layout import HEADINGS, IMAGE_DIR_NAMES, WRITTEN_IMAGE_DIR, view_file
 from geoguess_utils.data.reader import is_safe_uuid
-from geoguess_utils.datasets.http_retry import MAX_RETRY_AFTER_S, RateLimiter, with_retries
+from geoguess_utils.datasets.http_retry import RateLimiter, with_retries
 from geoguess_utils.errors import DataError
 from geoguess_utils.io import atomic_write_csv
 
@@ -197,6 +197,10 @@ class RunSettings(Protocol):
     @property
     def backoff_s(self) -> float:
         """First retry delay, seconds."""
+
+    @property
+    def max_retry_after_s(self) -> float:
+        """Longest ``Retry-After`` obeyed, seconds; a longer one fails the row for the next run."""
 
     @property
     def timeout_s(self) -> float:
@@ -400,7 +404,7 @@ class DownloadRun:
                 "run it again when online and it resumes where it stopped"
             ),
             describe=lambda exc: self.clean(self.source.describe_failure(exc)),
-            max_retry_after_s=getattr(settings, "max_retry_after_s", MAX_RETRY_AFTER_S),
+            max_retry_after_s=settings.max_retry_after_s,
         )
 
     def views_complete(self, name: str) -> bool:

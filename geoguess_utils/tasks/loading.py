@@ -66,7 +66,7 @@ def _check_class_points(context: GeoContext, source: str) -> None:
 
     lon0, lat0, lon1, lat1 = croatia_bounds("full")
     m = CLASS_POINT_MARGIN_DEG
-    for kind in (context.centroid, "weighted"):
+    for kind in dict.fromkeys((context.centroid, "weighted")):  # the same kind is checked once
         points = np.asarray(context.centroids_latlon(kind), dtype=np.float64)
         bad = ~np.isfinite(points).all(axis=1)
         bad |= ~((points[:, 0] >= lat0 - m) & (points[:, 0] <= lat1 + m))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ VARIANT_OPTIONS = frozenset({"retrieval_cells"})
 """Of those, the ones the retrieval and hybrid tasks still take."""
 
 
+@functools.lru_cache(maxsize=1)
 def moved_class_paths() -> dict[str, str]:
     """Task class paths of earlier versions -> the class path now (e.g. ``geoguess_utils.tasks.KNNTask``)."""
     from geoguess_utils.tasks.registry import TASKS, class_path
