@@ -51,6 +51,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Host name the server answers besides this machine's names and --host (repeatable; "
         "requests for other names get a 400, a guard against DNS rebinding)",
     )
+    parser.add_argument(
+        "--max-uploads",
+        type=int,
+        default=8,
+        help="requests with a body read and decoded at once (default 8; each may take a few times its size in memory)",
+    )
+    parser.add_argument(
+        "--max-waiting-uploads",
+        type=int,
+        default=64,
+        help="requests with a body waiting for one of those (default 64; 503 beyond)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a request's headers may take to arrive (default 10; 408 and closed beyond)",
+    )
+    parser.add_argument(
+        "--body-timeout",
+        type=float,
+        default=120.0,
+        help="seconds a request's body may take to arrive after its headers (default 120; 408 and closed beyond)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=256,
+        help="connections open at once (default 256, lowered to fit ulimit -n); beyond, 503 and closed at once",
+    )
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
@@ -59,7 +89,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from geoguess_utils.data.reader import DEFAULT_MAX_PIXELS
+    from geoguess_utils.errors import ConfigError
     from geoguess_utils.serve.app import ServeConfig, create_app
+    from geoguess_utils.serve.connections import ConnectionLimits, fitted_to_file_limit, guarded_protocol
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServeConfig(
@@ -77,14 +109,27 @@ def run(args: argparse.Namespace) -> int:
         torch_threads=args.torch_threads,
         allowed_hosts=_allowed_hosts(args.host, args.allowed_host),
         max_request_pixels=int(args.max_request_megapixels * 1_000_000),
+        max_uploads=args.max_uploads,
+        max_waiting_uploads=args.max_waiting_uploads,
     )
+    try:
+        limits = ConnectionLimits(args.header_timeout, args.body_timeout, args.max_connections)
+    except ValueError as exc:
+        raise ConfigError(f"geoguess serve: {exc}") from exc
     app = create_app(config)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("geoguess.serve").warning(
             "listening on %s: anyone who can reach this address can use the models", args.host
         )
     print(f"geoguess serve: http://{args.host}:{args.port}/ (API docs at /docs), models from {args.models}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=False,
+        http=guarded_protocol(fitted_to_file_limit(limits)),
+    )
     return 0
 
 

@@ -35,6 +35,7 @@ from geoguess_utils.serve.errors import ApiError, BodyLimit, install_error_handl
 from geoguess_utils.serve.hosts import TrustedHosts
 from geoguess_utils.serve.registry import LoadedModel, ModelRegistry
 from geoguess_utils.serve.sample import SampleRoot
+from geoguess_utils.serve.upload_slots import UploadSlots, release_slot
 from geoguess_utils.serve.uploads import MAX_REQUEST_PIXELS
 
 log = logging.getLogger("geoguess.serve")
@@ -106,6 +107,10 @@ class ServeConfig:
         allowed_hosts: ``Host`` header names the server answers (others get a 400: a guard
             against DNS rebinding; see :mod:`geoguess_utils.serve.hosts`); ``None`` answers
             any name. ``geoguess serve`` sets this machine's names and the listening address.
+        max_uploads: Requests with a body read and decoded at once (each may take several
+            times its size in memory for a moment); see :mod:`geoguess_utils.serve.upload_slots`.
+        max_waiting_uploads: Requests with a body waiting for one of those slots; more are
+            answered 503.
     """
 
     models_dir: Path
@@ -123,6 +128,8 @@ class ServeConfig:
     torch_threads: int | None = None
     allowed_hosts: tuple[str, ...] | None = None
     max_request_pixels: int = MAX_REQUEST_PIXELS
+    max_uploads: int = 8
+    max_waiting_uploads: int = 64
 
 
 def default_torch_threads() -> int:
@@ -196,6 +203,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     """
     if config.max_upload_bytes < 1 or config.max_pixels < 1 or config.max_locations < 1:
         raise ConfigError("max_upload_bytes, max_pixels and max_locations must be positive")
+    if config.max_uploads < 1 or config.max_waiting_uploads < 0:
+        raise ConfigError(
+            f"max_uploads must be at least 1 and max_waiting_uploads at least 0, "
+            f"got {config.max_uploads} and {config.max_waiting_uploads}"
+        )
     if config.torch_threads is not None and config.torch_threads < 1:
         raise ConfigError(f"torch_threads must be at least 1, got {config.torch_threads}")
     threads = config.torch_threads or default_torch_threads()
@@ -242,6 +254,12 @@ def create_app(config: ServeConfig) -> FastAPI:
     app.state.batcher = batcher
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(
+        UploadSlots,
+        max_uploads=config.max_uploads,
+        max_waiting=config.max_waiting_uploads,
+        retry_after_s=config.retry_after_s,
+    )  # added after the body limit: it runs first, before any body is read
     if config.allowed_hosts is not None:
         app.add_middleware(TrustedHosts, allowed=config.allowed_hosts)  # added last: it runs first
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -318,6 +336,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         files, others = await _read_form(request, max_files=8)
         size = int(loaded.task.image_size)
         pixels = await run_in_threadpool(uploads.views_from_form, files, others, size, config.max_pixels)
+        del files
+        release_slot(request.scope)  # decoded: the upload is no longer held
         decoded = time.perf_counter()
         (result,) = await batcher.submit(id(loaded), pixels[None], ["upload"])
         row = result["probabilities"]
@@ -364,6 +384,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 config.max_pixels,
                 config.max_request_pixels,
             )
+            del archive
         else:
             uuids, pixels = await run_in_threadpool(
                 uploads.locations_from_fields,
@@ -373,6 +394,8 @@ def create_app(config: ServeConfig) -> FastAPI:
                 config.max_pixels,
                 config.max_request_pixels,
             )
+        del files
+        release_slot(request.scope)  # decoded: the upload is no longer held
         decoded = time.perf_counter()
         results: list[dict[str, Any]] = []
         largest = 0

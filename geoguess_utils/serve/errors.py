@@ -158,13 +158,15 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        chunks.clear()
         delivered = False
 
         async def replay() -> Message:
-            nonlocal delivered
+            nonlocal delivered, body
             if not delivered:
                 delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                whole, body = body, b""  # handed on: not held here while the request runs
+                return {"type": "http.request", "body": whole, "more_body": False}
             return await receive()
 
         await self.app(scope, replay, send)
