@@ -96,3 +96,19 @@ def test_views_larger_than_the_limit_are_refused_at_load_and_at_training(good, t
         load_task(_altered(good, tmp_path, change))
     with pytest.raises(ConfigError, match="from 8 to 1024 pixels, got 4096"):
         GeoDataModule(roots=["x"], image_size=4096)
+
+
+def test_a_flipped_byte_in_a_weight_loads_and_only_the_digest_tells(good, tmp_path):
+    """What SECURITY.md promises about damaged weights: nothing refuses them; the file's SHA-256 differs."""
+    import hashlib
+
+    data = torch.load(good, weights_only=True)
+    name, weight = next((k, v) for k, v in data["state_dict"].items() if v.is_floating_point() and v.numel() > 4)
+    raw = weight.clone().contiguous().view(-1).view(torch.uint8)
+    raw[0] ^= 0x01  # the lowest bit of the first weight (little-endian): still a finite number
+    data["state_dict"][name] = raw.view(weight.dtype).reshape(weight.shape)
+    damaged = tmp_path / "damaged.ckpt"
+    torch.save(data, damaged)
+    loaded = load_task(damaged)
+    assert not torch.equal(loaded.state_dict()[name], weight)
+    assert hashlib.sha256(damaged.read_bytes()).hexdigest() != hashlib.sha256(good.read_bytes()).hexdigest()
