@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+
 import pandas as pd
 import pytest
 from _reliability_helpers import tiny_task, write_checkpoint
@@ -44,3 +48,30 @@ def test_ctrl_c_exits_130_with_one_line(command, sample, tmp_path, monkeypatch, 
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(f"geoguess {command}:")]
     assert err[-1] == f"geoguess {command}: interrupted"
     assert not out.exists()
+
+
+def test_ctrl_c_during_validate_exits_130_with_one_line(sample, monkeypatch, capsys):
+    from geoguess_utils.data import validation
+
+    monkeypatch.setattr(validation, "_inspect_image", _ctrl_c)
+    assert cli.main(["validate", str(sample)]) == EXIT_INTERRUPTED
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("geoguess validate:")]
+    assert err == ["geoguess validate: interrupted"]
+
+
+def test_ctrl_c_during_a_download_exits_130_and_keeps_the_status_file(tmp_path, monkeypatch, capsys):
+    from geoguess_utils.datasets import streetview
+
+    async def interrupted_fetch(self, i):
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl+C: asyncio.run cancels the run and raises KeyboardInterrupt
+        await asyncio.sleep(30)
+
+    monkeypatch.setattr(streetview.StreetViewSource, "fetch_row", interrupted_fetch)
+    monkeypatch.setenv("GEOGUESS_STREETVIEW_KEY", "not-a-real-key")
+    out = tmp_path / "root"
+    argv = ["download-streetview", "--locations", "3", "--out", str(out), "--base-url", "http://127.0.0.1:9"]
+    assert cli.main(argv) == EXIT_INTERRUPTED
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("geoguess download-streetview:")]
+    assert err[-1] == "geoguess download-streetview: interrupted"
+    status = pd.read_csv(out / "streetview_status.csv")
+    assert len(status) == 3 and set(status["status"]) <= {"PENDING", "FAILED"}  # resumable: nothing counted done
