@@ -20,9 +20,12 @@ augments them.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -280,8 +283,9 @@ def _compute(
     data_path, key_path = EmbeddingCache.paths_for(cache_dir, name, key)
     data_path.parent.mkdir(parents=True, exist_ok=True)
     shape = tuple(key["shape"])
-    partial = data_path.with_name(f".{data_path.name}.{os.getpid()}.partial")
+    partial = partial_path(data_path)
     key_path.unlink(missing_ok=True)  # the old sidecar goes first: a half-written cache never looks fresh
+    remove_stale_partials(data_path)
     if shape[0]:
         partial.touch()
         reserve_disk_space(partial, int(np.prod(shape)) * 2)
@@ -295,6 +299,10 @@ def _compute(
                 run_predict(
                     embedder, loader, device=device, progress=progress, callbacks=[writer], return_predictions=False
                 )
+        except BaseException:  # an error or Ctrl+C: the unfinished file is of no use to anyone
+            writer.flush()
+            partial.unlink(missing_ok=True)
+            raise
         finally:
             embedder.backbone.train(was_training)
         if writer.rows_written < shape[0]:
@@ -306,6 +314,89 @@ def _compute(
         data_path.unlink(missing_ok=True)
         stamp = None
     atomic_write_text(key_path, json.dumps({"digest": content_digest(key), "key": key, "data": stamp}))
+
+
+def _host_tag() -> str:
+    """This machine's name as it appears in a partial file's name (letters, digits, ``-`` and ``_`` only)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname()) or "localhost"
+
+
+def partial_path(data_path: Path) -> Path:
+    """The file this process fills before it becomes ``data_path``: ``.<data name>.<host>.<pid>.partial``.
+
+    The machine's name and the process id in the name tell a file another process is
+    still writing from one left behind by a process that was killed.
+    """
+    return data_path.with_name(f".{data_path.name}.{_host_tag()}.{os.getpid()}.partial")
+
+
+def _writer_of(partial: Path, data_path: Path) -> tuple[str, int] | None:
+    """``(host, pid)`` of the process that wrote ``partial`` for ``data_path``; ``None`` for another file.
+
+    A name with a process id only (``.<data name>.<pid>.partial``, written by earlier
+    versions) is taken as written on this machine.
+    """
+    prefix, suffix = f".{data_path.name}.", ".partial"
+    name = partial.name
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    parts = name[len(prefix) : -len(suffix)].split(".")
+    if len(parts) == 1 and parts[0].isdigit():
+        return _host_tag(), int(parts[0])
+    if len(parts) == 2 and parts[0] and parts[1].isdigit():
+        return parts[0], int(parts[1])
+    return None
+
+
+def process_is_running(pid: int) -> bool:
+    """Whether a process with id ``pid`` exists on this machine (when in doubt: ``True``).
+
+    Args:
+        pid: A process id.
+
+    Returns:
+        ``False`` only when the system says there is no such process; a process owned by
+        another user, or a system that cannot tell (Windows), counts as running.
+    """
+    if pid <= 0 or os.name == "nt":  # on Windows os.kill(pid, 0) would end the process, not probe it
+        return pid > 0
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_partials(data_path: Path) -> list[Path]:
+    """Delete the unfinished files of cache ``data_path`` left by processes that no longer run.
+
+    A process killed while it computed the cache (``kill -9``, a lost machine) leaves its
+    ``.partial`` file behind. Only files of this cache entry written on this machine are
+    considered; one whose process still runs (another process computing the same cache)
+    is left alone, and so is this process's own file, which is about to be rewritten.
+
+    Args:
+        data_path: The cache's ``.f16`` data file.
+
+    Returns:
+        The files deleted.
+    """
+    removed: list[Path] = []
+    if not data_path.parent.is_dir():
+        return removed
+    host, own = _host_tag(), os.getpid()
+    for candidate in data_path.parent.glob(f".{glob.escape(data_path.name)}.*.partial"):
+        writer = _writer_of(candidate, data_path)
+        if writer is None or writer[0] != host or writer[1] == own or process_is_running(writer[1]):
+            continue
+        try:
+            candidate.unlink()
+        except OSError:  # tidied by another process first, or not ours to delete: it does no harm
+            continue
+        removed.append(candidate)
+    return removed
 
 
 def device_of(module: torch.nn.Module) -> torch.device:

@@ -308,3 +308,84 @@ def test_a_capture_time_no_calendar_holds_is_left_empty(captured_at) -> None:
     parsed = parse_candidate(item)
     assert parsed is not None and parsed["captured_at"] == ""
     assert parse_candidate({**item, "captured_at": 1_600_000_000_000})["captured_at"] == "2020-09-13T12:26:40Z"
+
+
+class _KilledError(Exception):
+    """Stands for ``kill -9``: the run ends at once and writes nothing more."""
+
+
+def _kill_after_publish(monkeypatch: pytest.MonkeyPatch, publishes: int) -> list[str]:
+    """Make the download die right after its ``publishes``-th location folder is in place.
+
+    From then on the run saves nothing (its final save included), as after ``kill -9``.
+    Returns the uuids of the folders published before the kill.
+    """
+    from geoguess_utils.datasets.download_driver import DownloadRun
+
+    published: list[str] = []
+    real_publish, real_save = DownloadRun.publish, DownloadRun.save
+
+    def publish(run: DownloadRun, name: str) -> None:
+        if len(published) >= publishes:  # a location still in flight: the process is already gone
+            raise _KilledError
+        real_publish(run, name)
+        published.append(name)
+        if len(published) == publishes:
+            raise _KilledError
+
+    def save(run: DownloadRun) -> None:
+        if len(published) < publishes:
+            real_save(run)
+
+    monkeypatch.setattr(DownloadRun, "publish", publish)
+    monkeypatch.setattr(DownloadRun, "save", save)
+    return published
+
+
+@pytest.mark.parametrize(
+    ("n", "concurrency", "searches", "publishes"),
+    [
+        (3, 1, [], 1),  # killed after the first location, before the first save
+        (2, 1, ["empty", "empty"], 1),  # killed on a point planned to replace two without a panorama
+        (3, 3, [], 2),  # killed with other locations in flight
+    ],
+)
+def test_a_run_killed_at_any_moment_resumes_its_points_and_leaves_no_orphan_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n: int, concurrency: int, searches: list[str], publishes: int
+) -> None:
+    root = tmp_path / "mly"
+    with MockMapillary(searches=list(searches)) as server:
+        with monkeypatch.context() as patch:
+            published = _kill_after_publish(patch, publishes)
+            with pytest.raises(_KilledError):
+                _download(_settings(root, server, n, concurrency=concurrency))
+        assert len(published) == publishes
+        saved = pd.read_csv(root / mapillary.STATUS_CSV, dtype=str, keep_default_na=False)
+        assert set(published) <= set(saved["uuid"])  # each folder's row was saved before its download began
+
+        table, lines = _download(_settings(root, server, n, concurrency=concurrency))
+    ok = table[table["status"] == "OK"]
+    assert len(ok) == n
+    assert set(published) <= set(ok["uuid"])  # the rerun finished the same points under the same uuids
+    # A point searched again may get another panorama: its views are cut from the one its row names.
+    assert all(server.calls[f"thumb {image}"] >= 1 for image in ok["image_id"])
+    folders = {p.name for p in (root / "images").iterdir()}
+    data = pd.read_csv(root / "data.csv", dtype=str, keep_default_na=False)
+    assert folders == set(data["uuid"]) == set(ok["uuid"])
+    assert len(folders) == len(ok)
+    assert main(["validate", str(root)]) == 0
+    assert not (root / mapillary.STAGING_DIRNAME).exists()
+    assert not any("have no row" in line for line in lines)
+
+
+def test_a_folder_without_a_row_is_reported_and_kept(tmp_path: Path) -> None:
+    root = tmp_path / "mly"
+    stray = root / "images" / "0b6f2c1e-3f7a-4c1b-9d2e-5a6b7c8d9e0f"
+    stray.mkdir(parents=True)
+    (stray / "0.jpg").write_bytes(b"not ours")
+    with MockMapillary() as server:
+        table, lines = _download(_settings(root, server, 1))
+    assert _statuses(table) == ["OK"]
+    assert (stray / "0.jpg").read_bytes() == b"not ours"
+    assert stray.name not in set(table["uuid"])
+    assert any("1 folder(s)" in line and stray.name in line and "untouched" in line for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import socket
 import struct
@@ -32,9 +33,11 @@ def _jpeg_declaring(width: int, height: int) -> bytes:
     return bytes(payload)
 
 
-def _jpeg(seed: int) -> bytes:
+@functools.cache
+def _jpeg(seed: int, width: int = 640, height: int = 640) -> bytes:
+    """A plain JPEG view; 640x640 pixels, the size the downloader asks for, unless told otherwise."""
     buffer = io.BytesIO()
-    Image.new("RGB", (8, 8), (seed * 40 % 256, 90, 160)).save(buffer, format="JPEG", quality=90)
+    Image.new("RGB", (width, height), (seed * 40 % 256, 90, 160)).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -45,7 +48,8 @@ class MockStreetView:
     list of statuses answered one per request before ``OK``;
     ``scripts`` maps ``(pano, heading)`` to a list of actions consumed one per request
     (``"429"``, ``"500"``, ``"drop"``, ``"cut"``, ``"404"``, ``"bomb"``: a small JPEG declaring
-    20000x20000 pixels, ``"echo"``: HTTP 400 whose text repeats the request URL), then success.
+    20000x20000 pixels, ``"tiny"``: a whole 8x8 JPEG, ``"short"``: a whole 640x480 JPEG,
+    ``"echo"``: HTTP 400 whose text repeats the request URL), then success.
     A metadata status ``"INVALID_REQUEST"`` answers, as Google does, with an error message
     that repeats the request URL, key included.
     """
@@ -124,6 +128,9 @@ class MockStreetView:
             return response
         if action == "bomb":
             return web.Response(body=_jpeg_declaring(20000, 20000), content_type="image/jpeg")
+        if action in ("tiny", "short"):  # a whole, valid JPEG, but smaller than the 640x640 asked for
+            small = _jpeg(heading, 8, 8) if action == "tiny" else _jpeg(heading, 640, 480)
+            return web.Response(body=small, content_type="image/jpeg")
         if action == "echo":
             return web.Response(status=400, text=f"bad request {request.url} ({request.query_string})")
         if action == "cut":  # a complete HTTP answer whose JPEG is truncated
@@ -393,6 +400,28 @@ def test_an_oversized_image_from_the_server_fails_its_location(tmp_path: Path) -
     assert list(table["status"]) == ["OK", "OK"]
 
 
+@pytest.mark.parametrize(("action", "size"), [("tiny", "8x8"), ("short", "640x480")])
+def test_a_view_smaller_than_asked_for_fails_its_point(tmp_path: Path, action: str, size: str) -> None:
+    settings = _settings(tmp_path, 2, max_retries=0)
+    plan = streetview.plan_samples(2, settings.seed, settings.radius_m)
+    server = MockStreetView()
+    server.scripts[(_pano(plan, 1), 90)] = [action]
+    table, _ = _run(server, settings)
+    assert list(table["status"]) == ["OK", "FAILED"]
+    error = table.loc[1, "error"]
+    assert f"{size} pixels, smaller than the 640x640 asked for" in error
+    assert plan.loc[1, "uuid"] in error and _pano(plan, 1) in error and "90.jpg" in error
+    assert server.calls[f"image {_pano(plan, 1)} 90"] == 1  # refused at once, not retried
+    root = settings.out_dir
+    assert not (root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"]).exists()
+    assert not any(p.name == "90.jpg" for p in (root / streetview.STAGING_DIRNAME).rglob("*"))
+    assert list(pd.read_csv(root / layout.CSV_NAME)["uuid"]) == [plan.loc[0, "uuid"]]
+    table, _ = _run(server, settings)  # the next run asks for the refused view again
+    assert list(table["status"]) == ["OK", "OK"]
+    with Image.open(root / layout.WRITTEN_IMAGE_DIR / plan.loc[1, "uuid"] / "90.jpg") as view:
+        assert view.size == (640, 640)
+
+
 def test_downloading_into_an_existing_dataset_keeps_its_rows(tmp_path: Path) -> None:
     from geoguess_utils import cli
     from geoguess_utils.data import validation
@@ -410,7 +439,7 @@ def test_downloading_into_an_existing_dataset_keeps_its_rows(tmp_path: Path) -> 
     assert list(after["uuid"].iloc[6:]) == list(table["uuid"])
     table, _ = _run(MockStreetView(), replace(settings, n_locations=3))  # resuming keeps them too
     assert len(pd.read_csv(root / layout.CSV_NAME)) == 9
-    report = validation.validate_roots([root])  # the mock's 8x8 views differ in size from the sample's; nothing else
+    report = validation.validate_roots([root])  # the mock's 640x640 views differ in size from the sample's only
     assert {p.kind for p in report.problems} <= {"unexpected_size"}, [p.message for p in report.problems]
     assert len(report.locations) == 9
 

@@ -22,8 +22,11 @@ Output, in the LUMEN layout (see DATA_FORMAT.md)::
 An existing root is extended: rows of ``data.csv`` that this downloader did not write
 are kept. A location's folder appears only once its four views are on disk (written
 atomically into a staging folder that is then renamed), and running the command again
-resumes. The access token is sent in the ``Authorization`` header to the API host only,
-never to the image host, and never written anywhere; it is removed from every message.
+resumes. New points are written to the status file before any of them is fetched, so
+even a run killed at once leaves no location folder without its row: the next run
+finds the same points under the same uuids. The access token is sent in the
+``Authorization`` header to the API host only, never to the image host, and never
+written anywhere; it is removed from every message.
 """
 
 from __future__ import annotations
@@ -234,7 +237,18 @@ class MapillarySource(DownloadSource):
         self.foreign = foreign_rows(self.root, set(table["uuid"]))
         self.taken = set(table["uuid"]) | set(self.foreign.get("uuid", []))
         if run.images.is_dir():
-            self.taken |= {entry.name for entry in os.scandir(run.images)}
+            names = {entry.name: entry.is_dir() for entry in os.scandir(run.images)}
+            # A folder without a row may hold the user's own data: it is never deleted, only reported.
+            unlisted = sorted(
+                n for n, is_dir in names.items() if is_dir and not n.startswith(".") and n not in self.taken
+            )
+            if unlisted:
+                run.say(
+                    f"note: {len(unlisted)} folder(s) in {run.images} have no row in {CSV_NAME} or {STATUS_CSV} "
+                    f"(e.g. {unlisted[0]}); the downloader leaves them untouched and never reuses their names "
+                    "(`geoguess validate` reports them as missing rows)"
+                )
+            self.taken |= set(names)
 
     def _ok(self) -> int:
         return int((self.run.table["status"] == "OK").sum())
@@ -252,6 +266,10 @@ class MapillarySource(DownloadSource):
             new = plan_points(count, self.s.seed, self.s.radius_m, len(run.table), self.taken)
             new.index = range(len(run.table), len(run.table) + count)
             run.table = pd.concat([run.table, new]) if len(run.table) else new
+            # The new rows reach the status file before any of them is fetched: a run stopped
+            # at any moment (even by kill -9) leaves no location folder without its row, and
+            # the next run resumes these points under the same uuids.
+            run.save()
             self.queue.extend(new.index)
         return self.queue.pop(0)
 
@@ -400,8 +418,15 @@ class MapillarySource(DownloadSource):
         return str(url)
 
     async def _views(self, i: int, url: str) -> None:
+        """Cut and store the four views of row ``i``'s panorama.
+
+        ``url`` is empty when the panorama's id comes from the saved status table: a
+        complete folder of the row was then cut from that panorama and is kept. After a
+        new search (``url`` given) the panorama may differ from the one an earlier,
+        interrupted run cut the folder from, so the views are cut again.
+        """
         name = str(self.run.table.loc[i, "uuid"])
-        if self.run.views_complete(name):
+        if not url and self.run.views_complete(name):
             return
         body = await self._get(url or await self._image_url(str(self.run.table.loc[i, "image_id"])), None, "jpeg")
         compass = float(self.run.table.loc[i, "compass_angle"])

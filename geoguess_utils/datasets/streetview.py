@@ -27,7 +27,8 @@ did not write (no entry in ``streetview_status.csv``) are kept as they are and t
 locations are appended after them. A root that keeps its images in ``data/`` is
 refused, since the new ones would go to ``images/`` and the root would have two image
 folders. Each downloaded view passes the reader's checks (it decodes, and has at most
-:data:`~geoguess_utils.data.reader.DEFAULT_MAX_PIXELS` pixels) before it counts.
+:data:`~geoguess_utils.data.reader.DEFAULT_MAX_PIXELS` pixels) and is at least the
+640x640 pixels asked for (a tiny placeholder image fails its point) before it counts.
 
 The API key never reaches the disk or the screen: it is removed, with any ``key=``
 query parameter, from every message, status row and progress line (servers echo the
@@ -431,9 +432,11 @@ class StreetViewSource(DownloadSource):
             }
             atomic_write_bytes(target, await self._get(self.s.base_url, params, "jpeg"))
             try:
-                check_view(target)
+                check_view(target, (IMAGE_SIZE_PX, IMAGE_SIZE_PX))
             except DataError as exc:
-                raise RowError(f"the server sent an image the reader refuses: {exc}") from None
+                raise RowError(
+                    f"location {name} (panorama {pano}): the server sent an image the reader refuses: {exc}"
+                ) from None
         self.run.publish(name)
 
 
