@@ -4,38 +4,75 @@ Prints one JSON line: ``mean_km``, ``median_km``, ``acc_1_km``, ``acc_25_km``,
 ``acc_200_km``, ``acc_750_km`` (shares in [0, 1]), ``count`` and what a model that
 ignores the photos would score: ``baseline_best_constant_km`` (the best single point
 for these locations) and, given the training locations (``--train``, optionally
-filtered by ``--split-csv``), ``baseline_mean_km`` (always the training mean). With
-``--ckpt`` it also says on stderr what the checkpoint was trained on. It reads CSVs
-only and never imports torch (unless ``--ckpt`` is given). The predictions must
-cover exactly the uuids of the truth, each once, with latitudes in [-90, 90] and
-longitudes in [-180, 180]. When most points of a file lie outside Croatia (latitude and
-longitude exchanged, another country's file), a warning says so on stderr.
+filtered by ``--split-csv``, or a run's), ``baseline_mean_km`` (always the training
+mean). With ``--ckpt`` it also says on stderr what the checkpoint was trained on. It
+reads CSVs only and never imports torch (unless ``--ckpt`` is given).
+
+The truth is one or more dataset roots (or CSVs). ``--run RUN`` takes the truth from the
+roots a training run used (its ``config.yaml``) and its ``split.csv``; ``--split test``
+then scores that split's locations only, and predictions of other locations of the
+roots are left out (one line on stderr says how many). The predictions must cover every
+uuid scored, each once, and name no uuid that is not in the truth, with latitudes in
+[-90, 90] and longitudes in [-180, 180]. When most points of a file lie outside Croatia
+(latitude and longitude exchanged, another country's file), a warning says so on stderr.
+
+Examples::
+
+    geoguess evaluate predictions.csv --truth data/synthetic
+    geoguess evaluate predictions.csv --truth /data/lumen_train /data/external_set
+    geoguess evaluate predictions.csv --run runs/quick_cpu/version_0 --split test
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _EXAMPLES = 10
 _OUTSIDE_TOLERANCE_KM = 50.0
+_SPLITS = ("train", "val", "test")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     parser.add_argument("predictions", type=Path, help="CSV with uuid,latitude,longitude (from geoguess predict)")
     parser.add_argument(
-        "--truth", required=True, type=Path, help="dataset root holding data.csv, or a CSV with uuid,latitude,longitude"
+        "--truth",
+        nargs="+",
+        type=Path,
+        metavar="ROOT",
+        help="dataset root(s) holding data.csv, or CSVs with uuid,latitude,longitude (default with --run: the "
+        "roots the run was trained on)",
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        help="a training run (its folder, or a checkpoint in it): the truth is its roots (from config.yaml), "
+        "--split picks rows of its split.csv, and its training rows give baseline_mean_km",
+    )
+    parser.add_argument(
+        "--split",
+        choices=_SPLITS,
+        help="score only this split of the run (the uuids its split.csv puts there); needs --run or --split-csv",
     )
     parser.add_argument(
         "--train",
+        nargs="+",
         type=Path,
-        help="the training locations (dataset root or CSV with uuid,latitude,longitude): adds baseline_mean_km",
+        metavar="ROOT",
+        help="the training locations (dataset roots or CSVs with uuid,latitude,longitude): adds baseline_mean_km",
     )
     parser.add_argument(
         "--split-csv",
         type=Path,
-        help="the run's split.csv: with --train, only its 'train' rows count as training locations",
+        help="the run's split.csv (default with --run: the run's): only its 'train' rows of --train count as "
+        "training locations, and --split picks its rows",
     )
     parser.add_argument(
         "--ckpt", type=Path, help="the checkpoint that made the predictions: say what it was trained on"
@@ -80,8 +117,6 @@ def _read_points(path: Path, what: str):  # noqa: ANN202 - pandas DataFrame
 
 def _warn_outside_croatia(table, path: Path, what: str) -> None:  # noqa: ANN001 - pandas DataFrame
     """Warn on stderr when most points lie outside Croatia, and say when swapping the columns fixes them."""
-    import sys
-
     from geoguess_utils.geo import borders
 
     if table.empty:
@@ -103,67 +138,153 @@ def _warn_outside_croatia(table, path: Path, what: str) -> None:  # noqa: ANN001
     )
 
 
-def _train_points(train: Path, split_csv: Path | None):  # noqa: ANN202 - (M, 2) array
-    """``[lat, lon]`` degrees, shape (M, 2), of the training locations (the ``train`` rows of ``split_csv``)."""
+def _csv_of(path: Path) -> Path:
+    """The ``data.csv`` of a dataset root, or the CSV itself."""
     from geoguess_utils.data import layout
+
+    return path / layout.CSV_NAME if path.is_dir() else path
+
+
+def _read_many(paths: Sequence[Path], what: str) -> pd.DataFrame:
+    """The rows of several CSVs (see :func:`_read_points`), with a ``file`` column; a uuid may appear in one only."""
+    import pandas as pd
+
+    from geoguess_utils.errors import DataError
+
+    tables = []
+    for path in paths:
+        table = _read_points(path, what)
+        table["file"] = str(path)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    repeated = table.loc[table["uuid"].duplicated(), "uuid"].unique().tolist()
+    if repeated:
+        files = ", ".join(table.loc[table["uuid"] == repeated[0], "file"])
+        raise DataError(
+            f"{len(repeated)} uuid(s) are in more than one {what} ({repeated[0]!r} is in {files}): "
+            f"{_examples(repeated)}"
+        )
+    return table
+
+
+def _split_uuids(split_csv: Path, split: str) -> tuple[set[str], set[str]]:
+    """The uuids ``split_csv`` puts in ``split``, and every uuid it lists."""
     from geoguess_utils.data.splits import load_split
     from geoguess_utils.errors import DataError
 
-    train_csv = train / layout.CSV_NAME if train.is_dir() else train
-    table = _read_points(train_csv, "training file")
+    table = load_split(split_csv)
+    uuids = set(table.loc[table["split"] == split, "uuid"])
+    if not uuids:
+        raise DataError(f"split file {split_csv} has no {split} rows")
+    return uuids, set(table["uuid"])
+
+
+def _train_points(train: Sequence[Path], split_csv: Path | None):  # noqa: ANN202 - (M, 2) array
+    """``[lat, lon]`` degrees, shape (M, 2), of the training locations (the ``train`` rows of ``split_csv``)."""
+    from geoguess_utils.errors import DataError
+
+    csvs = [_csv_of(path) for path in train]
+    named = ", ".join(map(str, csvs))
+    table = _read_many(csvs, "training file")
     if split_csv is not None:
-        split = load_split(split_csv)
-        table = table[table["uuid"].isin(split.loc[split["split"] == "train", "uuid"])]
+        table = table[table["uuid"].isin(_split_uuids(split_csv, "train")[0])]
         if table.empty:
-            raise DataError(f"no uuid of {train_csv} is in the train split of {split_csv}")
+            raise DataError(f"no uuid of {named} is in the train split of {split_csv}")
     if table.empty:
-        raise DataError(f"{train_csv} lists no locations")
+        raise DataError(f"{named} lists no locations")
     return table[["latitude", "longitude"]].to_numpy(dtype=float)
 
 
+def _as_paths(paths: Path | Sequence[Path] | None) -> list[Path]:
+    if paths is None:
+        return []
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
 def evaluate(
-    predictions: Path, truth: Path, train: Path | None = None, split_csv: Path | None = None
+    predictions: Path,
+    truth: Path | Sequence[Path],
+    train: Path | Sequence[Path] | None = None,
+    split_csv: Path | None = None,
+    split: str | None = None,
 ) -> dict[str, float]:
     """Compare predictions with the truth and return the summary (see :func:`geoguess_utils.evaluation.summarise_km`).
 
     Args:
         predictions: CSV of ``uuid,latitude,longitude`` (degrees).
-        truth: Dataset root holding ``data.csv``, or such a CSV.
-        train: Training locations (root or CSV) for ``baseline_mean_km``; ``None`` leaves it out.
-        split_csv: With ``train``, keep only the uuids this split file puts in ``train``.
+        truth: Dataset root(s) holding ``data.csv``, or such CSVs; a uuid may be in one only.
+        train: Training locations (roots or CSVs) for ``baseline_mean_km``; ``None`` leaves it out.
+        split_csv: A run's ``split.csv``: with ``train``, only its ``train`` rows count as
+            training locations; with ``split``, only its ``split`` rows are scored.
+        split: ``"train"``, ``"val"`` or ``"test"``: score the truth's locations that
+            ``split_csv`` puts there, and leave out predictions of the other locations of
+            the truth or the split file (one line on stderr says how many); ``None``
+            scores every location.
 
     Returns:
         The summary plus ``baseline_best_constant_km`` and (with ``train``) ``baseline_mean_km``.
 
     Raises:
-        DataError: Unreadable files, missing coordinates, duplicated uuids, or uuids that
-            do not match (the message names them).
+        ConfigError: ``split_csv`` without ``train`` or ``split``, or ``split`` without ``split_csv``.
+        DataError: Unreadable files, missing coordinates, duplicated uuids, uuids that
+            do not match, or split uuids that are in no truth file (the message names them).
     """
-    from geoguess_utils.data import layout
-    from geoguess_utils.errors import DataError
+    from geoguess_utils.errors import ConfigError, DataError
     from geoguess_utils.evaluation import baselines, summarise_km
     from geoguess_utils.geo import distance
 
-    if split_csv is not None and train is None:
-        raise DataError("--split-csv picks the training rows of --train; give --train too")
-    truth_csv = truth / layout.CSV_NAME if truth.is_dir() else truth
-    train_latlon = None if train is None else _train_points(train, split_csv)
+    truth_csvs = [_csv_of(path) for path in _as_paths(truth)]
+    train_paths = _as_paths(train)
+    if not truth_csvs:
+        raise ConfigError("no truth: give dataset roots or CSVs with uuid,latitude,longitude")
+    if split is not None and split not in _SPLITS:
+        raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(_SPLITS)}")
+    if split is not None and split_csv is None:
+        raise ConfigError(f"--split {split} picks rows of a run's split.csv; give --run RUN (or --split-csv)")
+    if split_csv is not None and not train_paths and split is None:
+        raise ConfigError("--split-csv picks the training rows of --train, or the rows of --split; give one of them")
+    named = ", ".join(map(str, truth_csvs))
+    train_latlon = _train_points(train_paths, split_csv) if train_paths else None
     pred = _read_points(predictions, "predictions file")
-    true = _read_points(truth_csv, "truth file")
+    true = _read_many(truth_csvs, "truth file")
+    for csv in truth_csvs:
+        _warn_outside_croatia(true[true["file"] == str(csv)], csv, "truth file")
+    target = named
+    known = set(true["uuid"])
+    if split is not None:
+        assert split_csv is not None
+        wanted, listed = _split_uuids(split_csv, split)
+        known |= listed
+        absent = sorted(wanted - set(true["uuid"]))
+        if absent:
+            raise DataError(
+                f"split file {split_csv} puts {len(absent)} uuid(s) in the {split} split that are in no truth file "
+                f"({named}): {_examples(absent)}; give every root the run was trained on"
+            )
+        true = true[true["uuid"].isin(wanted)]
+        target = f"the {split} split of {split_csv}"
     missing = sorted(set(true["uuid"]) - set(pred["uuid"]))
-    extra = sorted(set(pred["uuid"]) - set(true["uuid"]))
+    extra = sorted(set(pred["uuid"]) - known)  # with a split, predictions of other known uuids are left out
     if missing or extra:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} uuid(s) of the truth have no prediction: {_examples(missing)}")
+            parts.append(f"{len(missing)} uuid(s) of {target} have no prediction: {_examples(missing)}")
         if extra:
-            parts.append(f"{len(extra)} predicted uuid(s) are not in the truth: {_examples(extra)}")
+            where = f"the truth ({named})" if split is None else f"the truth ({named}) nor in {split_csv}"
+            parts.append(f"{len(extra)} predicted uuid(s) are not in {where}: {_examples(extra)}")
         if {u.strip() for u in missing} & {u.strip() for u in extra}:
             parts.append("some differ only in spaces around the uuid")
-        raise DataError(f"{predictions} does not match {truth_csv}: " + "; ".join(parts))
+        raise DataError(f"{predictions} does not match {target}: " + "; ".join(parts))
     if true.empty:
-        raise DataError(f"{truth_csv} lists no locations")
-    _warn_outside_croatia(true, truth_csv, "truth file")
+        raise DataError(f"{named} lists no locations")
+    if split is not None:
+        left_out = int((~pred["uuid"].isin(true["uuid"])).sum())
+        print(
+            f"geoguess evaluate: scoring the {len(true)} locations of {target}; left out the {left_out} rows of "
+            f"{predictions} for other locations",
+            file=sys.stderr,
+        )
+        pred = pred[pred["uuid"].isin(true["uuid"])]
     _warn_outside_croatia(pred, predictions, "predictions file")
     merged = true.merge(pred, on="uuid", suffixes=("_true", "_pred"))
     km = distance.haversine_km(
@@ -176,10 +297,8 @@ def evaluate(
     return {**summarise_km(km), **baselines(train_latlon, eval_latlon)}
 
 
-def _describe_checkpoint(ckpt: Path, truth: Path) -> None:
+def _describe_checkpoint(ckpt: Path, truth: Sequence[Path]) -> None:
     """Say on stderr what ``ckpt`` was trained on, and warn when synthetic training meets real data."""
-    import sys
-
     from geoguess_utils.checkpoints.files import load_checkpoint
     from geoguess_utils.checkpoints.record import (
         TRAINING_DATA_FIELD,
@@ -187,24 +306,55 @@ def _describe_checkpoint(ckpt: Path, truth: Path) -> None:
         read_record,
         synthetic_model_warning,
     )
+    from geoguess_utils.data import layout
 
     record = read_record(load_checkpoint(ckpt, mmap=True), str(ckpt))
     info = record.get(TRAINING_DATA_FIELD)
     print(f"geoguess evaluate: {ckpt}: {describe_training_data(info)}", file=sys.stderr)
-    from geoguess_utils.data import layout
-
-    root = truth if truth.is_dir() else truth.parent if truth.name == layout.CSV_NAME else None
-    warning = None if root is None else synthetic_model_warning(info, [root])
+    roots = [p if p.is_dir() else p.parent for p in truth if p.is_dir() or p.name == layout.CSV_NAME]
+    warning = synthetic_model_warning(info, roots) if roots else None
     if warning:
         print(f"geoguess evaluate: {warning}", file=sys.stderr)
+
+
+def _run_context(args: argparse.Namespace) -> tuple[list[Path], list[Path], Path | None]:
+    """The truth, the training locations and the split file: as given, else from ``--run``.
+
+    With ``--run``, the truth defaults to the run's roots, the split file to its
+    ``split.csv`` and the training locations to the run's roots (their ``train`` rows
+    then give ``baseline_mean_km``; left out when ``--truth`` is given and the run's
+    roots cannot be found).
+    """
+    from geoguess_utils.errors import ConfigError
+    from geoguess_utils.training.run_files import run_files_of
+
+    truth, train, split_csv = list(args.truth or []), list(args.train or []), args.split_csv
+    if args.run is None:
+        if not truth:
+            raise ConfigError("give the truth with --truth ROOT [ROOT ...], or a training run with --run RUN")
+        return truth, train, split_csv
+    run = run_files_of(args.run)
+    try:
+        run_roots = run.data_roots()
+    except ConfigError as exc:
+        if not truth:
+            raise ConfigError(f"{exc}; give the truth with --truth ROOT [ROOT ...]") from None
+        run_roots = []
+    train = train or run_roots
+    if split_csv is None and (train or args.split is not None):
+        split_csv = run.split_csv
+        if not split_csv.is_file():
+            raise ConfigError(f"{split_csv} does not exist: the run folder {run.run_dir} has no split file")
+    return truth or run_roots, train, split_csv
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary as one JSON line."""
     import json
 
-    summary = evaluate(args.predictions, args.truth, args.train, args.split_csv)
+    truth, train, split_csv = _run_context(args)
+    summary = evaluate(args.predictions, truth, train or None, split_csv, args.split)
     if args.ckpt is not None:
-        _describe_checkpoint(args.ckpt, args.truth)
+        _describe_checkpoint(args.ckpt, truth)
     print(json.dumps(summary))
     return 0

@@ -6,9 +6,13 @@ error and, for a classifier, one location's probability over the cells as a laye
 can be switched on. Leaflet is embedded, so the page opens offline; only the optional
 OpenStreetMap tiles need the internet.
 
+Without ``--data`` it draws the roots the checkpoint's run was trained on (``data.roots``
+of the run's ``config.yaml``); ``--split`` needs those roots, all of them, because the
+run's ``split.csv`` lists every location of them.
+
 Examples::
 
-    geoguess map --ckpt runs/demo/classification/checkpoints/best.ckpt --data data/synthetic --split test
+    geoguess map --ckpt runs/demo/classification/checkpoints/best.ckpt --split test
     geoguess map --ckpt model.ckpt --data /data/lumen_external --out figures/external_map.html
 """
 
@@ -25,12 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by geoguess fit")
     parser.add_argument(
-        "--data", required=True, nargs="+", type=Path, help="dataset root(s) with data.csv (the truth is needed)"
+        "--data",
+        nargs="+",
+        type=Path,
+        metavar="ROOT",
+        help="dataset root(s) with data.csv, the truth being needed (default: the roots the checkpoint's run was "
+        "trained on, from <run>/config.yaml)",
     )
     parser.add_argument(
         "--split",
         choices=("train", "val", "test"),
-        help="draw only this split of the training run (needs its split.csv); default: every location in --data",
+        help="draw only this split of the training run (needs its split.csv and all the roots it was trained on); "
+        "default: every location of the roots",
     )
     parser.add_argument(
         "--split-csv",
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict, draw and write the map; print a summary line and where the file is."""
     from geoguess_utils import evaluation, inference
     from geoguess_utils.checkpoints.record import describe_training_data, synthetic_model_warning
-    from geoguess_utils.cli.predict import report_training_data
+    from geoguess_utils.cli.predict import report_training_data, roots_or_run_roots
     from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
     from geoguess_utils.errors import ConfigError, DataError
     from geoguess_utils.inference.non_finite import OutputCount
@@ -71,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
+    roots = roots_or_run_roots("map", args.data, args.ckpt)
     written = {"--out": args.out, "--cache-dir": args.cache_dir}
-    refuse_outputs_on_inputs(written, args.data, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
+    refuse_outputs_on_inputs(written, roots, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
     split_csv = args.split_csv
     if args.split is not None and split_csv is None:
         split_csv = run_files_of_checkpoint(args.ckpt).split_csv
@@ -81,28 +92,31 @@ def run(args: argparse.Namespace) -> int:
                 f"--split {args.split} needs the run's split.csv; {split_csv} does not exist (give --split-csv)"
             )
     task = load_task(args.ckpt)
-    report_training_data("map", task.training_data, list(args.data))
+    if args.split is not None:
+        _check_split_roots(args.split, roots, task.training_data, args.ckpt)
+    report_training_data("map", task.training_data, roots)
     notes = [describe_training_data(task.training_data)]
-    warning = synthetic_model_warning(task.training_data, list(args.data))
+    warning = synthetic_model_warning(task.training_data, roots)
     if warning:
         notes.append(warning)
     predictions = inference.predict(
         task,
-        list(args.data),
+        roots,
         split=args.split,
         split_csv=split_csv,
         batch_size=args.batch_size,
         device=args.device,
         cache_dir=args.cache_dir,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(),  # Lightning's bar in a terminal; plain lines in logs and pipes
+        progress_label=None if sys.stderr.isatty() else "geoguess map",
     )
     outputs = OutputCount.of(predictions)
     outputs.warn("map")
     if not predictions.labelled:
-        raise DataError(f"{', '.join(map(str, args.data))}: the map needs true positions (a data.csv with coordinates)")
+        raise DataError(f"{', '.join(map(str, roots))}: the map needs true positions (a data.csv with coordinates)")
     summary = evaluation.summarise(predictions)
     drawn = "every location" if args.split is None else f"{args.split} split"
-    title = args.title or f"{predictions.task_name} model, {drawn} ({', '.join(p.name for p in args.data)})"
+    title = args.title or f"{predictions.task_name} model, {drawn} ({', '.join(p.name for p in roots)})"
     fmap = prediction_map(
         predictions,
         title=title,
@@ -119,3 +133,27 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote the map of {shown} locations to {path} (open it in a browser)")
     return 0
+
+
+def _check_split_roots(split: str, roots: list[Path], training_data: dict | None, ckpt: Path) -> None:
+    """Refuse ``--split`` over other roots than the run's: its split file lists every location of all of them.
+
+    Compares folder names with those the checkpoint records (``training_data["roots"]``),
+    so a copy of the data elsewhere still passes; an older checkpoint without the record
+    is left to the split file's own check.
+
+    Raises:
+        ConfigError: When the names differ (the message names the checkpoint and both lists).
+    """
+    from geoguess_utils.errors import ConfigError
+
+    trained = (training_data or {}).get("roots")
+    if not trained or any(name in (".", "..") or "/" in name for name in trained):
+        return  # no record, or not plain folder names to compare
+    given = [p.resolve().name or str(p) for p in roots]
+    if sorted(given) != sorted(trained):
+        raise ConfigError(
+            f"--split {split} draws rows of the run's split file, which covers every root {ckpt} was trained on "
+            f"({', '.join(trained)}); --data gives {', '.join(given)}: give all of them, or leave --data out to "
+            "use the run's roots"
+        )

@@ -1,8 +1,16 @@
-"""``geoguess predict``: locate every folder of a dataset root with a trained checkpoint.
+"""``geoguess predict``: locate every folder of one or more dataset roots with a trained checkpoint.
 
 Needs only the checkpoint (it carries the projection, the classes, the image size and
 the backbone) and the images; ``data.csv`` is optional. Writes ``uuid,latitude,longitude``
-with one row per folder, the competition's submission format.
+with one row per folder, the competition's submission format. Without ``--data`` it
+predicts the roots the checkpoint's run was trained on (``data.roots`` of the run's
+``config.yaml``). In a terminal Lightning draws a progress bar; in logs and pipes a
+plain line says how many locations are done at every tenth.
+
+Examples::
+
+    geoguess predict --ckpt runs/quick_cpu/version_0/checkpoints/best.ckpt --out predictions.csv
+    geoguess predict --ckpt model.ckpt --data /data/lumen_train /data/external_set --out predictions.csv
 """
 
 from __future__ import annotations
@@ -22,7 +30,14 @@ if TYPE_CHECKING:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Register the command's options."""
     parser.add_argument("--ckpt", required=True, type=Path, help="checkpoint written by geoguess fit")
-    parser.add_argument("--data", required=True, nargs="+", type=Path, help="dataset root(s) holding data/ or images/")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        type=Path,
+        metavar="ROOT",
+        help="dataset root(s) holding data/ or images/ (default: the roots the checkpoint's run was trained on, "
+        "from <run>/config.yaml)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="CSV to write (uuid,latitude,longitude)")
     parser.add_argument("--batch-size", type=int, default=32, help="locations per batch (default 32)")
     parser.add_argument("--num-workers", type=int, default=0, help="image-loading processes (default 0)")
@@ -48,6 +63,45 @@ def _decoding_choices() -> list[str]:
     return list(DECODINGS)
 
 
+def roots_or_run_roots(command: str, roots: list[Path] | None, ckpt: Path) -> list[Path]:
+    """The dataset roots given with ``--data``, else those the checkpoint's run was trained on.
+
+    The run is the folder the checkpoint lies in (``<run>/checkpoints/<name>.ckpt``); its
+    ``config.yaml`` names the roots (see :meth:`~geoguess_utils.training.run_files.RunFiles.data_roots`).
+    Says on stderr which roots were taken from the run.
+
+    Args:
+        command: The sub-command, to prefix the line.
+        roots: The roots given on the command line, or ``None``.
+        ckpt: The checkpoint.
+
+    Returns:
+        The roots to read, in the order given or recorded.
+
+    Raises:
+        CheckpointError: When no roots are given and the checkpoint does not exist.
+        ConfigError: When no roots are given and the run does not record usable ones
+            (the message names its ``config.yaml``).
+    """
+    from geoguess_utils.errors import CheckpointError, ConfigError
+    from geoguess_utils.training.run_files import run_files_of_checkpoint
+
+    if roots:
+        return list(roots)
+    if not Path(ckpt).is_file():  # name the missing checkpoint, not its folder's missing config
+        raise CheckpointError(f"checkpoint {ckpt} does not exist")
+    run = run_files_of_checkpoint(ckpt)
+    try:
+        found = run.data_roots()
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; give the dataset roots with --data ROOT [ROOT ...]") from None
+    print(
+        f"geoguess {command}: the run's dataset roots (from {run.config_yaml}): {', '.join(map(str, found))}",
+        file=sys.stderr,
+    )
+    return found
+
+
 def predict_roots(ckpt: Path, roots: list[Path], **options: Any) -> pd.DataFrame:
     """The submission table (uuid, latitude, longitude in degrees) of :func:`predict_checkpoint`."""
     from geoguess_utils import inference
@@ -65,11 +119,13 @@ def predict_checkpoint(
     cache_dir: Path | None = None,
     lenient: bool = False,
     progress: bool = False,
+    progress_label: str | None = None,
 ) -> Predictions:
     """Predict every location under ``roots`` with the checkpoint ``ckpt``.
 
     Says on stderr what the checkpoint was trained on, and warns (one line) when a model
-    trained on synthetic images is about to predict real photos.
+    trained on synthetic images is about to predict real photos. The other arguments are
+    those of :func:`geoguess_utils.inference.predict` (``batch_size`` in locations).
 
     Returns:
         The predictions, one row per location in the order the dataset lists them, with
@@ -95,6 +151,7 @@ def predict_checkpoint(
         cache_dir=cache_dir,
         lenient=lenient,
         progress=progress,
+        progress_label=progress_label,
     )
 
 
@@ -121,17 +178,20 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils.inference.non_finite import OutputCount
     from geoguess_utils.io import atomic_write_csv
 
-    refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, args.data, {"--ckpt": args.ckpt})
+    roots = roots_or_run_roots("predict", args.data, args.ckpt)
+    refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, roots, {"--ckpt": args.ckpt})
+    terminal = sys.stderr.isatty()
     predictions = predict_checkpoint(
         args.ckpt,
-        list(args.data),
+        roots,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
         device=args.device,
         decoding=args.decoding,
         cache_dir=args.cache_dir,
         lenient=args.lenient,
-        progress=sys.stderr.isatty(),  # Lightning's bar in a terminal; nothing in logs and pipes
+        progress=terminal,  # Lightning's bar in a terminal; plain lines in logs and pipes
+        progress_label=None if terminal else "geoguess predict",
     )
     table = submission(predictions)
     outputs = OutputCount.of(predictions)

@@ -7,7 +7,8 @@ Modules:
 
 - ``loop``: The one inference loop: ``Trainer.predict`` over a module's ``predict_step``.
 - ``non_finite``: Report the locations whose network outputs were NaN or infinite.
-- ``roots``: Predictions of a trained task over dataset roots, through the one inference loop.
+- ``predictions``: Predictions of a trained task over dataset roots, through the one inference loop.
+- ``progress``: Plain progress lines for prediction where no progress bar can draw (logs, pipes, CI).
 """
 
 from geoguess_utils.inference.loop import run_predict

@@ -42,6 +42,7 @@ def predict(
     cache_dir: str | os.PathLike[str] | None = None,
     lenient: bool = False,
     progress: bool = False,
+    progress_label: str | None = None,
 ) -> Predictions:
     """Predict locations with a trained task: one split of its training data, or whole roots.
 
@@ -58,7 +59,10 @@ def predict(
         num_workers: DataLoader worker processes.
         cache_dir: Folder of the dataset's enriched-table cache (default under ``~/.cache/geoguess``).
         lenient: Skip broken locations (reported in a warning) instead of stopping.
-        progress: Show a progress bar.
+        progress: Show Lightning's progress bar (for a terminal).
+        progress_label: Print plain progress lines on stderr instead, starting with this
+            label (e.g. ``"geoguess predict"``): the count of locations done at every tenth
+            and the seconds since the start (see :class:`~geoguess_utils.inference.progress.ProgressLines`).
 
     Returns:
         The predictions, in the dataset's order.
@@ -105,7 +109,12 @@ def predict(
         assert module.predict_locations is not None
         locations = module.predict_locations.reset_index(drop=True)
         loader = module
-    result = run_predict(task, loader, device=device, progress=progress)
+    callbacks = None
+    if progress_label is not None:
+        from geoguess_utils.inference.progress import ProgressLines
+
+        callbacks = [ProgressLines(progress_label)]
+    result = run_predict(task, loader, device=device, progress=progress, callbacks=callbacks)
     uuids = result["uuid"]
     if uuids != locations["uuid"].tolist():
         raise DataError(f"predicted {len(uuids)} locations but the dataset lists {len(locations)}")

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from geoguess_utils.data import splits
+from geoguess_utils.training.run_files import save_data_roots
 
 
 class TaskDataLink(Callback):
@@ -38,17 +39,25 @@ class TaskDataLink(Callback):
 
 
 class SaveSplitCallback(Callback):
-    """Write the train/val/test membership next to the run's logs (``<log_dir>/split.csv``)."""
+    """Write the train/val/test membership and the dataset roots next to the run's logs.
+
+    ``<log_dir>/split.csv`` says which location went where; ``<log_dir>/data_roots.txt``
+    holds the absolute path of every dataset root, one per line, so that ``predict``,
+    ``map`` and ``evaluate --run`` find them from any folder.
+    """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Save the datamodule's split once, from the first process."""
+        """Save the datamodule's split and roots once, from the first process."""
         datamodule = trainer.datamodule
         split = getattr(datamodule, "split", None)
-        log_dir = trainer.log_dir
-        if split is None or log_dir is None or getattr(datamodule, "run_dir", None) is not None:
+        run_dir = getattr(datamodule, "run_dir", None) or trainer.log_dir
+        if run_dir is None or not trainer.is_global_zero:
             return
-        if trainer.is_global_zero:
-            splits.save_split(split, Path(log_dir) / splits.SPLIT_FILE)
+        roots = getattr(datamodule, "roots", None)
+        if roots:
+            save_data_roots(roots, Path(run_dir))
+        if split is not None and getattr(datamodule, "run_dir", None) is None:
+            splits.save_split(split, Path(run_dir) / splits.SPLIT_FILE)
 
 
 class RunCheckpoint(ModelCheckpoint):

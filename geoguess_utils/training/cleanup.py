@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-BOOKKEEPING = ("events.out.tfevents.*", "hparams.yaml", "config.yaml", "metrics.csv", "split.csv")
+BOOKKEEPING = ("events.out.tfevents.*", "hparams.yaml", "config.yaml", "metrics.csv", "split.csv", "data_roots.txt")
 """Files a logger or the CLI writes into a run folder before any training step."""
 
 

@@ -1,10 +1,26 @@
-"""The files of one training run folder: checkpoints, logs and the split."""
+"""The files of one training run folder: checkpoints, logs, the split and the config with its data roots."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from geoguess_utils.errors import ConfigError
+
+CONFIG_FILE = "config.yaml"
+"""The resolved config ``geoguess fit`` saves in the run folder (LightningCLI's copy of every setting)."""
+
+ROOTS_FILE = "data_roots.txt"
+"""The absolute path of every dataset root of the run, one per line (written by ``geoguess fit``)."""
+
+
+def save_data_roots(roots: list[str] | list[Path], run_dir: Path) -> Path:
+    """Write the absolute paths of ``roots`` to ``run_dir/data_roots.txt`` (atomically); return that path."""
+    from geoguess_utils.io import atomic_write_text
+
+    lines = [str(Path(root).expanduser().resolve()) for root in roots]
+    return atomic_write_text(run_dir / ROOTS_FILE, "".join(f"{line}\n" for line in lines))
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,62 @@ class RunFiles:
         return self.run_dir / "split.csv"
 
     @property
+    def config_yaml(self) -> Path:
+        """The run's resolved config, as ``geoguess fit`` saved it (``data.roots`` names its dataset roots)."""
+        return self.run_dir / CONFIG_FILE
+
+    def data_roots(self) -> list[Path]:
+        """The dataset roots the run was trained on.
+
+        ``data_roots.txt`` (absolute paths, written by ``geoguess fit``) is read when the run
+        has one. Runs without it have only ``config.yaml``'s ``data.roots``, as typed: a
+        relative root is then looked up from the run folder and the folders above it,
+        nearest first (``geoguess fit`` writes ``runs/<name>/version_<N>/`` below the folder
+        it ran in), then from the current folder.
+
+        Returns:
+            The roots, in the config's order, each an existing folder.
+
+        Raises:
+            ConfigError: When the config is missing or unreadable, names no roots, or names
+                a root that is not a folder here (the message names the file and the root).
+        """
+        import yaml
+
+        recorded = self.run_dir / ROOTS_FILE
+        if recorded.is_file():
+            roots = [Path(line) for line in recorded.read_text(encoding="utf-8").splitlines() if line.strip()]
+            missing = [str(root) for root in roots if not root.is_dir()]
+            if missing:
+                raise ConfigError(f"{recorded} names the dataset root {missing[0]}, which is not a folder here")
+            if roots:
+                return roots
+        path = self.config_yaml
+        if not path.is_file():
+            raise ConfigError(f"{path} does not exist, so the run folder does not say which dataset roots it used")
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path} is not a readable YAML file: {' '.join(str(exc).split())}") from None
+        data = config.get("data") if isinstance(config, dict) else None
+        roots = data.get("roots") if isinstance(data, dict) else None
+        if isinstance(roots, str):
+            roots = [roots]
+        if not roots or not isinstance(roots, list) or not all(isinstance(r, str) and r for r in roots):
+            raise ConfigError(f"{path} names no dataset roots (data.roots is {roots!r})")
+        return [self._find_root(text, path) for text in roots]
+
+    def _find_root(self, text: str, config: Path) -> Path:
+        root = Path(text).expanduser()
+        above = [self.run_dir, *self.run_dir.parents]  # the run folder itself when fit wrote no logger folders
+        candidates = [root] if root.is_absolute() else [*(p / root for p in above), Path.cwd() / root]
+        for candidate in candidates:
+            if candidate.is_dir():
+                return candidate
+        where = "" if root.is_absolute() else f" (looked in {self.run_dir}, the folders above it and {Path.cwd()})"
+        raise ConfigError(f"{config} names the dataset root {text!r}, which is not a folder here{where}")
+
+    @property
     def complete(self) -> bool:
         """Whether the run left a checkpoint and its logs."""
         return self.checkpoint is not None and self.metrics_csv.is_file() and self.split_csv.is_file()
@@ -52,3 +124,20 @@ class RunFiles:
 def run_files_of_checkpoint(checkpoint: str | os.PathLike[str]) -> RunFiles:
     """The run folder a checkpoint was written into (``<run_dir>/checkpoints/<name>.ckpt``)."""
     return RunFiles(Path(checkpoint).resolve().parent.parent)
+
+
+def run_files_of(path: str | os.PathLike[str]) -> RunFiles:
+    """The run of a run folder, or of a checkpoint file inside one.
+
+    Args:
+        path: A run folder (``runs/<name>/version_<N>``) or a checkpoint in its ``checkpoints/``.
+
+    Raises:
+        ConfigError: When ``path`` is neither a folder nor a file.
+    """
+    given = Path(path)
+    if given.is_dir():
+        return RunFiles(given.resolve())
+    if given.is_file():
+        return run_files_of_checkpoint(given)
+    raise ConfigError(f"{given} is neither a run folder nor a checkpoint file")
