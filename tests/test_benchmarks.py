@@ -177,7 +177,8 @@ def test_gpu_recipe_config():
     assert cfg["trainer"]["precision"] == "bf16-mixed"
     assert cfg["model"]["init_args"]["backbone"] == "resnext101_32x8d"
     assert cfg["model"]["init_args"]["channels_last"] is True
-    assert cfg["model"]["init_args"]["compile_backbone"] is True
+    assert cfg["model"]["init_args"]["compile_backbone"] is False  # Triton would need a C compiler at run time
+    assert cfg["data"]["num_workers"] > 0 and cfg["early_stopping"]["monitor"] == "val/mean_km"
     assert cfg["data"]["loader"]["drop_last"] is True
     assert cfg["data"]["cache"]["images"] == "memory"
 
