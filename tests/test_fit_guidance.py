@@ -171,7 +171,7 @@ def test_the_quiet_start_is_undone_afterwards():
     import logging
     import warnings
 
-    from geoguess_utils.training.lightning_cli import quiet_dependencies
+    from geoguess_utils.quiet import quiet_dependencies
 
     logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     before = list(logger.filters)
@@ -191,7 +191,7 @@ def _warn_from(module: str, category: type[Warning]) -> None:
 @pytest.mark.parametrize("module", ["pytorch_lightning.cli", "lightning_fabric.utilities.seed", "torch.nn.modules"])
 def test_the_quiet_start_hides_only_the_dependencies_deprecations_it_names(module):
     """Our own filter, tested with warnings the test raises itself (no dependency's wording is assumed)."""
-    from geoguess_utils.training.lightning_cli import quiet_dependencies
+    from geoguess_utils.quiet import quiet_dependencies
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

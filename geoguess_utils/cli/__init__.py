@@ -67,8 +67,11 @@ def run_command(name: str, run: Callable[[], int | None]) -> int:
     Returns:
         The exit status.
     """
+    from geoguess_utils.quiet import quiet_dependencies
+
     try:
-        return int(run() or EXIT_OK)
+        with quiet_dependencies():
+            return int(run() or EXIT_OK)
     except GeoguessError as exc:
         print(f"geoguess {name}: error: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import signal
 import sys
 import warnings
 from argparse import ArgumentError
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +30,7 @@ from geoguess_utils.errors import (
     GeoguessError,
 )
 from geoguess_utils.evaluation import MEAN_NAME
+from geoguess_utils.quiet import quiet_dependencies
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.training import fit_guidance
 from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback, TaskDataLink
@@ -300,53 +298,6 @@ def run(argv: list[str]) -> int:
     check_moved_keys(argv)
     with quiet_dependencies():
         return _run(argv)
-
-
-@contextlib.contextmanager
-def quiet_dependencies() -> Iterator[None]:
-    """Hide what a learner cannot act on while a run starts: Lightning's service adverts, dependencies' deprecations.
-
-    Only for the duration of the block, and only these: every other warning and log line still shows.
-    """
-    advert = _DropAdverts()
-    loggers = [logging.getLogger(name) for name in _RANK_ZERO_LOGGERS]
-    for logger in loggers:
-        logger.addFilter(advert)
-    try:
-        with warnings.catch_warnings():
-            for module in _QUIET_DEPRECATIONS:
-                warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
-                warnings.filterwarnings("ignore", category=FutureWarning, module=module)
-            try:
-                from jsonargparse._deprecated import JsonargparseDeprecationWarning
-            except ImportError:  # a jsonargparse without it: nothing to hide
-                pass
-            else:
-                warnings.filterwarnings("ignore", category=JsonargparseDeprecationWarning)
-            yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(advert)
-
-
-_RANK_ZERO_LOGGERS = (
-    "pytorch_lightning.utilities.rank_zero",
-    "lightning_fabric.utilities.rank_zero",
-    "lightning_fabric.utilities.seed",
-)
-_QUIET_DEPRECATIONS = (r"pytorch_lightning\..*", r"lightning_fabric\..*", r"jsonargparse\..*", r"torch\..*")
-
-
-class _DropAdverts(logging.Filter):
-    """Drop Lightning's "Tip: try installing ..." lines (a cloud service's advert) and its "Seed set to" banner.
-
-    The seed is in the run's saved config.yaml; the banner would come before any error message.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        advert = text.lstrip("💡 ").startswith("Tip:") and "install" in text
-        return not (advert or text.startswith("Seed set to"))
 
 
 def _run(argv: list[str]) -> int:
