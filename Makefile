@@ -21,7 +21,9 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "installing geoguess and its dependencies into $(VENV): about 6.6 GB (torch with CUDA) the first time," \
+		"several minutes on a fast connection; pip lists each package as it goes"
+	$(BIN)/python -m pip install -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
