@@ -78,15 +78,24 @@ class MultiViewNet(nn.Module):
         self.backbone = build_backbone(backbone, pretrained)
         features = self.backbone.num_features
 
+        self._top_settings = {
+            "pooling": pooling,
+            "num_views": self.num_views,
+            "features": int(features),
+            "num_outputs": int(num_outputs),
+            "head_hidden": int(head_hidden),
+            "dropout": float(dropout),
+            "attention": (int(attention_dim), int(attention_heads), int(attention_layers)),
+        }
+        top = FusionHead(**self._top_settings)
         if pooling == "attention":
-            self.fusion = ViewAttention(
-                features, self.num_views, attention_dim, attention_heads, attention_layers, dropout
-            )
-            width = self.fusion.d_model
-        else:
-            width = features * (self.num_views if pooling == "concat" else 1)
-        self.fused_width = int(width)
-        self.head = _make_head(width, num_outputs, head_hidden, dropout)
+            self.fusion = top.fusion
+        self.fused_width = top.fused_width
+        self.head = top.head
+
+    def fresh_fusion_head(self) -> FusionHead:
+        """A newly initialised fusion and head of the same shapes as this network's (an ensemble member's top)."""
+        return FusionHead(**self._top_settings)
 
     def view_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features of each view.
@@ -130,6 +139,50 @@ class MultiViewNet(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W)."""
         return self.head(self.features(images))
+
+
+class FusionHead(nn.Module):
+    """What sits on the backbone: the view fusion (attention only) and the head, without a backbone.
+
+    :class:`MultiViewNet` builds its own top with this class, and an ensemble keeps one more
+    per extra member (:meth:`MultiViewNet.fresh_fusion_head`), all reading the same backbone
+    features. Submodule names match the network's (``fusion``, ``head``).
+
+    Attributes:
+        fusion: The :class:`ViewAttention` for ``pooling="attention"``; absent otherwise.
+        fused_width: Width W of the fused vector the head reads.
+        head: Dropout then a linear layer to ``num_outputs``.
+    """
+
+    def __init__(
+        self,
+        pooling: str,
+        num_views: int,
+        features: int,
+        num_outputs: int,
+        head_hidden: int,
+        dropout: float,
+        attention: tuple[int, int, int],
+    ) -> None:
+        super().__init__()
+        self.pooling = pooling
+        self.num_views = int(num_views)
+        if pooling == "attention":
+            dim, heads, layers = attention
+            self.fusion = ViewAttention(features, self.num_views, dim, heads, layers, dropout)
+            width = self.fusion.d_model
+        else:
+            width = features * (self.num_views if pooling == "concat" else 1)
+        self.fused_width = int(width)
+        self.head = _make_head(width, num_outputs, head_hidden, dropout)
+
+    def forward(self, view_features: torch.Tensor) -> torch.Tensor:
+        """Outputs (B, num_outputs) from per-view features (B, V, F)."""
+        if self.pooling == "attention":
+            fused = self.fusion(view_features)
+        else:
+            fused = view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
+        return self.head(fused)
 
 
 def _make_head(width: int, num_outputs: int, head_hidden: int, dropout: float) -> nn.Sequential:

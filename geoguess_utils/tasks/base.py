@@ -21,6 +21,9 @@ from geoguess_utils.tasks.freezing import FreezeEpochs, check_freeze_epochs, fro
 from geoguess_utils.tasks.metrics import HaversineMetrics
 from geoguess_utils.tasks.optimization import OptimizerSettings, ScheduleSettings, configure_optimizers
 
+MAX_ENSEMBLE = 16
+"""Most members an ensemble may have (a checkpoint asking for more is refused before anything is built)."""
+
 
 class GeoTask(pl.LightningModule):
     """Shared machinery of the classification and regression tasks.
@@ -31,6 +34,8 @@ class GeoTask(pl.LightningModule):
     """
 
     task_name: ClassVar[str] = ""
+    supports_ensemble: ClassVar[bool] = False
+    """Whether members' outputs can be averaged (:meth:`combine_member_outputs`): classifier and regressor."""
 
     def __init__(
         self,
@@ -54,6 +59,7 @@ class GeoTask(pl.LightningModule):
         cpu_bf16_frozen_backbone: bool = False,
         head_hidden: int = 0,
         freeze_batchnorm: bool = False,
+        ensemble: int = 1,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
@@ -93,8 +99,19 @@ class GeoTask(pl.LightningModule):
                 run (their running statistics fixed; their scale and shift still train once the
                 backbone does). The embedding cache is computed in eval mode, so this keeps
                 the fine-tuning phase's features where the cached phase left the head.
+            ensemble: Members whose outputs are averaged (classifiers: their probabilities).
+                Above 1 the task holds one backbone and one fusion and head per member, and
+                is assembled from separately trained runs (``geoguess fit --ensemble N``,
+                :func:`geoguess_utils.tasks.ensemble.assemble_ensemble`), never trained as one
+                network. Members share the backbone, so it must never train
+                (``freeze_backbone_epochs: all``).
         """
         super().__init__()
+        if not 1 <= int(ensemble) <= MAX_ENSEMBLE:
+            raise ConfigError(f"ensemble must be from 1 to {MAX_ENSEMBLE} members, got {ensemble}")
+        if int(ensemble) > 1 and not self.supports_ensemble:
+            raise ConfigError(f"the {self.task_name or type(self).__name__} task cannot be an ensemble")
+        self.ensemble = int(ensemble)
         self.optimization = OptimizerSettings(optimizer, lr, backbone_lr_factor, weight_decay)
         self.schedule = ScheduleSettings(
             scheduler, plateau_patience, plateau_factor, onecycle_pct_start, monitor, monitor_mode
@@ -116,6 +133,7 @@ class GeoTask(pl.LightningModule):
         self.context: GeoContext | None = None
         self.image_size: int | None = None
         self.net: MultiViewNet | None = None
+        self.extra_heads: nn.ModuleList | None = None  # members 2..N of an ensemble: a fusion and head each
         self.training_data: dict[str, Any] | None = None  # what it was trained on (see checkpoint_record)
         self.val_km = HaversineMetrics()
         self.test_km = HaversineMetrics()
@@ -178,24 +196,37 @@ class GeoTask(pl.LightningModule):
         self.net = MultiViewNet(num_outputs=self.num_outputs(context), **self.network_options)
         if self.network_options["channels_last"]:
             self.net.to(memory_format=torch.channels_last)
-        head = self.net.head[-1]
-        with torch.no_grad():
-            head.weight.zero_()  # start from the training prior; features then move predictions away from it
-            head.bias.zero_()
-        self.configure_head(head, context)
+        if self.ensemble > 1:
+            self.extra_heads = nn.ModuleList(self.net.fresh_fusion_head() for _ in range(self.ensemble - 1))
+        for head in self._output_layers():
+            with torch.no_grad():
+                head.weight.zero_()  # start from the training prior; features then move predictions away from it
+                head.bias.zero_()
+            self.configure_head(head, context)
         self.configure_metrics(context)
         lat, lon = context.centroids_latlon("weighted").T
         n = context.class_table["n_train"].to_numpy(dtype=np.float64)
         weights = n / n.sum() if n.sum() > 0 else np.full(len(n), 1.0 / max(len(n), 1))
         self._fallback_latlon = (float(weights @ lat), float(weights @ lon))
 
+    def _output_layers(self) -> list[nn.Linear]:
+        """The last linear layer of every member's head (one without an ensemble)."""
+        assert self.net is not None
+        tops = [self.net, *(self.extra_heads or [])]
+        return [top.head[-1] for top in tops]
+
     def setup(self, stage: str) -> None:
-        """Check that the label space is known.
+        """Check that the label space is known (and that an ensemble is not trained as one network).
 
         The :class:`~geoguess_utils.tasks.data_link.LabelSpaceLink` callback hands it over
         from the data module before this runs; without a data module, call
         :meth:`configure_context` first.
         """
+        if stage == "fit" and self.ensemble > 1:
+            raise ConfigError(
+                f"an ensemble of {self.ensemble} is assembled from separately trained members "
+                "(geoguess fit --ensemble N), not trained as one network"
+            )
         if self.context is None:
             raise ConfigError(
                 "the task has no GeoContext: train it through a GeoDataModule, or call configure_context()"
@@ -221,8 +252,20 @@ class GeoTask(pl.LightningModule):
             self.net.backbone.compile(dynamic=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W)."""
-        return self._built_net()(images)
+        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W) (an ensemble's combined outputs)."""
+        if self.extra_heads is None:
+            return self._built_net()(images)
+        return self._ensemble_outputs(self._built_net().view_features(images))
+
+    def _ensemble_outputs(self, view_features: torch.Tensor) -> torch.Tensor:
+        """Every member's outputs from the shared backbone's features (B, V, F), combined."""
+        net = self._built_net()
+        members = [net.from_view_features(view_features), *(top(view_features) for top in self.extra_heads or [])]
+        return self.combine_member_outputs(torch.stack(members))
+
+    def combine_member_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Hook: an ensemble's outputs (B, O) from its members' (N, B, O); the mean by default."""
+        return outputs.mean(dim=0)
 
     def _built_net(self) -> MultiViewNet:
         if self.net is None:
@@ -274,7 +317,10 @@ class GeoTask(pl.LightningModule):
     def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """Raw outputs of a batch of images, or of cached per-view features (``"view_features"``, (B, V, F))."""
         if "view_features" in batch:
-            return self._built_net().from_view_features(batch["view_features"].float())
+            features = batch["view_features"].float()
+            if self.extra_heads is not None:
+                return self._ensemble_outputs(features)
+            return self._built_net().from_view_features(features)
         return self(batch["images"])
 
     def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ class ClassificationTask(GeoTask):
     """
 
     task_name = "classification"
+    supports_ensemble = True
 
     def __init__(
         self,
@@ -88,6 +90,18 @@ class ClassificationTask(GeoTask):
                 "data.cells.params) or more locations"
             )
         return context.num_classes
+
+    def combine_member_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
+        """An ensemble's logits: the log of its members' mean probabilities, (N, B, K) -> (B, K).
+
+        Softmax of the result is exactly the mean of the members' softmaxes. A member with
+        non-finite logits makes the result non-finite too, so the location is reported.
+        """
+        assert self.context is not None
+        k = self.context.num_classes
+        log_p = torch.log_softmax(outputs[..., :k].float(), dim=-1)
+        mean_log_p = torch.logsumexp(log_p, dim=0) - math.log(outputs.shape[0])
+        return torch.cat([mean_log_p.to(outputs.dtype), outputs[..., k:].mean(dim=0)], dim=-1)
 
     def logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """The class logits (B, K) among the outputs (the first K columns)."""

@@ -100,6 +100,16 @@ def _check_sizes_match_weights(task: GeoTask, context: GeoContext, state: dict[s
         first = state.get("net.head.1.weight")
         if first is None or first.shape[0] != hidden:
             raise CheckpointError(f"{source}: head_hidden {hidden} does not match the weights of net.head.1")
+    members = {key.split(".")[1] for key in state if key.startswith("extra_heads.")}
+    if members != {str(i) for i in range(task.ensemble - 1)}:
+        raise CheckpointError(
+            f"{source}: the record asks for an ensemble of {task.ensemble}, the weights hold "
+            f"{len(members) + 1} member(s); the file is damaged or was altered"
+        )
+    for i in range(task.ensemble - 1):
+        extra = state.get(f"extra_heads.{i}.{last.removeprefix('net.')}.bias")
+        if extra is None or tuple(extra.shape) != (outputs,):
+            raise CheckpointError(f"{source}: ensemble member {i + 2}'s output layer does not hold {outputs} outputs")
     if "bank_filled" in state:
         rows = int(context.class_table["n_train"].sum())
         if tuple(state["bank_filled"].shape) != (rows,):

@@ -21,6 +21,7 @@ class RegressionTask(GeoTask):
     """
 
     task_name = "regression"
+    supports_ensemble = True
 
     def num_outputs(self, context: GeoContext) -> int:
         """Two outputs: scaled x and y."""

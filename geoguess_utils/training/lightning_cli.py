@@ -32,7 +32,8 @@ from geoguess_utils.errors import (
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.quiet import quiet_dependencies
 from geoguess_utils.tasks.base import GeoTask
-from geoguess_utils.training import fit_guidance
+from geoguess_utils.tasks.loading import load_task
+from geoguess_utils.training import ensemble_fit, fit_guidance
 from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback, TaskDataLink
 from geoguess_utils.training.cleanup import new_log_dirs, remove_unused_log_dirs
 from geoguess_utils.training.moved_keys import check_moved_keys
@@ -109,6 +110,13 @@ class GeoguessCLI(LightningCLI):
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="resume training from this checkpoint")
         parser.add_argument(
             "--test_after_fit", type=bool, default=True, help="test the best checkpoint once training ends"
+        )
+        parser.add_argument(
+            "--ensemble",
+            type=int,
+            default=1,
+            help="train this many members one after another (seeds seed_everything, +1, ...) and keep them as one "
+            "model that averages their probabilities (needs --model.freeze_backbone_epochs all)",
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
@@ -303,6 +311,10 @@ def run(argv: list[str]) -> int:
 def _run(argv: list[str]) -> int:
     cli = GeoguessCLI(args=argv, epoch_lines=not sys.stderr.isatty())  # a terminal has the progress bar
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    members = int(cli.config.get("ensemble") or 1)
+    ensemble_fit.check_ensemble_settings(members, model, cli.config.get("ckpt_path"), trainer.world_size)
+    if members > 1:
+        return _run_ensemble(cli, argv, members)
     interrupted = fit(trainer, model, datamodule, cli.config.get("ckpt_path"))
     path, kind = describe_checkpoint(trainer)
     if interrupted:
@@ -326,3 +338,40 @@ def _run(argv: list[str]) -> int:
         else:
             print(f"last checkpoint (never validated; no best checkpoint yet): {path}", file=sys.stderr)
     return INTERRUPTED_EXIT_CODE if interrupted else 0
+
+
+def _run_ensemble(cli: GeoguessCLI, argv: list[str], members: int) -> int:
+    """Train ``members`` runs one after another, assemble them into one checkpoint and test it."""
+    trainer = cli.trainer
+    run_dir = Path(trainer.log_dir or trainer.default_root_dir)
+    seed = int(cli.config.get("seed_everything") or 0)
+    ensemble_fit.say(ensemble_fit.describe(members, seed))
+    if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
+        trainer.checkpoint_callback.dirpath = str(ensemble_fit.member_checkpoint_dir(run_dir, 0))
+    paths: list[str] = []
+    shared: dict[str, Any] = {}
+    for member in range(members):
+        if member == 0:
+            current = cli
+        else:
+            args = ensemble_fit.member_args(argv, run_dir, member, seed)
+            current = GeoguessCLI(args=args, epoch_lines=not sys.stderr.isatty())
+            current.trainer.callbacks.append(ensemble_fit.SharedBackbone(shared))
+        ensemble_fit.say(f"member {member + 1} of {members} (seed {seed + member})")
+        if fit(current.trainer, current.model, current.datamodule):
+            print(f"training interrupted at member {member + 1} of {members}; no ensemble written", file=sys.stderr)
+            return INTERRUPTED_EXIT_CODE
+        path, kind = describe_checkpoint(current.trainer)
+        if path is None or kind != "best":
+            raise ConfigError(f"ensemble member {member + 1} wrote no validated checkpoint to join the ensemble")
+        paths.append(path)
+        if member == 0:
+            shared = load_task(path).net.backbone.state_dict()
+    ensemble = ensemble_fit.assemble_from_checkpoints(paths)
+    out = ensemble_fit.save_ensemble(ensemble, run_dir / "checkpoints" / "best.ckpt")
+    if cli.config.get("test_after_fit"):
+        rank_zero_info(f"testing the ensemble of {members}: {out}")
+        trainer.test(ensemble, datamodule=cli.datamodule)
+    where = run_dir / ensemble_fit.MEMBERS_DIR
+    print(f"best checkpoint: {out} (an ensemble of {members}; members in {where})", file=sys.stderr)
+    return 0

@@ -35,6 +35,8 @@ OFFSET_DECODINGS: tuple[str, ...] = ("top", "weighted")
 class HybridTask(RetrievalBank, ClassificationTask):
     """Cell classification plus a per-cell offset regression (see the module docstring)."""
 
+    supports_ensemble = False
+
     task_name = "hybrid"
 
     def __init__(

@@ -182,6 +182,8 @@ class RetrievalTask(RetrievalBank, ClassificationTask):
     backbones, which the offline backbones here are not.
     """
 
+    supports_ensemble = False
+
     task_name = "retrieval"
 
     def __init__(
