@@ -403,7 +403,7 @@ def test_prediction_map_embeds_thumbnails_and_focuses_on_the_median_error(root, 
     page = webmap.map_html(prediction_map.prediction_map(pred, title="tiny", thumbnail_px=16))
     assert page.count("data:image/jpeg;base64,") == 4 * len(pred.table)
     median_row = int(np.argsort(pred.table["error_km"].to_numpy())[len(pred.table) // 2])
-    assert f"Probability over cells: {pred.table['uuid'][median_row]}" in page
+    assert f"Probability over cells: location {median_row + 1} of {len(pred.table)}, " in page
     for uuid in pred.table["uuid"]:
         assert uuid in page
     small = webmap.map_html(prediction_map.prediction_map(pred, thumbnail_px=None, max_locations=2))

@@ -6,45 +6,35 @@ coordinates from the page; they must be what ``geoguess predict`` gives for that
 location. It then clicks "A random synthetic location" and checks the page shows the
 true position and the error. Every resource the page loaded must come from the server
 itself (the page works offline). A third test drops four photos, out of heading order, on the
-drop zone and checks they are placed by their names. Without a browser the test is skipped, unless
-``GEOGUESS_REQUIRE_BROWSER=1`` (set by ``.ci/run``), when it fails instead.
+drop zone and checks they are placed by their names. Others check the page before any photo is
+chosen (plain placeholders, the land around Croatia drawn as land) and that the most probable
+cells are listed by name. Without a browser the tests are skipped, the reason saying what to
+install, unless ``GEOGUESS_REQUIRE_BROWSER=1`` (set by ``.ci/run``), when they fail instead.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import math
 import os
-import shutil
+import re
+import urllib.request
 from pathlib import Path
 
 import pytest
+from _browser import browser_or_skip, chromium, wait_for
 from _serve_helpers import build_models, sample_uuids, truth
 
 from geoguess_utils.cli.predict import predict_roots
 from geoguess_utils.serve.loadtest import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-REQUIRED = os.environ.get("GEOGUESS_REQUIRE_BROWSER") == "1"
-
-
-def _browser_or_skip():
-    missing = [name for name, found in (("chromium", CHROMIUM), ("chromedriver", DRIVER)) if not found]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        message = f"browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
-        if REQUIRED:
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    _browser_or_skip()
+    browser_or_skip()
     base = tmp_path_factory.mktemp("serve_browser")
     sample, models = build_models(base, locations=12)
     expected = predict_roots(models / "clf.ckpt", [sample], cache_dir=base / "cache").set_index("uuid")
@@ -59,27 +49,11 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(served, tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(argument)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}")
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(60)
+    driver = chromium(tmp_path_factory.mktemp("chromium_profile"))
     try:
         yield driver
     finally:
         driver.quit()
-
-
-def wait_for(driver, condition, timeout_s=60):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition)
 
 
 def open_page(driver, url):
@@ -105,7 +79,13 @@ def test_upload_four_photos_and_read_the_prediction(served, browser):
     lon = float(browser.find_element("id", "lon").text)
     assert lat == pytest.approx(expected.loc[uuid, "latitude"], abs=2e-5)
     assert lon == pytest.approx(expected.loc[uuid, "longitude"], abs=2e-5)
-    assert len(browser.find_elements("css selector", "#top5 li")) == 5
+    items = [item.text for item in browser.find_elements("css selector", "#top5 li")]
+    assert len(items) == 5
+    names = {feature["properties"]["name"] for feature in _get_json(server.url + "/models/clf/cells")["features"]}
+    for item in items:  # each cell by its name (nearest place, class point), not its number
+        name, _, share = item.rpartition(": ")
+        assert name in names and re.fullmatch(r"\d+\.\d\s%", share), item
+        assert not re.match(r"cell \d", item)
     cells = browser.execute_script("return document.querySelectorAll('#map path.leaflet-interactive').length")
     assert cells >= 5  # the probability layer over the cells (and the marker) are drawn
     resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
@@ -161,3 +141,68 @@ def test_dropped_photos_are_placed_by_their_names(served, browser):
     wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
     lat, lon = (float(browser.find_element("id", name).text) for name in ("lat", "lon"))
     assert (lat, lon) == pytest.approx(tuple(expected.loc[uuid, ["latitude", "longitude"]]), abs=2e-5)
+
+
+def _get_json(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def _pixel(png, x, y):
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        return image.convert("RGB").getpixel((round(x), round(y)))
+
+
+def _colour(hex_colour):
+    return tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+@pytest.mark.slow
+def test_empty_photo_slots_show_a_plain_placeholder(served, browser):
+    sample, _, server = served
+    open_page(browser, server.url)
+    for heading in (0, 90, 180, 270):  # before a photo is chosen: no image, a plain text placeholder
+        image = browser.find_element("id", f"photo-{heading}")
+        assert not image.is_displayed() and not image.get_attribute("src")
+        empty = browser.find_element("id", f"empty-{heading}")
+        assert empty.is_displayed() and empty.text == "no photo yet"
+    broken = "return [...document.images].filter(i => i.getClientRects().length && !(i.complete && i.naturalWidth))"
+    assert browser.execute_script(broken) == []  # no image shown without a picture in it
+    uuid = sample_uuids(sample)[1]
+    browser.find_element("id", "file-90").send_keys(str(sample / "images" / uuid / "90.jpg"))
+    wait_for(browser, lambda d: d.find_element("id", "photo-90").is_displayed())
+    assert browser.execute_script("return document.getElementById('photo-90').naturalWidth") > 0
+    assert not browser.find_element("id", "empty-90").is_displayed()
+    assert browser.find_element("id", "empty-0").is_displayed()  # the others still wait
+    assert browser.execute_script(broken) == []
+
+
+@pytest.mark.slow
+def test_neighbouring_countries_are_land_and_the_sea_is_sea(served, browser):
+    """Seen in the page itself: the countries around Croatia in the land colour, Croatia in its own, the sea blue."""
+    _, _, server = served
+    open_page(browser, server.url)
+    places = {
+        "Slovenia (Ljubljana)": ((46.05, 14.51), "#e2ded2"),
+        "Bosnia and Herzegovina (Banja Luka)": ((44.77, 17.19), "#e2ded2"),
+        "Hungary (Pecs)": ((46.07, 18.23), "#e2ded2"),
+        "Italy (Perugia)": ((43.11, 12.39), "#e2ded2"),
+        "Croatia (Zagreb)": ((45.81, 15.98), "#f4f1e8"),
+        "the Adriatic": ((43.4, 14.6), "#a8c8e8"),
+    }
+    points = browser.execute_script(
+        """
+        const box = document.getElementById("map").getBoundingClientRect();
+        return arguments[0].map(([lat, lon]) => {
+          const p = map.latLngToContainerPoint([lat, lon]);
+          return [box.left + p.x, box.top + p.y];
+        });
+        """,
+        [list(point) for point, _ in places.values()],
+    )
+    png = browser.get_screenshot_as_png()
+    for (name, (_, colour)), (x, y) in zip(places.items(), points, strict=True):
+        found = _pixel(png, x, y)
+        assert max(abs(a - b) for a, b in zip(found, _colour(colour), strict=True)) <= 6, (name, found, colour)

@@ -1,17 +1,20 @@
 import base64
 import io
+import json
 import re
 
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
+from _map_view import fitted_pixels
 from PIL import Image
 
 from geoguess_utils.cells import square
 from geoguess_utils.data import layout
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
-from geoguess_utils.viz import webmap, webmap_html
+from geoguess_utils.viz import place_names, webmap, webmap_html
 
 HOSTILE_UUID = "<script>alert(1)</script>\"'`${document.title='x'}`\\"
 
@@ -126,16 +129,44 @@ def test_error_km_is_computed_when_missing(class_table):
     np.testing.assert_allclose(checked.error_km, expected)
 
 
+def _layer_names(page):
+    """The names of the layers in the page's layer control (folium writes them as the keys of overlays)."""
+    block = re.search(r"overlays\s*:\s*\{(.*?)\}", page, re.S)
+    assert block, "no layer control in the page"
+    return [json.loads(f'"{name}"') for name in re.findall(r'"((?:[^"\\]|\\.)+)"\s*:', block.group(1))]
+
+
 def test_probability_layer_only_when_given(class_table):
     preds = _predictions()
     without = webmap.map_html(webmap.build_map(preds, class_table))
     assert "Probability over cells" not in without
     probs = np.random.default_rng(0).dirichlet(np.ones(len(class_table)), size=len(preds))
     page = webmap.map_html(webmap.build_map(preds, class_table, probs))
-    worst = preds.uuid[preds.error_km.idxmax()]
-    assert f"Probability over cells: {worst}" in page
+    worst = int(preds.error_km.idxmax())
+    assert f"Probability over cells: location {worst + 1} of {len(preds)}, " in page
     page = webmap.map_html(webmap.build_map(preds, class_table, probs, focus=3))
-    assert "Probability over cells: loc-3" in page
+    assert "Probability over cells: location 4 of 12, " in page and "(uuid loc-3)" in page
+
+
+def test_probability_layer_is_named_for_people_not_by_its_uuid(class_table):
+    """The layer control names the location by its row, its nearest place and a short uuid."""
+    preds = _predictions()
+    preds["uuid"] = [f"79617a69-a16d-407d-905e-90d81bd9f{i:03d}" for i in range(len(preds))]
+    zagreb = 3
+    preds.loc[zagreb, ["true_lat", "true_lon"]] = (45.8131, 15.9775)  # the centre of Zagreb
+    probs = np.random.default_rng(0).dirichlet(np.ones(len(class_table)), size=len(preds))
+    page = webmap.map_html(webmap.build_map(preds, class_table, probs, focus=preds.uuid[zagreb]))
+    (label,) = [name for name in _layer_names(page) if name.startswith("Probability over cells")]
+    (place,) = place_names.place_labels([45.8131], [15.9775])
+    assert place.startswith("Zagreb")  # GeoNames calls the centre "Zagreb - Centar"
+    assert label == f"Probability over cells: location 4 of 12, {place} (uuid 79617a69…)"
+    assert preds.uuid[zagreb] not in label
+    assert preds.uuid[zagreb] in page  # the full uuid stays in the points' tooltips
+    elsewhere = webmap.probability_layer_label(0, 5, "abc", 44.3, 15.6)  # in the hills east of Zadar
+    assert re.fullmatch(
+        r"Probability over cells: location 1 of 5, \d+ km [NESW]{1,2} of [^()]+ \(uuid abc\)", elsewhere
+    )
+    assert webmap.short_id("123456789") == "123456789" and webmap.short_id("1234567890") == "12345678…"
 
 
 def test_bad_inputs_are_refused(class_table):
@@ -175,3 +206,59 @@ def test_save_map_writes_the_page_atomically(class_table, tmp_path):
 )
 def test_nice_ceiling(value, expected):
     assert webmap_html.nice_ceiling(value) == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------------------- the legend's place
+SCALE_BAR_PX = 80
+"""Room left under the legend for Leaflet's scale bar and the corner's margins, pixels (about 60 in practice)."""
+
+
+def _croatia_points():
+    coords = shapely.get_coordinates(borders.croatia("full"))
+    return coords[:, 1], coords[:, 0]  # lat, lon of every vertex, islands included
+
+
+def test_fitted_view_follows_leaflet():
+    """At 1400 x 1000 the map is fitted at zoom 7 with Croatia in the middle, Dubrovnik in the lower right."""
+    lat, lon = _croatia_points()
+    x, y = fitted_pixels(1400, 1000, lat, lon)
+    assert 400 < x.min() < x.max() < 1000 and 200 < y.min() < y.max() < 800
+    (dx,), (dy,) = fitted_pixels(1400, 1000, [42.65], [18.09])
+    assert dx > 700 and dy > 700  # Dubrovnik, where a legend in the bottom-right corner would cover it
+
+
+@pytest.mark.parametrize(("width", "height"), [(1400, 1000), (1280, 800), (1366, 768), (1600, 900), (1920, 1080)])
+def test_legend_covers_no_part_of_croatia(class_table, width, height):
+    """The legend sits in a corner that shows no Croatian land at the fitted view, at its largest size."""
+    probs = np.full((12, len(class_table)), 1.0 / len(class_table))
+    fmap = webmap.build_map(_predictions(), class_table, probs, thumbnails=False, notes=["a long note " * 12])
+    page = webmap.map_html(fmap)
+    legend = re.search(rf'<div id="{webmap_html.LEGEND_ID}" hidden style="([^"]*)"', page)  # shown once placed
+    assert legend, "the legend is missing"
+    style = legend.group(1)
+    assert "position:fixed" not in style  # a Leaflet control, stacked with the scale bar
+    assert f"max-width:{webmap_html.LEGEND_MAX_WIDTH_PX}px" in style and "box-sizing:border-box" in style
+    assert f"max-height:{webmap_html.LEGEND_MAX_HEIGHT_PX}px" in style and "overflow:auto" in style
+    script = page.index(f'L.control({{position: "{webmap_html.LEGEND_CORNER}"}})')
+    assert page.index(f"var {fmap.get_name()} = L.map(") < script  # run once the map exists
+    assert f"legend.addTo({fmap.get_name()})" in page and "box.hidden = false;" in page
+    assert webmap_html.LEGEND_CORNER == "bottomleft"
+    box = shapely.box(
+        0, height - SCALE_BAR_PX - webmap_html.LEGEND_MAX_HEIGHT_PX, 10 + webmap_html.LEGEND_MAX_WIDTH_PX, height
+    )
+    lat, lon = _croatia_points()
+    x, _ = fitted_pixels(width, height, lat, lon)
+    croatia_px = shapely.transform(
+        borders.croatia("full"), lambda c: np.column_stack(fitted_pixels(width, height, c[:, 1], c[:, 0]))
+    )
+    assert not croatia_px.intersects(box)
+    assert x.min() > box.bounds[2] + 20  # with room to spare
+
+
+def test_legend_folds_away():
+    """The legend is a <details> element, open at first, headed by the title."""
+    html = webmap_html.legend_html("My <title>", "3 locations", 0.5, ["note"])
+    assert re.search(r"<details open><summary[^>]*>My &lt;title&gt;</summary>", html)
+    assert html.rstrip().endswith("</details></div>")
+    with pytest.raises(ValueError):
+        webmap_html.legend_control_js("map; alert(1)")

@@ -7,7 +7,8 @@ Build it with :func:`create_app`; ``geoguess serve`` runs it under uvicorn. Endp
   ``180`` and ``270``;
 * ``POST /models/{name}/predict-batch``: a LUMEN zip in the field ``zip``, or field
   groups ``<uuid>/0`` .. ``<uuid>/270``; ``?format=csv`` answers in the competition's columns;
-* ``GET /``: the "where is this?" page; ``GET /sample/random``: a location of the sample.
+* ``GET /``: the "where is this?" page, with ``/outline`` (Croatia) and ``/land`` (the countries
+  around it) as its base map; ``GET /sample/random``: a location of the sample.
 """
 
 from __future__ import annotations
@@ -177,6 +178,33 @@ def _outline_geojson() -> dict[str, Any]:
     return shapely.geometry.mapping(shapely.simplify(borders.croatia("full"), 0.01))
 
 
+def _land_geojson() -> dict[str, Any]:
+    """The countries around Croatia as GeoJSON, simplified like the outline: the page's land outside Croatia."""
+    import shapely
+
+    from geoguess_utils.viz.webmap import neighbouring_land
+
+    return shapely.geometry.mapping(neighbouring_land(0.01))
+
+
+def _named_cells(context: Any) -> dict[str, Any]:
+    """The model's cells as GeoJSON (:func:`predictor.cells_geojson`), each with a name and its class point.
+
+    Each feature's properties gain ``name`` (after the nearest place and the class point,
+    e.g. ``"12 km SE of Zadar (44.12° N, 15.23° E)"``) and the class point's ``latitude``
+    and ``longitude`` (degrees): what the page shows instead of the cell's number.
+    """
+    from geoguess_utils.viz.place_names import cell_names
+
+    collection = predictor.cells_geojson(context)
+    points = context.centroids_latlon()
+    for feature, name, (lat, lon) in zip(
+        collection["features"], cell_names(points[:, 0], points[:, 1]), points.tolist(), strict=True
+    ):
+        feature["properties"].update(name=name, latitude=lat, longitude=lon)
+    return collection
+
+
 def _set_torch_threads(threads: int) -> None:
     import torch
 
@@ -222,7 +250,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     # that uses it has its answer (the registry holds the current version).
     models: weakref.WeakValueDictionary[int, LoadedModel] = weakref.WeakValueDictionary()
     cells_cache: weakref.WeakKeyDictionary[LoadedModel, dict[str, Any]] = weakref.WeakKeyDictionary()
-    outline_cache: dict[str, dict[str, Any]] = {}  # Croatia's outline: computed once
+    outline_cache: dict[str, dict[str, Any]] = {}  # Croatia's outline and the land around it: computed once
     batcher = Batcher(
         _run_batch(models),
         max_batch=config.max_batch,
@@ -319,7 +347,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         """The model's classes (grid cells) as a GeoJSON FeatureCollection, in class_index order."""
         loaded = await load(name)
         if loaded not in cells_cache:
-            cells_cache[loaded] = predictor.cells_geojson(loaded.task.context)
+            cells_cache[loaded] = await run_in_threadpool(_named_cells, loaded.task.context)
         return cells_cache[loaded]
 
     @app.post(
@@ -423,6 +451,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         if "outline" not in outline_cache:
             outline_cache["outline"] = await run_in_threadpool(_outline_geojson)
         return outline_cache["outline"]
+
+    @app.get("/land", include_in_schema=False)
+    async def land() -> dict[str, Any]:
+        """The land of the countries around Croatia (Croatia left out), drawn under Croatia's outline."""
+        if "land" not in outline_cache:
+            outline_cache["land"] = await run_in_threadpool(_land_geojson)
+        return outline_cache["land"]
 
     @app.get("/sample", response_model=schemas.SampleInfo)
     async def sample_info() -> schemas.SampleInfo:

@@ -18,6 +18,8 @@ Modules:
   densities.
 - ``photos``: Figures of the pictures themselves: one location's four views, quadruplets side by
   side.
+- ``place_names``: Names of points and cells that a reader can place: the nearest town, its distance
+  and direction.
 - ``prediction_map``: The interactive map of a set of predictions (what `geoguess map` writes and
   notebook 05 shows).
 - ``projection_maps``: Figures of the projection chapter: distance errors and scale error.

@@ -18,6 +18,7 @@ from geoguess_utils.cells.scheme import geometry_to_plain
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
 from geoguess_utils.io import atomic_write_text
+from geoguess_utils.viz import place_names
 from geoguess_utils.viz.webmap_html import (
     PROBABILITY_COLOURS,
     THUMBNAIL_COLUMNS,
@@ -25,6 +26,7 @@ from geoguess_utils.viz.webmap_html import (
     embed_assets,
     error_colours,
     escape,
+    legend_control_js,
     legend_html,
     popup_html,
     row_thumbnails,
@@ -153,6 +155,33 @@ def surrounding_land() -> shapely.Geometry:
     return land.simplify(0.02, preserve_topology=True)
 
 
+@functools.lru_cache(maxsize=4)
+def neighbouring_land(simplify_deg: float = 0.01) -> shapely.Geometry:
+    """Land of the countries around Croatia, Croatia left out, simplified for drawing (cached).
+
+    Drawn under Croatia's outline simplified to the same tolerance, it meets that outline
+    without a strip of sea between them: before simplifying, it is grown into Croatia by
+    2.5 times the tolerance (a part that Croatia's outline, drawn on top, hides); its
+    coasts are not grown.
+
+    Args:
+        simplify_deg: Simplification tolerance, degrees (0.01 is about 1 km).
+
+    Returns:
+        A (Multi)Polygon in lon/lat degrees, within the box lon 4 to 30, lat 36 to 52
+        (as :func:`surrounding_land`), coordinates rounded to 1e-4 degrees.
+    """
+    if not simplify_deg > 0:
+        raise ValueError(f"simplify_deg must be positive, got {simplify_deg}")
+    table = borders.countries()
+    box = shapely.box(*_LAND_BOX_DEG)
+    near = table[table.intersects(box) & (table["ISO_A3"] != "HRV")]
+    land = shapely.intersection(shapely.union_all(shapely.make_valid(near.geometry.values)), box)
+    into_croatia = shapely.intersection(shapely.buffer(land, 2.5 * simplify_deg, quad_segs=2), borders.croatia("full"))
+    grown = shapely.union(land, into_croatia)
+    return shapely.set_precision(shapely.simplify(grown, simplify_deg, preserve_topology=True), 1e-4)
+
+
 def _cell_feature(row: pd.Series, properties: dict[str, object]) -> dict[str, object]:
     """A GeoJSON feature of one cell's polygon (lon/lat degrees) with ``properties``."""
     return {"type": "Feature", "geometry": geometry_to_plain(row["geometry"]), "properties": properties}
@@ -217,14 +246,43 @@ def _add_cell_errors(fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame)
     layer.add_to(fmap)
 
 
-def _add_probability_layer(fmap: folium.Map, table: pd.DataFrame, focus: pd.Series, probs: np.ndarray) -> None:
+def short_id(uuid: object, length: int = 8) -> str:
+    """The first ``length`` characters of an identifier, with "…" when it is longer (not escaped)."""
+    text = str(uuid)
+    return text if len(text) <= length + 1 else text[:length] + "…"
+
+
+def probability_layer_label(position: int, count: int, uuid: object, lat: float, lon: float) -> str:
+    """The layer control's name of one location's probability layer (escaped).
+
+    Args:
+        position: The location's row in the predictions, from 0.
+        count: How many locations the map draws.
+        uuid: The location's uuid (shortened to its first characters).
+        lat: The location's true latitude, degrees.
+        lon: The location's true longitude, degrees.
+
+    Returns:
+        E.g. ``"Probability over cells: location 3 of 200, 12 km SE of Zadar (uuid 79617a69…)"``.
+    """
+    (place,) = place_names.place_labels([lat], [lon])
+    return escape(f"Probability over cells: location {position + 1} of {count}, {place} (uuid {short_id(uuid)})")
+
+
+def _add_probability_layer(
+    fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame, position: int, probs: np.ndarray
+) -> None:
     """One location's class probabilities over the grid, as a layer that starts hidden."""
     import folium
 
+    focus = frame.iloc[position]
     p_max = float(probs.max()) if probs.max() > 0 else 1.0
     colours = colour_scale(PROBABILITY_COLOURS, probs, p_max)
     uuid = escape(focus["uuid"])
-    layer = folium.FeatureGroup(name=f"Probability over cells: {uuid}", show=False)
+    label = probability_layer_label(
+        position, len(frame), focus["uuid"], float(focus["true_lat"]), float(focus["true_lon"])
+    )
+    layer = folium.FeatureGroup(name=label, show=False)
     features = [
         _cell_feature(
             row,
@@ -305,6 +363,19 @@ def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | 
         group.add_to(layer)
     layer.add_to(fmap)
     return unavailable
+
+
+def _add_legend(fmap: folium.Map, html: str) -> None:
+    """The legend's HTML in the page, and the script (run after the map exists) that makes it a control."""
+    from branca.element import Element, MacroElement
+    from jinja2 import Template
+
+    fmap.get_root().html.add_child(Element(html), name="legend")
+    control = MacroElement()
+    control._template = Template(
+        "{% macro script(this, kwargs) %}{% raw %}" + legend_control_js(fmap.get_name()) + "{% endraw %}{% endmacro %}"
+    )
+    fmap.add_child(control, name="legend_control")
 
 
 def build_map(
@@ -389,7 +460,7 @@ def build_map(
     _add_land(fmap)
     _add_cell_errors(fmap, table, frame)
     if probs is not None and focus_row is not None:
-        _add_probability_layer(fmap, table, frame.iloc[focus_row], probs[focus_row])
+        _add_probability_layer(fmap, table, frame, focus_row, probs[focus_row])
     unavailable = _add_predictions(fmap, frame, thumbnail_px if thumbnails else None)
     if unavailable:
         warnings.warn(
@@ -399,7 +470,7 @@ def build_map(
 
     summary = f"{len(frame)} locations, mean {errors.mean():.1f} km, median {np.median(errors):.1f} km"
     prob_max = float(probs[focus_row].max()) if probs is not None and focus_row is not None else None
-    fmap.get_root().html.add_child(Element(legend_html(title, summary, prob_max, notes)), name="legend")
+    _add_legend(fmap, legend_html(title, summary, prob_max, notes))
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[lat0, lon0], [lat1, lon1]])
     return fmap

@@ -36,6 +36,20 @@ ERROR_COLOURS: tuple[str, ...] = ("#1a9641", "#77c35c", "#c4e687", "#fee08b", "#
 PROBABILITY_COLOURS: tuple[str, ...] = ("#f2f0f7", "#bcbddc", "#807dba", "#54278f", "#2d004b")
 """Colour stops of the probability scale, from 0 to the largest probability."""
 
+LEGEND_ID = "geoguess-legend"
+"""The ``id`` of the legend's element in the page."""
+
+LEGEND_CORNER = "bottomleft"
+"""Leaflet corner of the legend. Fitted to Croatia, the map shows the Adriatic and Italy
+there: Croatia's islands and Dubrovnik lie towards the bottom right, its north-east
+(Slavonia) towards the top right, where the layer control is."""
+
+LEGEND_MAX_WIDTH_PX = 300
+"""Widest the legend gets, pixels, padding included."""
+
+LEGEND_MAX_HEIGHT_PX = 380
+"""Tallest the legend gets, pixels, padding included; it scrolls beyond."""
+
 
 def escape(value: object) -> str:
     """Text made safe for HTML and for the JavaScript template strings folium writes.
@@ -199,7 +213,12 @@ def _error_key() -> str:
 
 
 def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequence[str] = ()) -> str:
-    """The map legend as HTML: title, summary line, colour key and notes."""
+    """The map legend as HTML: title, summary line, colour key and notes.
+
+    The title heads a ``<details>`` element, open at first, so a click on it folds the
+    legend away; its size is capped at :data:`LEGEND_MAX_WIDTH_PX` by
+    :data:`LEGEND_MAX_HEIGHT_PX` (it scrolls beyond). :func:`legend_control_js` places it.
+    """
     key = (
         '<div style="margin-top:4px">'
         '<span style="display:inline-block;width:9px;height:9px;border-radius:50%;background:#fff;'
@@ -208,7 +227,6 @@ def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequenc
         'border:1px solid #333"></span> prediction</div>'
     )
     parts = [
-        f'<div style="font-weight:bold;font-size:13px">{escape(title)}</div>',
         f"<div>{escape(summary)}</div>",
         *(f'<div style="color:#444">{escape(note)}</div>' for note in notes),
         key,
@@ -226,9 +244,42 @@ def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequenc
         )
     parts.append('<div style="margin-top:6px;color:#555">Click a line or point for its photos.</div>')
     return (
-        '<div style="position:fixed;bottom:28px;right:12px;z-index:1000;background:rgba(255,255,255,0.92);'
+        f'<div id="{LEGEND_ID}" hidden style="box-sizing:border-box;max-width:{LEGEND_MAX_WIDTH_PX}px;'
+        f"max-height:{LEGEND_MAX_HEIGHT_PX}px;overflow:auto;background:rgba(255,255,255,0.92);"
         "padding:8px 10px;border-radius:6px;box-shadow:0 1px 4px rgba(0,0,0,0.35);"
-        'font-family:sans-serif;font-size:12px;line-height:1.35">' + "".join(parts) + "</div>"
+        'font-family:sans-serif;font-size:12px;line-height:1.35">'
+        f'<details open><summary style="cursor:pointer;font-weight:bold;font-size:13px">{escape(title)}</summary>'
+        + "".join(parts)
+        + "</details></div>"
+    )
+
+
+def legend_control_js(map_name: str) -> str:
+    """JavaScript that moves the legend (:func:`legend_html`) into a Leaflet control in :data:`LEGEND_CORNER`.
+
+    Leaflet stacks the controls of one corner, so the legend sits above the scale bar
+    instead of over it; clicks and scrolling on the legend do not move the map. Until
+    then the legend is hidden: left in the page's flow under the full-height map, it would
+    add a scroll bar that narrows the map while Leaflet fits it to Croatia.
+
+    Args:
+        map_name: The JavaScript variable of the map (``folium.Map.get_name()``).
+    """
+    if not map_name.isidentifier():
+        raise ValueError(f"{map_name!r} is not a JavaScript variable name")
+    return (
+        "(function () {"
+        f'  var legend = L.control({{position: "{LEGEND_CORNER}"}});'
+        "  legend.onAdd = function () {"
+        f'    var box = document.getElementById("{LEGEND_ID}");'
+        '    box.classList.add("leaflet-control");'
+        "    box.hidden = false;"
+        "    L.DomEvent.disableClickPropagation(box);"
+        "    L.DomEvent.disableScrollPropagation(box);"
+        "    return box;"
+        "  };"
+        f"  legend.addTo({map_name});"
+        "})();"
     )
 
 

@@ -8,11 +8,23 @@ let truth = null;          // [lat, lon] of a sample location, when known
 let cellsLayer = null;
 let markers = null;
 let tileLayer = null;
-const cellsByModel = {};
+const baseLayers = [];     // the land around Croatia and Croatia itself, filled unless tiles are shown
+const cellsByModel = {};   // model -> its cells (GeoJSON), each with a name
 
 const $ = (id) => document.getElementById(id);
 const map = L.map("map", { zoomSnap: 0.25 }).setView([44.6, 16.4], 7);
 markers = L.layerGroup().addTo(map);
+// The base map, drawn offline: other countries' land under Croatia, both over the tiles (when
+// shown) and under the cells.
+map.createPane("land").style.zIndex = 250;
+map.createPane("croatia").style.zIndex = 260;
+const LAND_STYLE = { color: "#aaa", weight: 0.6, fillColor: "#e2ded2", fillOpacity: 1 };
+const CROATIA_STYLE = { color: "#444", weight: 1, fillColor: "#f4f1e8", fillOpacity: 1 };
+
+// With the tiles on, the base map keeps its borders but not its fill, so the tiles show through.
+function fillBase(filled) {
+  for (const layer of baseLayers) layer.setStyle({ fillOpacity: filled ? 1 : 0 });
+}
 
 function setStatus(text, isError) {
   $("status").textContent = text;
@@ -22,8 +34,16 @@ function setStatus(text, isError) {
 function setView(heading, blob, name) {
   views[heading] = blob;
   const img = $("photo-" + heading);
+  const empty = $("empty-" + heading);
   if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
   img.dataset.url = URL.createObjectURL(blob);
+  img.onload = () => { img.hidden = false; empty.hidden = true; };
+  img.onerror = () => {  // e.g. a format the browser cannot show; the server may still read it
+    img.hidden = true;
+    empty.hidden = false;
+    empty.className = "empty error";
+    empty.textContent = `cannot show ${name || "this file"} here`;
+  };
   img.src = img.dataset.url;
   img.title = name || "";
   updateButton();
@@ -74,22 +94,36 @@ function colour(p, top) {
   return `rgba(210, 40, 40, ${0.05 + 0.75 * t})`;
 }
 
+async function cellsOf(model) {
+  if (!cellsByModel[model]) cellsByModel[model] = await api(`/models/${encodeURIComponent(model)}/cells`);
+  return cellsByModel[model];
+}
+
+// A cell's name from the server (the nearest place and its class point), or its class point.
+function cellName(cells, cell) {
+  const feature = cells && cells.features[cell.class_index];
+  if (feature && feature.properties.class_index === cell.class_index && feature.properties.name) {
+    return feature.properties.name;
+  }
+  return `cell at ${cell.latitude.toFixed(3)}, ${cell.longitude.toFixed(3)}`;
+}
+
 async function drawCells(model, probabilities) {
   if (cellsLayer) { map.removeLayer(cellsLayer); cellsLayer = null; }
   if (!probabilities) return;
-  if (!cellsByModel[model]) cellsByModel[model] = await api(`/models/${encodeURIComponent(model)}/cells`);
+  const cells = await cellsOf(model);
   const top = Math.max(...probabilities);
-  cellsLayer = L.geoJSON(cellsByModel[model], {
+  cellsLayer = L.geoJSON(cells, {
     style: (feature) => ({
       weight: 0.5, color: "#733",
       fillColor: colour(probabilities[feature.properties.class_index], top), fillOpacity: 1,
     }),
     onEachFeature: (feature, layer) => layer.bindTooltip(
-      `cell ${feature.properties.cell_id}: ${(100 * probabilities[feature.properties.class_index]).toFixed(1)} %`),
+      `${feature.properties.name}: ${(100 * probabilities[feature.properties.class_index]).toFixed(1)} %`),
   }).addTo(map);
 }
 
-function showResult(result) {
+function showResult(result, cells) {
   $("result").hidden = false;
   $("lat").textContent = result.latitude.toFixed(5);
   $("lon").textContent = result.longitude.toFixed(5);
@@ -98,8 +132,7 @@ function showResult(result) {
   list.replaceChildren();
   for (const cell of result.top_cells || []) {
     const item = document.createElement("li");
-    item.textContent = `cell ${cell.cell_id}: ${(100 * cell.probability).toFixed(1)} % ` +
-      `(${cell.latitude.toFixed(3)}, ${cell.longitude.toFixed(3)})`;
+    item.textContent = `${cellName(cells, cell)}: ${(100 * cell.probability).toFixed(1)}\u00a0%`;
     const bar = document.createElement("span");
     bar.className = "bar";
     bar.style.width = `${Math.max(1, 120 * cell.probability)}px`;
@@ -131,7 +164,11 @@ async function locate() {
   try {
     const result = await api(`/models/${encodeURIComponent(model)}/predict?probabilities=true`,
       { method: "POST", body: form });
-    showResult(result);
+    let cells = null;
+    if (result.top_cells) {
+      try { cells = await cellsOf(model); } catch (error) { /* named by their points instead */ }
+    }
+    showResult(result, cells);
     await drawCells(model, result.probabilities);
     setStatus("Done.");
   } catch (error) {
@@ -170,10 +207,12 @@ async function start() {
   if (!models.models.length) setStatus("No usable checkpoint in the models folder.", true);
   $("random").hidden = !config.sample;
   $("tiles-choice").hidden = !config.tiles;
-  try {
-    const outline = await api("/outline");
-    L.geoJSON(outline, { style: { color: "#444", weight: 1, fillColor: "#f4f1e8", fillOpacity: 1 } }).addTo(map);
-  } catch (error) { /* the page works without the outline */ }
+  const [land, outline] = await Promise.all(
+    ["/land", "/outline"].map((path) => api(path).catch(() => null)));  // the page works without them
+  for (const [shape, pane, style] of [[land, "land", LAND_STYLE], [outline, "croatia", CROATIA_STYLE]]) {
+    if (shape) baseLayers.push(L.geoJSON(shape, { pane, interactive: false, style }).addTo(map));
+  }
+  fillBase(!$("tiles").checked);
   document.body.dataset.ready = "true";
 }
 
@@ -193,6 +232,7 @@ $("tiles").addEventListener("change", (event) => {
   } else if (tileLayer) {
     map.removeLayer(tileLayer);
   }
+  fillBase(!event.target.checked);
 });
 const drop = $("drop");
 drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
