@@ -44,6 +44,7 @@ from geoguess_utils.evaluation import summarise_km
 from geoguess_utils.geo import distance, projection
 from geoguess_utils.io import atomic_write_text
 from geoguess_utils.tasks.decoding import weighted_geometric_median
+from geoguess_utils.tasks.ensemble import assemble_ensemble
 from geoguess_utils.tasks.registry import TASKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,9 +76,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kNN": {"task": "knn", "model": {"neighbours": 5, "temperature": 0.05}},
     "best": BEST,
     "best, mean fusion (recipe lr)": {**BEST, "model": {**BEST["model"], "pooling": "mean", "lr": 1e-3}},
+    "best, ensemble of 3": {**BEST, "ensemble": 3},
+    "best, ensemble of 5": {**BEST, "ensemble": 5},
 }
-"""Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params`` and
-``model`` arguments."""
+"""Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params``,
+``model`` arguments and ``ensemble``: that many heads trained one after another (their own
+initialisations and batch orders) and averaged as ``geoguess fit --ensemble N`` does."""
+
+MEMBER_SEED_STEP = 1000
+"""Member ``m`` of a seed ``s`` trains with seed ``s + 1000 m``: apart from every seed a table reports."""
 
 _NOT_TASK_ARGUMENTS = ("scheduler", "plateau_patience", "plateau_factor", "freeze_backbone_epochs")
 
@@ -205,9 +212,21 @@ def run_variant(
     test["class_index"] = context.assign(test["latitude"], test["longitude"])
     arguments = {**recipe["model"], **copy.deepcopy(variant.get("model", {}))}
     start = time.perf_counter()
-    task = _train_head(
-        variant, arguments, context, train, features, seed, epochs, recipe["batch_size"], recipe["image_size"]
-    )
+    members = [
+        _train_head(
+            variant,
+            arguments,
+            context,
+            train,
+            features,
+            seed + MEMBER_SEED_STEP * member,  # the same split and cells, each member its own start and order
+            epochs,
+            recipe["batch_size"],
+            recipe["image_size"],
+        )
+        for member in range(int(variant.get("ensemble", 1)))
+    ]
+    task = members[0] if len(members) == 1 else assemble_ensemble(members)
     with torch.no_grad():
         predicted = task.decode(task.batch_outputs(_batch(test, features, np.arange(len(test)), context))).numpy()
     km = distance.haversine_km(
