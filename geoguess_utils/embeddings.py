@@ -15,7 +15,14 @@ file a single process writes.
 
 Trade-off: augmentation cannot apply to cached features (they are of the un-augmented
 views). The frozen phase trains on them; the fine-tuning phase reads images again and
-augments them.
+augments them. Augmented copies are the middle way
+(``--data.embeddings.augmented_copies K``): the training split's cache then holds the
+features of K augmented versions of every view (the training augmentation, each copy
+seeded per location, see :class:`~geoguess_utils.data.augment.AugmentedCopies`), K x N
+rows in a file of its own (``<split>_<backbone>_<size>px_copies.f16``) whose key adds K,
+the augmentation's settings and its seed; each epoch trains on one copy per location.
+It costs K forward passes over the training split to build and K times its memory and
+disk; validation and test keep the plain views' cache.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import json
 import os
 import re
 import socket
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +44,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from geoguess_utils.data.augment import AugmentedCopies
 from geoguess_utils.data.images import (
     MappedArray,
     cache_key,
@@ -69,6 +79,7 @@ def embedding_key(
     num_features: int,
     *,
     use_draft: bool = True,
+    copies: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything a cache of features depends on (stored in its sidecar).
 
@@ -80,10 +91,14 @@ def embedding_key(
         normalization: ``(mean, std)`` RGB statistics of the backbone's inputs.
         num_features: Feature size F of one view.
         use_draft: Whether views are decoded with DCT scaling.
+        copies: For a cache of augmented copies, their key
+            (:meth:`~geoguess_utils.data.augment.AugmentedCopies.key`: ``count`` K, the
+            augmentation's settings, the seed); the key then holds it under ``"copies"``
+            and its shape is (K x N, views, F). ``None``: the plain views' key, unchanged.
     """
     images = cache_key(paths, image_size, use_draft=use_draft)
     views = images["shape"][1]
-    return {
+    key = {
         "format": EMBED_FORMAT,
         "backbone": str(backbone),
         "weights": str(digest),
@@ -93,6 +108,13 @@ def embedding_key(
         "dtype": "float16",
         "images": {k: images[k] for k in ("decode", "files", "bytes", "mtime_ns")},
     }
+    if copies is not None:
+        count = int(copies["count"])
+        if count < 1:
+            raise DataError(f"a cache of augmented copies needs a count of at least 1, got {count}")
+        key["copies"] = json.loads(json.dumps(copies))  # plain JSON values, as the sidecar stores them
+        key["shape"] = [count * len(paths), int(views), int(num_features)]
+    return key
 
 
 class EmbeddingCache(MappedArray):
@@ -113,8 +135,15 @@ class EmbeddingCache(MappedArray):
 
     @staticmethod
     def paths_for(cache_dir: str | os.PathLike[str], name: str, key: dict[str, Any]) -> tuple[Path, Path]:
-        """The data file and sidecar of cache ``name`` for ``key`` (the backbone and size are in the name)."""
+        """The data file and sidecar of cache ``name`` for ``key`` (the backbone and size are in the name).
+
+        A cache of augmented copies (a key with ``"copies"``) has names of its own, ending
+        in ``_copies``: it never replaces the plain views' cache, and one of another K,
+        augmentation or seed replaces it.
+        """
         stem = Path(cache_dir) / "embeddings" / f"{name}_{key['backbone'].replace('/', '_')}_{key['image_size']}px"
+        if "copies" in key:
+            stem = stem.with_name(f"{stem.name}_copies")
         return stem.with_suffix(".f16"), stem.with_suffix(".json")
 
     @classmethod
@@ -219,7 +248,12 @@ def build_embeddings(
     Args:
         embedder: The backbone (:meth:`Embedder.of_task` or :meth:`Embedder.by_name`).
         dataset: A :class:`~geoguess_utils.data.geodataset.GeoDataset` without augmentation,
-            normalised for that backbone.
+            normalised for that backbone; or an
+            :class:`~geoguess_utils.data.augment.AugmentedCopies` of one (K augmented copies
+            of each location): the cache then holds K x N rows, row ``c * N + i`` copy ``c``
+            of location ``i``, takes K times the plain cache's disk (printed when it is
+            built) and its key adds the copies' key; building it prints progress lines
+            (``embedding cache: train copy 2/4, 1,200/1,600 locations, 31.2 s``) on standard error.
         cache_dir: Folder of the dataset's caches (the features go in ``embeddings/``).
         name: Cache name, e.g. the split.
         batch_size: Locations per forward pass.
@@ -234,30 +268,37 @@ def build_embeddings(
         The opened cache; row ``i`` holds the features of ``dataset[i]``.
 
     Raises:
-        DataError: When the dataset is augmented (cached features must be of the plain views),
-            or normalised with other statistics than the backbone's.
+        DataError: When the dataset is augmented (cached features must be of the plain views,
+            or of seeded augmented copies of them), or normalised with other statistics than
+            the backbone's.
     """
-    if getattr(dataset, "augment", None) is not None:
+    copies = dataset if isinstance(dataset, AugmentedCopies) else None
+    views = copies.dataset if copies is not None else dataset
+    if getattr(views, "augment", None) is not None:
         raise DataError("embeddings are computed from un-augmented views: pass a dataset without augmentation")
     mean, std = (tuple(round(float(v), 6) for v in values) for values in embedder.normalization)
-    if hasattr(dataset, "_mean") and (
-        tuple(round(float(v), 6) for v in dataset._mean.flatten()) != mean
-        or tuple(round(float(v), 6) for v in dataset._std.flatten()) != std
+    if hasattr(views, "_mean") and (
+        tuple(round(float(v), 6) for v in views._mean.flatten()) != mean
+        or tuple(round(float(v), 6) for v in views._std.flatten()) != std
     ):
         raise DataError(f"the dataset's views are not normalised as backbone {embedder.name!r} expects ({mean}, {std})")
     key = embedding_key(
-        dataset.paths.tolist(),
+        views.paths.tolist(),
         embedder.name,
         weights_digest(embedder.backbone),
-        dataset.image_size,
+        views.image_size,
         embedder.normalization,
         embedder.backbone.num_features,
-        use_draft=dataset.use_draft,
+        use_draft=views.use_draft,
+        copies=copies.key() if copies is not None else None,
     )
     cache = EmbeddingCache.open_if_fresh(cache_dir, name, key)
     if cache is not None:
         return cache
-    _compute(embedder, dataset, cache_dir, name, key, batch_size, num_workers, device, progress, in_place)
+    lines = _CopyLines(name, copies.copies, copies.locations) if copies is not None else None
+    if lines is not None:
+        lines.begin(key)
+    _compute(embedder, dataset, cache_dir, name, key, batch_size, num_workers, device, progress, in_place, lines)
     cache = EmbeddingCache.open_if_fresh(cache_dir, name, key)
     if cache is None:
         raise DataError(f"the embedding cache {name!r} in {cache_dir} could not be written completely")
@@ -275,6 +316,7 @@ def _compute(
     device: str,
     progress: bool,
     in_place: bool,
+    lines: _CopyLines | None = None,
 ) -> None:
     from torch.utils.data import DataLoader
 
@@ -289,7 +331,7 @@ def _compute(
     if shape[0]:
         partial.touch()
         reserve_disk_space(partial, int(np.prod(shape)) * 2)
-        writer = _RowWriter(partial, shape)
+        writer = _RowWriter(partial, shape, lines)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
         was_training = embedder.backbone.training
         try:
@@ -297,7 +339,12 @@ def _compute(
                 _compute_in_place(embedder, loader, writer)
             else:
                 run_predict(
-                    embedder, loader, device=device, progress=progress, callbacks=[writer], return_predictions=False
+                    embedder,
+                    loader,
+                    device=device,
+                    progress=progress and lines is None,
+                    callbacks=[writer],
+                    return_predictions=False,
                 )
         except BaseException:  # an error or Ctrl+C: the unfinished file is of no use to anyone
             writer.flush()
@@ -409,12 +456,14 @@ def _compute_in_place(embedder: Embedder, loader: Any, writer: _RowWriter) -> No
 
     Used when the backbone already sits on a device inside a running fit (the frozen phase
     asks for its features there): a second Trainer would move it and take it over.
+    A progress bar shows unless the writer prints progress lines.
     """
     from tqdm.auto import tqdm
 
     device = device_of(embedder.backbone)
     embedder.backbone.eval()
-    bar = tqdm(loader, desc=f"embedding {writer.path.name.split('_')[0].lstrip('.')}", unit="batch", leave=False)
+    desc = f"embedding {writer.path.name.split('_')[0].lstrip('.')}"
+    bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=writer.lines is not None)
     with torch.inference_mode():
         for batch_idx, batch in enumerate(bar):
             writer.write_rows(embedder.predict_step({**batch, "images": batch["images"].to(device)}, batch_idx))
@@ -424,10 +473,11 @@ def _compute_in_place(embedder: Embedder, loader: Any, writer: _RowWriter) -> No
 class _RowWriter(BasePredictionWriter):
     """Prediction writer: each batch's features go to their rows of the shared file (on any rank)."""
 
-    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
+    def __init__(self, path: Path, shape: tuple[int, ...], lines: _CopyLines | None = None) -> None:
         super().__init__(write_interval="batch")
         self.path = path
         self.shape = shape
+        self.lines = lines
         self.rows_written = 0
         self._array: np.ndarray | None = None
 
@@ -442,6 +492,8 @@ class _RowWriter(BasePredictionWriter):
         dataloader_idx: int,
     ) -> None:
         """Write the batch's ``view_features`` at its ``index`` rows."""
+        if not trainer.is_global_zero:
+            self.lines = None  # one process prints
         self.write_rows(prediction)
 
     def write_rows(self, prediction: dict[str, Any]) -> None:
@@ -451,6 +503,8 @@ class _RowWriter(BasePredictionWriter):
         rows = torch.as_tensor(prediction["index"]).cpu().numpy()
         self._array[rows] = prediction["view_features"].float().cpu().numpy().astype(np.float16)
         self.rows_written += len(rows)
+        if self.lines is not None:
+            self.lines.update(self.rows_written)
 
     def flush(self) -> None:
         """Write the mapped rows to the file and close it."""
@@ -464,3 +518,63 @@ class _RowWriter(BasePredictionWriter):
         trainer.strategy.barrier()
         total = trainer.strategy.reduce(torch.tensor(float(self.rows_written)), reduce_op="sum")
         self.rows_written = int(total)
+
+
+class _CopyLines:
+    """Progress lines while augmented copies are computed, on standard error.
+
+    First the size of what is built, then a line each time another tenth of the rows is
+    done, e.g. ``embedding cache: train copy 2/4, 1,200/1,600 locations, 31.2 s``. Rows are
+    counted in the order they are computed: copy by copy.
+
+    Args:
+        name: The cache's name (the split).
+        copies: K.
+        locations: N, locations per copy.
+        steps: Lines after the first (at most one per batch).
+    """
+
+    def __init__(self, name: str, copies: int, locations: int, steps: int = 10) -> None:
+        self.name = str(name)
+        self.copies = int(copies)
+        self.locations = int(locations)
+        self.steps = max(1, int(steps))
+        self._next = 1
+        self._started = time.perf_counter()
+
+    def begin(self, key: dict[str, Any]) -> None:
+        """Print what is built and its size (``key``: the cache's :func:`embedding_key`)."""
+        rows, views, width = (int(v) for v in key["shape"])
+        size = rows * views * width * 2
+        self._next = 1
+        self._started = time.perf_counter()
+        self._print(
+            f"embedding cache: computing {self.copies} augmented copies of {self.locations:,} {self.name} "
+            f"locations: {rows:,} x {views} x {width:,} float16, {_size_text(size)} ({self.copies} x the plain cache)"
+        )
+
+    def line(self, done: int, seconds: float) -> str:
+        """The line after ``done`` rows, ``seconds`` s in."""
+        which = min(max(done - 1, 0) // max(self.locations, 1), self.copies - 1)
+        within = done - which * self.locations
+        return (
+            f"embedding cache: {self.name} copy {which + 1}/{self.copies}, "
+            f"{within:,}/{self.locations:,} locations, {seconds:.1f} s"
+        )
+
+    def update(self, done: int) -> None:
+        """Count ``done`` rows in all; print a line when another tenth of them is done."""
+        total = self.copies * self.locations
+        if total <= 0 or done * self.steps < self._next * total:
+            return
+        self._print(self.line(done, time.perf_counter() - self._started))
+        self._next = done * self.steps // total + 1
+
+    @staticmethod
+    def _print(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _size_text(nbytes: int) -> str:
+    """``nbytes`` as ``12.3 MB`` or ``1.2 GB`` (decimal units)."""
+    return f"{nbytes / 1e9:.1f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.1f} MB"

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from geoguess_utils.cells.context import CENTROID_KINDS, GeoContext
 from geoguess_utils.cells.scheme import get_scheme
 from geoguess_utils.data import layout, loading
-from geoguess_utils.data.augment import TrainAugmentation
+from geoguess_utils.data.augment import AugmentedCopies, DrawnCopies, TrainAugmentation
 from geoguess_utils.data.enrich import default_cache_dir, enrich_locations
 from geoguess_utils.data.feature_source import FeatureSource
 from geoguess_utils.data.geodataset import CachedFeatureDataset, GeoDataset
@@ -53,7 +53,9 @@ class GeoDataModule(pl.LightningDataModule):
         loader: DataLoader details (pinned memory, persistent workers, drop_last).
         embeddings: Train the frozen phase from the embedding cache (see
             :mod:`geoguess_utils.embeddings`); dataloaders are then rebuilt every epoch, so
-            the fine-tuning phase switches back to (augmented) images.
+            the fine-tuning phase switches back to (augmented) images. With
+            ``augmented_copies`` K >= 1 the training split's cache holds K augmented copies
+            of every location (K times its rows and disk) and each epoch reads one of them.
     """
 
     def __init__(
@@ -88,6 +90,11 @@ class GeoDataModule(pl.LightningDataModule):
         self.cache = cache or CacheSettings()
         self.loader = loader or LoaderSettings()
         self.embeddings = embeddings or EmbeddingSettings()
+        if self.embeddings.augmented_copies and not (self.embeddings.enabled and augment):
+            raise ConfigError(
+                "embeddings.augmented_copies caches augmented features: it needs embeddings.enabled true "
+                "and augment true"
+            )
         if self.cells.centroid not in CENTROID_KINDS:
             raise ConfigError(f"centroid must be one of {', '.join(CENTROID_KINDS)}, got {self.cells.centroid!r}")
         # An unknown scheme name or parameter fails here, before any data is read.
@@ -114,7 +121,7 @@ class GeoDataModule(pl.LightningDataModule):
         self.predict_locations: pd.DataFrame | None = None
         self._datasets: dict[str, GeoDataset] = {}
         self._tables: dict[str, pd.DataFrame] = {}
-        self._feature_datasets: dict[tuple[str, Any], CachedFeatureDataset] = {}
+        self._feature_datasets: dict[tuple[str, Any], CachedFeatureDataset | DrawnCopies] = {}
         self._feature_source: FeatureSource | None = None
         self._warned_no_source = False
         self._train_sampler: tuple[tuple[int, ...], EpochSampler] | None = None
@@ -245,12 +252,16 @@ class GeoDataModule(pl.LightningDataModule):
         return GeoDataset(
             table,
             self.image_size,
-            augment=TrainAugmentation() if train and self.augment else None,
+            augment=self.train_augmentation() if train and self.augment else None,
             image_cache=cache,
             use_draft=self.reading.use_draft,
             max_pixels=self.reading.max_pixels,
             normalization=self.normalization,
         )
+
+    def train_augmentation(self) -> TrainAugmentation:
+        """The augmentation of training views (and of the embedding cache's augmented copies)."""
+        return TrainAugmentation()
 
     # -- loaders ---------------------------------------------------------------
 
@@ -295,7 +306,9 @@ class GeoDataModule(pl.LightningDataModule):
         """Shuffled, augmented training batches (order and augmentation from the run's seed and the epoch).
 
         While the task's backbone is frozen and the embedding cache is on, batches carry
-        cached ``view_features`` instead of images (same order, no augmentation).
+        cached ``view_features`` instead of images (same order): of the plain views, or with
+        ``embeddings.augmented_copies`` K >= 1 of one of each location's K augmented copies,
+        drawn from the run's seed and the epoch.
         """
         if self.embeddings.enabled and self._feature_source is None and not self._warned_no_source:
             self._warned_no_source = True
@@ -336,8 +349,14 @@ class GeoDataModule(pl.LightningDataModule):
         source = self._feature_source
         return bool(self.embeddings.enabled and source is not None and source.serving())
 
-    def feature_dataset(self, name: str, source: FeatureSource | None = None) -> CachedFeatureDataset:
+    def feature_dataset(self, name: str, source: FeatureSource | None = None) -> CachedFeatureDataset | DrawnCopies:
         """The split ``name`` with cached backbone features in place of images, computed on first use.
+
+        With ``embeddings.augmented_copies`` K >= 1, the training split's features are those
+        of K augmented copies of every location (:class:`~geoguess_utils.data.augment.AugmentedCopies`,
+        K x N rows), served one copy per location and epoch
+        (:class:`~geoguess_utils.data.augment.DrawnCopies`); validation and test keep the
+        plain views' features.
 
         Args:
             name: ``"train"``, ``"val"`` or ``"test"``.
@@ -354,10 +373,16 @@ class GeoDataModule(pl.LightningDataModule):
         if which not in self._feature_datasets:
             base = self.dataset(name)
             plain = self._dataset(self._tables[name], name, self._cache_root(self.roots), train=False)
+            copies = self.embeddings.augmented_copies if name == "train" else 0
+            images: Any = (
+                AugmentedCopies(plain, copies, self.train_augmentation(), seed=self.embeddings.copies_seed)
+                if copies
+                else plain
+            )
 
             def build() -> Any:
                 return source.build(
-                    name, plain, self._cache_root(self.roots), self.embeddings.batch_size, self.num_workers
+                    name, images, self._cache_root(self.roots), self.embeddings.batch_size, self.num_workers
                 )
 
             trainer = self.trainer
@@ -367,7 +392,9 @@ class GeoDataModule(pl.LightningDataModule):
                     build()
                 trainer.strategy.barrier("embedding cache")
             cache = build()
-            self._feature_datasets[which] = CachedFeatureDataset(base, cache)
+            self._feature_datasets[which] = (
+                DrawnCopies(base, cache, copies) if copies else CachedFeatureDataset(base, cache)
+            )
         return self._feature_datasets[which]
 
     def predict_dataloader(self) -> DataLoader:

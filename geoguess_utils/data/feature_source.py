@@ -25,11 +25,16 @@ class FeatureSource(Protocol):
         ...
 
     def build(self, split: str, dataset: Any, cache_dir: Path, batch_size: int, num_workers: int) -> Any:
-        """The features of ``dataset`` (an un-augmented image dataset of split ``split``).
+        """The features of ``dataset``: split ``split``'s plain views, or augmented copies of them.
 
         Args:
             split: ``"train"``, ``"val"`` or ``"test"``.
-            dataset: Its samples, images (4, 3, H, W) normalised for the backbone.
+            dataset: Its samples, images (4, 3, H, W) normalised for the backbone: an
+                un-augmented image dataset, or (the training split with
+                ``embeddings.augmented_copies`` K >= 1) an
+                :class:`~geoguess_utils.data.augment.AugmentedCopies` of one, K x N samples
+                whose key (:meth:`~geoguess_utils.data.augment.AugmentedCopies.key`) the
+                features depend on too.
             cache_dir: Where the cache files of these roots live.
             batch_size: Locations per forward pass when the features are computed.
             num_workers: DataLoader workers for that pass.

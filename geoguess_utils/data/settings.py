@@ -120,12 +120,28 @@ class EmbeddingSettings:
         enabled: Train the frozen phase (all of a ``freeze_backbone_epochs: all`` run) from cached per-view
             features instead of images: no JPEG decoding, no backbone forward pass. The
             cache is computed once per split and reused until the images or the backbone
-            change. Augmentation does not apply to cached features.
+            change. Augmentation does not apply to cached features, except through
+            ``augmented_copies``.
         batch_size: Locations per forward pass while computing the cache.
+        augmented_copies: K, the number of augmented versions of every training location
+            whose features are cached (the data module's training augmentation, each copy
+            seeded); every epoch trains on one copy per location, drawn from the run's seed
+            and the epoch. ``0`` (default) caches the plain views only. Validation and
+            test read the plain views. The training split's cache then holds K times the
+            rows, costs K forward passes over it to build, and takes K times the disk.
+            Needs ``enabled`` and the data module's ``augment``.
+        copies_seed: Seed of the augmentations of the copies (part of the cache's key: a
+            new seed computes new copies).
     """
 
     enabled: bool = False
     batch_size: int = 64
+    augmented_copies: int = 0
+    copies_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.augmented_copies < 0:
+            raise ConfigError(f"embeddings.augmented_copies must be 0 or more, got {self.augmented_copies}")
 
 
 MOVED_KEYS: dict[str, str] = {
