@@ -37,6 +37,7 @@ import yaml
 from geoguess_utils import embeddings
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.data import loading
+from geoguess_utils.data.augment import AugmentedCopies, TrainAugmentation
 from geoguess_utils.data.geodataset import GeoDataset
 from geoguess_utils.data.splits import make_split
 from geoguess_utils.errors import ConfigError
@@ -78,10 +79,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "best, mean fusion (recipe lr)": {**BEST, "model": {**BEST["model"], "pooling": "mean", "lr": 1e-3}},
     "best, ensemble of 3": {**BEST, "ensemble": 3},
     "best, ensemble of 5": {**BEST, "ensemble": 5},
+    "best, 4 augmented copies": {**BEST, "augmented_copies": 4},
+    "best, ensemble of 3, 4 augmented copies": {**BEST, "ensemble": 3, "augmented_copies": 4},
 }
 """Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params``,
-``model`` arguments and ``ensemble``: that many heads trained one after another (their own
-initialisations and batch orders) and averaged as ``geoguess fit --ensemble N`` does."""
+``model`` arguments, ``ensemble``: that many heads trained one after another (their own
+initialisations and batch orders) and averaged as ``geoguess fit --ensemble N`` does, and
+``augmented_copies``: each epoch reads one of K augmented copies of every training location's
+features, as ``--data.embeddings.augmented_copies K`` does."""
 
 MEMBER_SEED_STEP = 1000
 """Member ``m`` of a seed ``s`` trains with seed ``s + 1000 m``: apart from every seed a table reports."""
@@ -145,6 +150,26 @@ def load_features(data: str, image_size: int, backbone: str, cache_dir: Path) ->
     return locations, np.asarray(cache.array, dtype=np.float32)
 
 
+def load_copies(
+    data: str, image_size: int, backbone: str, cache_dir: Path, copies: int, locations: pd.DataFrame
+) -> np.ndarray:
+    """Per-view features of ``copies`` augmented versions of every location, (K, N, V, F) float32, cached.
+
+    The same copies ``--data.embeddings.augmented_copies K`` caches for a training split (the
+    training augmentation, each copy seeded), here for every location of ``data``: the seeds'
+    splits then pick their training rows from them.
+    """
+    embedder = embeddings.Embedder.by_name(backbone, pretrained=True)
+    plain = GeoDataset(locations, image_size, normalization=embedder.normalization)
+    dataset = AugmentedCopies(plain, copies, TrainAugmentation(), seed=0)
+    start = time.perf_counter()
+    name = f"ablation_{image_size}_copies"  # beside the plain features, never over them
+    cache = embeddings.build_embeddings(embedder, dataset, cache_dir, name, batch_size=64)
+    print(f"{copies} augmented copies ready in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    array = np.asarray(cache.array, dtype=np.float32)
+    return array.reshape(copies, len(locations), *array.shape[1:])
+
+
 def _batch(table: pd.DataFrame, features: np.ndarray, rows: np.ndarray, context: GeoContext) -> dict[str, Any]:
     part = table.iloc[rows]
     lat = part["latitude"].to_numpy(dtype=np.float64)
@@ -178,6 +203,7 @@ def run_variant(
     features: np.ndarray,
     seed: int,
     epochs: int,
+    copies: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Train one variant's head from cached features for ``epochs`` epochs; its test errors.
 
@@ -188,6 +214,7 @@ def run_variant(
         features: Per-view backbone features, (N, V, F) float32.
         seed: Split and initialisation seed.
         epochs: Passes over the training split.
+        copies: Features of augmented copies, (K, N, V, F), for variants with ``augmented_copies``.
 
     Returns:
         ``summarise_km`` of the test split plus ``seconds`` and ``classes``.
@@ -223,6 +250,7 @@ def run_variant(
             epochs,
             recipe["batch_size"],
             recipe["image_size"],
+            copies[: int(variant["augmented_copies"])] if variant.get("augmented_copies") else None,
         )
         for member in range(int(variant.get("ensemble", 1)))
     ]
@@ -248,8 +276,12 @@ def _train_head(
     epochs: int,
     batch_size: int,
     image_size: int,
+    copies: np.ndarray | None = None,
 ) -> Any:
-    """Build the variant's task and train what sits on the frozen backbone; the task in eval mode."""
+    """Build the variant's task and train what sits on the frozen backbone; the task in eval mode.
+
+    With ``copies`` (K, N, V, F), each epoch reads one augmented copy per location, drawn at random.
+    """
     torch.manual_seed(seed)
     task_cls = TASKS[variant.get("task", "classification")]
     accepted = task_cls.accepted_arguments()
@@ -266,8 +298,12 @@ def _train_head(
     for _ in range(passes):
         net.train()
         order = generator.permutation(len(train))
+        seen = features
+        if copies is not None:  # one augmented copy of every location this epoch
+            drawn = generator.integers(0, len(copies), size=copies.shape[1])
+            seen = copies[drawn, np.arange(copies.shape[1])]
         for begin in range(0, len(order), batch_size):
-            batch = _batch(train, features, order[begin : begin + batch_size], context)
+            batch = _batch(train, seen, order[begin : begin + batch_size], context)
             if task.task_name == "knn":
                 task.training_step(batch, 0)
                 continue
@@ -347,10 +383,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.subset:
         keep = np.sort(np.random.default_rng(0).choice(len(table), size=min(args.subset, len(table)), replace=False))
         table = table.iloc[keep].reset_index(drop=True)
+    most_copies = max(int(VARIANTS[n].get("augmented_copies", 0)) for n in names)
+    copies = None
+    if most_copies:
+        every = loading.load_locations([args.data], require_labels=True).reset_index(drop=True)
+        copies = load_copies(
+            args.data, recipe["image_size"], recipe["model"]["backbone"], cache_dir, most_copies, every
+        )
     runs: dict[str, list[dict[str, float]]] = {}
     for name in (["recipe"] if "recipe" not in names else []) + names:
         try:
-            runs[name] = [run_variant(VARIANTS[name], recipe, table, features, s, args.epochs) for s in args.seeds]
+            runs[name] = [
+                run_variant(VARIANTS[name], recipe, table, features, s, args.epochs, copies) for s in args.seeds
+            ]
         except ConfigError as exc:  # a variant the installed package cannot run yet (e.g. a missing pooling)
             print(f"{name}: skipped ({type(exc).__name__}: {exc})", file=sys.stderr)
             continue
