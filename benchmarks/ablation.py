@@ -80,6 +80,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "best, ensemble of 3": {**BEST, "ensemble": 3},
     "best, ensemble of 5": {**BEST, "ensemble": 5},
     "best, 4 augmented copies": {**BEST, "augmented_copies": 4},
+    "best, plain + 4 augmented copies": {**BEST, "augmented_copies": 4, "with_plain": True},
     "best, ensemble of 3, 4 augmented copies": {**BEST, "ensemble": 3, "augmented_copies": 4},
 }
 """Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params``,
@@ -170,6 +171,15 @@ def load_copies(
     return array.reshape(copies, len(locations), *array.shape[1:])
 
 
+def _copies_of(variant: dict[str, Any], copies: np.ndarray | None, features: np.ndarray) -> np.ndarray | None:
+    """The copies a variant draws from: its first K augmented ones, with the plain features as one more if asked."""
+    count = int(variant.get("augmented_copies", 0))
+    if not count or copies is None:
+        return None
+    chosen = copies[:count]
+    return np.concatenate([features[None], chosen]) if variant.get("with_plain") else chosen
+
+
 def _batch(table: pd.DataFrame, features: np.ndarray, rows: np.ndarray, context: GeoContext) -> dict[str, Any]:
     part = table.iloc[rows]
     lat = part["latitude"].to_numpy(dtype=np.float64)
@@ -250,7 +260,7 @@ def run_variant(
             epochs,
             recipe["batch_size"],
             recipe["image_size"],
-            copies[: int(variant["augmented_copies"])] if variant.get("augmented_copies") else None,
+            _copies_of(variant, copies, features),
         )
         for member in range(int(variant.get("ensemble", 1)))
     ]

@@ -209,4 +209,33 @@ def test_fit_trains_from_two_augmented_copies(root, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert "computing 2 augmented copies of" in err and "train copy 2/2" in err
     files = sorted(p.name for p in (tmp_path / "cache" / "embeddings").glob("*.f16"))
-    assert files == ["train_efficientnet_lite0_32px_copies.f16", "val_efficientnet_lite0_32px.f16"]
+    assert files == [  # with_plain (the default): the plain training views are one more choice of each draw
+        "train_efficientnet_lite0_32px.f16",
+        "train_efficientnet_lite0_32px_copies.f16",
+        "val_efficientnet_lite0_32px.f16",
+    ]
+
+
+def test_with_plain_the_plain_views_are_one_more_choice_of_each_draw():
+    from geoguess_utils.data.augment import DrawnCopies
+
+    class Base:
+        def __init__(self, n):
+            self.n = n
+            self.class_index = np.zeros(n, dtype=np.int64)
+            self.xy_scaled = np.zeros((n, 2), dtype=np.float32)
+            self.latlon = np.zeros((n, 2), dtype=np.float64)
+            self.uuids = [f"u{i}" for i in range(n)]
+
+        def __len__(self):
+            return self.n
+
+    n, k = 3, 2
+    copies = np.stack([np.full((4, 5), 10 * c + i, dtype=np.float32) for c in range(k) for i in range(n)])
+    plain = np.stack([np.full((4, 5), -1 - i, dtype=np.float32) for i in range(n)])
+    drawn = DrawnCopies(Base(n), copies, k, plain)
+    assert drawn.choices == k + 1
+    seen = {float(drawn[(1, seed)]["view_features"][0, 0]) for seed in range(30)}
+    assert seen == {-2.0, 1.0, 11.0}  # location 1: plain, copy 0, copy 1
+    without = DrawnCopies(Base(n), copies, k)
+    assert {float(without[(1, seed)]["view_features"][0, 0]) for seed in range(30)} == {1.0, 11.0}

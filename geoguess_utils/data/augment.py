@@ -182,39 +182,51 @@ class DrawnCopies(Dataset):
     Samples are those of :class:`~geoguess_utils.data.geodataset.CachedFeatureDataset`:
     ``view_features`` (V, F) float32 and the targets.
 
+    With ``plain`` (the plain views' cache, N rows) the plain features are one more choice:
+    choice 0 reads them, choice ``c >= 1`` copy ``c - 1`` (K + 1 choices).
+
     Args:
         base: The split's image dataset (for its targets), N locations.
         cache: The copies' features, K x N rows of (V, F).
         copies: K.
+        plain: The plain views' features, N rows of (V, F), or ``None``.
 
     Raises:
-        DataError: The cache does not hold K x N rows.
+        DataError: The caches do not hold K x N (and N) rows.
     """
 
-    def __init__(self, base: GeoDataset, cache: Any, copies: int) -> None:
+    def __init__(self, base: GeoDataset, cache: Any, copies: int, plain: Any = None) -> None:
         if len(cache) != int(copies) * len(base):
             raise DataError(
                 f"the augmented-copies cache {getattr(cache, 'data_path', '')} has {len(cache)} rows, "
                 f"not {copies} x {len(base)}"
             )
+        if plain is not None and len(plain) != len(base):
+            raise DataError(f"the plain cache {getattr(plain, 'data_path', '')} has {len(plain)} rows, not {len(base)}")
         self.base = base
         self.cache = cache
         self.copies = int(copies)
+        self.plain = plain
+        self.choices = self.copies + (plain is not None)
 
     def __len__(self) -> int:
         return len(self.base)
 
     def copy_of(self, key: int | tuple[int, int]) -> int:
-        """Which copy the sample ``key`` reads (a row index, or ``(row index, seed)``)."""
-        return drawn_copy(key[1] if isinstance(key, tuple) else None, self.copies)
+        """Which choice the sample ``key`` reads (a row index, or ``(row index, seed)``); see the class notes."""
+        return drawn_copy(key[1] if isinstance(key, tuple) else None, self.choices)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One location's drawn copy of features and its targets; ``key`` is a row index or ``(row index, seed)``."""
         index = int(key[0] if isinstance(key, tuple) else key)
-        row = self.copy_of(key) * len(self.base) + index
+        choice = self.copy_of(key)
+        if self.plain is not None:
+            features = self.plain[index] if choice == 0 else self.cache[(choice - 1) * len(self.base) + index]
+        else:
+            features = self.cache[choice * len(self.base) + index]
         b = self.base
         return {
-            "view_features": torch.from_numpy(np.asarray(self.cache[row], dtype=np.float32)),
+            "view_features": torch.from_numpy(np.asarray(features, dtype=np.float32)),
             "class_index": torch.tensor(b.class_index[index], dtype=torch.int64),
             "xy_scaled": torch.from_numpy(b.xy_scaled[index].copy()),
             "latlon": torch.from_numpy(b.latlon[index].copy()),

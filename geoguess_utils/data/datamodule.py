@@ -354,9 +354,9 @@ class GeoDataModule(pl.LightningDataModule):
 
         With ``embeddings.augmented_copies`` K >= 1, the training split's features are those
         of K augmented copies of every location (:class:`~geoguess_utils.data.augment.AugmentedCopies`,
-        K x N rows), served one copy per location and epoch
-        (:class:`~geoguess_utils.data.augment.DrawnCopies`); validation and test keep the
-        plain views' features.
+        K x N rows) and, with ``embeddings.with_plain``, of its plain views, served one choice
+        per location and epoch (:class:`~geoguess_utils.data.augment.DrawnCopies`);
+        validation and test keep the plain views' features.
 
         Args:
             name: ``"train"``, ``"val"`` or ``"test"``.
@@ -392,9 +392,15 @@ class GeoDataModule(pl.LightningDataModule):
                     build()
                 trainer.strategy.barrier("embedding cache")
             cache = build()
-            self._feature_datasets[which] = (
-                DrawnCopies(base, cache, copies) if copies else CachedFeatureDataset(base, cache)
-            )
+            if copies:
+                with_plain = None
+                if self.embeddings.with_plain:  # the plain views are one more choice of every draw
+                    with_plain = source.build(
+                        name, plain, self._cache_root(self.roots), self.embeddings.batch_size, self.num_workers
+                    )
+                self._feature_datasets[which] = DrawnCopies(base, cache, copies, with_plain)
+            else:
+                self._feature_datasets[which] = CachedFeatureDataset(base, cache)
         return self._feature_datasets[which]
 
     def predict_dataloader(self) -> DataLoader:

@@ -132,12 +132,17 @@ class EmbeddingSettings:
             Needs ``enabled`` and the data module's ``augment``.
         copies_seed: Seed of the augmentations of the copies (part of the cache's key: a
             new seed computes new copies).
+        with_plain: Let each draw pick the plain views too (K + 1 choices; the plain training
+            cache is built as well). On the settlement-density sample, drawing from the plain
+            views and 4 copies gave 52.2 km against 53.5 km without copies, and 4 copies
+            alone 61.6 km (BENCHMARKS.md, "Ablation"): on by default.
     """
 
     enabled: bool = False
     batch_size: int = 64
     augmented_copies: int = 0
     copies_seed: int = 0
+    with_plain: bool = True
 
     def __post_init__(self) -> None:
         if self.augmented_copies < 0:
