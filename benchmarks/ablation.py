@@ -82,6 +82,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "best, 4 augmented copies": {**BEST, "augmented_copies": 4},
     "best, plain + 4 augmented copies": {**BEST, "augmented_copies": 4, "with_plain": True},
     "best, ensemble of 3, 4 augmented copies": {**BEST, "ensemble": 3, "augmented_copies": 4},
+    "best, ensemble of 3, plain + 4 augmented copies": {
+        **BEST,
+        "ensemble": 3,
+        "augmented_copies": 4,
+        "with_plain": True,
+    },
 }
 """Each variant as changes to the recipe: ``task`` (registry name), ``scheme``, ``scheme_params``,
 ``model`` arguments, ``ensemble``: that many heads trained one after another (their own
