@@ -91,6 +91,9 @@ def run_command(name: str, run: Callable[[], int | None]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``geoguess`` command and return its exit status (see :data:`EXIT_CODES`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    from geoguess_utils import threads
+
+    threads.prepare_process()  # before torch is imported: OpenMP threads sleep while they wait
     if argv[:1] == ["fit"] and "--help-short" in argv:  # without importing Lightning: answers in a second
         from geoguess_utils.training import fit_guidance
 

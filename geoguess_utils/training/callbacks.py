@@ -38,6 +38,38 @@ class TaskDataLink(Callback):
             datamodule.attach_feature_source(TaskFeatures(pl_module))
 
 
+class CachedPhaseThreads(Callback):
+    """One torch thread while the head trains from cached features; every available thread otherwise.
+
+    A step of the head alone (a small fusion and a linear layer on 32 locations) is too small
+    to share among threads: they spend the step waiting for each other, and when other
+    programs hold the cores they wait far longer. Epochs that read images (the backbone
+    trains, or the cache is off) use :func:`geoguess_utils.threads.torch_threads` threads.
+    The embedding cache itself is computed before the epoch starts, with every thread.
+    """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Pick the thread count of this epoch."""
+        import torch
+
+        from geoguess_utils import threads
+
+        datamodule = getattr(trainer, "datamodule", None)
+        settings = getattr(datamodule, "embeddings", None)
+        cached = bool(settings is not None and settings.enabled and getattr(pl_module, "backbone_frozen", False))
+        wanted = 1 if cached and trainer.accelerator.__class__.__name__ == "CPUAccelerator" else threads.torch_threads()
+        if torch.get_num_threads() != wanted:
+            torch.set_num_threads(wanted)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Give testing and prediction every thread again."""
+        import torch
+
+        from geoguess_utils import threads
+
+        torch.set_num_threads(threads.torch_threads())
+
+
 class SaveSplitCallback(Callback):
     """Write the train/val/test membership and the dataset roots next to the run's logs.
 

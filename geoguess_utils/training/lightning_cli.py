@@ -34,7 +34,13 @@ from geoguess_utils.quiet import quiet_dependencies
 from geoguess_utils.tasks.base import GeoTask
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.training import ensemble_fit, fit_guidance
-from geoguess_utils.training.callbacks import EpochLine, RunCheckpoint, SaveSplitCallback, TaskDataLink
+from geoguess_utils.training.callbacks import (
+    CachedPhaseThreads,
+    EpochLine,
+    RunCheckpoint,
+    SaveSplitCallback,
+    TaskDataLink,
+)
 from geoguess_utils.training.cleanup import new_log_dirs, remove_unused_log_dirs
 from geoguess_utils.training.moved_keys import check_moved_keys
 from geoguess_utils.training.resume import PlateauCatchUp, StepCheckpoint, StepSeed
@@ -135,7 +141,7 @@ class GeoguessCLI(LightningCLI):
         _share_log_dir(trainer)
         _drop_lr_monitor_without_logger(trainer)
         _allow_an_idle_backbone_under_ddp(trainer, self.datamodule)
-        for kind in (TaskDataLink, StepSeed, PlateauCatchUp):  # the data's view of the task; exact resumption
+        for kind in (TaskDataLink, StepSeed, PlateauCatchUp, CachedPhaseThreads):  # data link; resumption; threads
             if not any(isinstance(cb, kind) for cb in trainer.callbacks):
                 trainer.callbacks.append(kind())
         if self._epoch_lines and not any(isinstance(cb, EpochLine) for cb in trainer.callbacks):
