@@ -14,6 +14,14 @@ an untrained head; ``--ckpt`` serves a trained checkpoint instead (for example t
 
     python benchmarks/serve_load.py --work /tmp/geoguess_serve_bench --photo-size 640 --update-benchmarks
 
+Uploaded JPEGs are decoded in draft mode (libjpeg's DCT scaling to the smallest 1/2, 1/4
+or 1/8 not below the model's image size). ``--compare-full-decode`` adds a third server,
+batching on, whose uploads are decoded at full size (the ``geoguess`` command started
+through :data:`inference.FULL_DECODE_LAUNCHER`), measured in the same alternating rounds.
+The "Serving" section also shows the ``"predict_decoding"`` entry that
+``benchmarks/inference.py`` keeps in the same JSON file (``geoguess predict`` with draft
+against full decoding, and how far draft decoding moves pixels and predictions).
+
 ``--update-benchmarks`` rewrites the "Serving" section of ``BENCHMARKS.md`` (between its
 markers; appended when missing). ``benchmarks/run_all.py`` renders the rest of that file
 and does not run this script: after re-rendering, run this one again.
@@ -26,24 +34,38 @@ import json
 import os
 import resource
 import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from inference import FULL_DECODE_LAUNCHER
 
 from geoguess_utils.io import atomic_path, atomic_write_text
-from geoguess_utils.serve.loadtest import run_load, start_server, stop_server
+from geoguess_utils.serve.loadtest import Server, free_port, run_load, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- serve_load:start -->", "<!-- serve_load:end -->"
 GOAL_RATE, GOAL_P95_MS = 50, 500
-SETTINGS = {
-    "batching on": ["--max-batch", "32", "--max-wait-ms", "5"],
-    "batching off": ["--max-batch", "1"],
+BATCHING_ON = ["--max-batch", "32", "--max-wait-ms", "5"]
+BATCHING_OFF = ["--max-batch", "1"]
+FULL_DECODE = "batching on, full decode"
+QUICK_LABEL = (
+    "the quick config's network (EfficientNet-Lite0 at 64 px, attention over the views, county_split cells; "
+    "ImageNet backbone, untrained head)"
+)
+SETTINGS: dict[str, tuple[list[str], str]] = {
+    "batching on": (BATCHING_ON, "draft"),
+    FULL_DECODE: (BATCHING_ON, "full"),
+    "batching off": (BATCHING_OFF, "draft"),
 }
+"""Setting name -> (options of ``geoguess serve``, decode path of its uploads: ``"draft"`` or ``"full"``)."""
 
 
 def quick_checkpoint(path: Path, seed: int = 0) -> Path:
@@ -85,14 +107,53 @@ def sample_views(work: Path, photo_size: int) -> tuple[list[bytes], Path]:
     return [(folder / f"{h}.jpg").read_bytes() for h in (0, 90, 180, 270)], root
 
 
-def start_settings(models: Path, views: list[bytes], concurrency: int) -> dict[str, Any]:
+def start_full_decode_server(
+    models_dir: Path, extra: Sequence[str], env: dict[str, str], timeout_s: float = 120.0
+) -> Server:
+    """Like :func:`~geoguess_utils.serve.loadtest.start_server`, with every uploaded JPEG decoded at full size.
+
+    The process runs :data:`inference.FULL_DECODE_LAUNCHER` (the ``geoguess`` command with draft
+    decoding turned off) instead of ``python -m geoguess_utils.cli``; it is stopped with
+    :func:`~geoguess_utils.serve.loadtest.stop_server` like the others.
+
+    Raises:
+        RuntimeError: The server exited or did not answer ``/health`` within ``timeout_s`` seconds.
+    """
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, "-c", FULL_DECODE_LAUNCHER, "serve", "--models", str(models_dir)]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the Server
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"the full-decode server exited with {server.process.returncode}: {server.output()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    text = server.output()
+    stop_server(server)
+    raise RuntimeError(f"the full-decode server did not answer /health within {timeout_s:g} s: {text}")
+
+
+def start_settings(
+    models: Path, views: list[bytes], concurrency: int, settings: dict[str, tuple[list[str], str]] = SETTINGS
+) -> dict[str, Any]:
     """One warmed-up server process per setting (idle ones use no CPU while another is measured)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     servers = {}
     try:
-        for name, options in SETTINGS.items():
-            server = start_server(models, [*options, "--max-queue", str(4 * concurrency), "--preload"], env=env)
+        for name, (options, decode) in settings.items():
+            extra = [*options, "--max-queue", str(4 * concurrency), "--preload"]
+            start = start_full_decode_server if decode == "full" else start_server
+            server = start(models, extra, env=env)
             servers[name] = server
             warm = run_load(server.url, "quick", views, 2 * concurrency, concurrency)
             if warm.failed:
@@ -214,10 +275,93 @@ def section(results: dict[str, Any], command: str) -> str:
             f"Load average (1 min) {results['load_average_before']:.2f} before, {results['load_average_after']:.2f} "
             f"after, on {results['date']}; a load above {results['cpus']} means other work shared the CPUs.",
             "",
+            *decode_paragraphs(results),
             f"Command: `{command}`",
             END,
         ]
     )
+
+
+def earlier_runs(earlier: list[dict[str, Any]]) -> list[str]:
+    """A line on the earlier runs of ``benchmarks/inference.py`` kept in the JSON (none: no line)."""
+    if not earlier:
+        return []
+    runs = [
+        f"{run['date']}, load {run['load_average_before']:.1f} to {run['load_average_after']:.1f}: full / draft "
+        f"{run['speedup']:.2f} (every round: {', '.join(f'{r:.2f}' for r in run['speedup_every_round'])}), "
+        f"in CPU seconds {run['cpu_speedup']:.2f}, the command's CPU per location "
+        f"{run['cpu_ms_per_location']['draft']:.0f} ms with draft and {run['cpu_ms_per_location']['full']:.0f} ms "
+        "with full decoding"
+        for run in earlier
+    ]
+    return [
+        "Earlier runs of the same command (other work on the machine moves these ratios): " + "; ".join(runs) + ".",
+        "",
+    ]
+
+
+def decode_paragraphs(results: dict[str, Any]) -> list[str]:
+    """The section's lines on draft decoding: the serving A/B (when measured) and ``geoguess predict``'s."""
+    lines = []
+    full = results["settings"].get(FULL_DECODE)
+    if full is not None:
+        on = results["settings"]["batching on"]
+        ratios = results["draft_vs_full_per_round"]
+        cpu = on.get("server_cpu_ms_per_location"), full.get("server_cpu_ms_per_location")
+        lines += [
+            "**Draft decoding of uploads.** The server decodes an uploaded JPEG in draft mode: libjpeg scales it by "
+            "the smallest 1/2, 1/4 or 1/8 whose sides stay at least the model's image size (640 px photos for a "
+            "64 px model: 80 px), then resized to the model's size. The row "
+            f'"{FULL_DECODE}" is the same server with every upload decoded at full size, measured in the same '
+            f"alternating rounds: draft decoding serves {statistics.median(ratios):.2f} times as many locations per "
+            f"second (median of the per-round ratios: {', '.join(f'{r:.2f}' for r in ratios)}) and costs the server "
+            f"{_ms(cpu[0])} ms of CPU per location instead of {_ms(cpu[1])}.",
+            "",
+        ]
+    predict = results.get("predict_decoding")
+    if predict:
+        timing, moves, pixels = predict["timing"], predict["predictions"], predict["pixels"]
+        every = ", ".join(f"{r:.2f}" for r in timing["speedup_every_round"])
+        cpu_ms = {
+            decode: 1000 * (timing[decode]["user_s"] + timing[decode]["system_s"]) / timing["locations"]
+            for decode in ("draft", "full")
+        }
+        lines += [
+            "**`geoguess predict` reads JPEGs the same way** (the data pipeline's "
+            "`geoguess_utils.data.images.load_view`). Over "
+            f"{timing['locations']:,} generated locations of four {predict.get('photo_size', 640)} px JPEGs, "
+            f"{len(timing['speedup_every_round'])} alternating rounds of the whole command (batch "
+            f"{timing['batch_size']}), the median round: draft decoding {timing['draft']['wall_s']:.1f} s "
+            f"({timing['draft']['locations_per_s']:.1f} locations/s), full decoding {timing['full']['wall_s']:.1f} s "
+            f"({timing['full']['locations_per_s']:.1f} locations/s); full / draft wall time {timing['speedup']:.2f} "
+            f"(every round: {every}), in CPU seconds {timing['cpu_speedup']:.2f}. Load average (1 min) "
+            f"{timing['load_average_before']:.2f} before, {timing['load_average_after']:.2f} after, on "
+            f"{predict['date']}. The command spent {cpu_ms['draft']:.0f} ms of CPU per location with draft "
+            f"decoding and {cpu_ms['full']:.0f} with full decoding, of which decoding the four views takes about "
+            f"{4 * pixels['draft_ms']:.0f} and {4 * pixels['full_ms']:.0f} ms: the rest, mostly the forward pass "
+            "(torch's default of one thread per core), sets its speed.",
+            "",
+            *earlier_runs(predict.get("earlier", [])),
+            f"What draft decoding changes, measured by the same run: over {pixels['views']:,} views decoded both "
+            f"ways at {pixels['size']} px, a view's mean absolute difference is {pixels['median_mean_abs']:.2f} "
+            f"levels of 255 (median; at most {pixels['max_mean_abs']:.2f}, its mean brightness moves by at most "
+            f"{pixels['max_mean_shift']:.2f}; single pixels by up to {pixels['max_abs']}), at "
+            f"{pixels['draft_ms']:.2f} against {pixels['full_ms']:.2f} ms of CPU per view. The model's predicted "
+            f"points move by a median {moves['median_km']:.1f} km (95th percentile {moves['p95_km']:.1f} km, at "
+            f"most {moves['max_km']:.1f} km) over the {moves['locations']:,} locations, and its mean error is "
+            f"{moves['draft_error_km']:.1f} km with draft decoding and {moves['full_error_km']:.1f} km with "
+            f"full decoding. Model: {predict['checkpoint_label']}.",
+            "",
+            "Tolerance, held by `tests/test_draft_decoding.py`: draft decoding changes a 64 px view of a 640 px "
+            "JPEG by less than 2 levels of 255 in mean absolute difference and its mean brightness by less than "
+            "0.75, and moves the points of a fixed test model by less than 15 km; the tests also hold the "
+            "server's uploads and `geoguess predict` to the draft path (1/8 scale for a 64 px model). A trained "
+            "model's points move more than its mean error changes: the differences scatter both ways.",
+            "",
+            f"Command: `{predict['command']}`",
+            "",
+        ]
+    return lines
 
 
 def update_benchmarks(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
@@ -241,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of every setting")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve_results.json")
     parser.add_argument("--update-benchmarks", action="store_true", help="rewrite the section in BENCHMARKS.md")
+    parser.add_argument(
+        "--compare-full-decode",
+        action="store_true",
+        help=f"also measure a server that decodes uploads at full size ({FULL_DECODE!r}), in the same rounds",
+    )
     args = parser.parse_args(argv)
 
     models = args.work / "models"
@@ -254,15 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
     results: dict[str, Any] = {
-        "checkpoint": str(args.ckpt) if args.ckpt else "quick network (EfficientNet-Lite0, 64 px, untrained head)",
+        "checkpoint": str(args.ckpt) if args.ckpt else QUICK_LABEL,
         "photo_size": args.photo_size,
         "photo_bytes": sum(map(len, views)),
         "cpus": os.cpu_count(),
         "rounds": args.rounds,
         "settings": {},
     }
-    servers = start_settings(models, views, args.concurrency)
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTINGS}
+    settings = {name: value for name, value in SETTINGS.items() if args.compare_full_decode or name != FULL_DECODE}
+    servers = start_settings(models, views, args.concurrency, settings)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
     try:
         for index in range(args.rounds):
             for name, server in servers.items():
@@ -272,6 +422,14 @@ def main(argv: list[str] | None = None) -> int:
         for server in servers.values():
             stop_server(server)
     results["settings"] = {name: combine(rows) for name, rows in rounds.items()}
+    if FULL_DECODE in rounds:
+        results["draft_vs_full_per_round"] = [
+            draft["locations_per_s"] / full["locations_per_s"]
+            for draft, full in zip(rounds["batching on"], rounds[FULL_DECODE], strict=True)
+        ]
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if "predict_decoding" in previous:  # written by benchmarks/inference.py: kept, and shown in the section
+        results["predict_decoding"] = previous["predict_decoding"]
     results["all_rounds"] = rounds
     results["load_average_before"] = load_before
     results["load_average_after"] = os.getloadavg()[0]
