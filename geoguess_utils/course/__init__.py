@@ -11,8 +11,10 @@ Modules:
 - ``exploration``: Looking at a dataset: its layout, a location's views, density, a faulty copy; the
   synthetic densities.
 - ``figures``: Refresh the README's figures from what the notebooks last wrote.
-- ``paths``: Where the course finds its project folder, its figures and its data.
+- ``output``: What the notebooks print: the same quiet output as the ``geoguess`` commands, for a
+  whole session.
 - ``runs``: Training runs for the course: configs, run folders, training or reusing a run, its logs.
 - ``schemes``: Cell schemes side by side: how many classes, how full they are, and their error
   floor.
+- ``workspace``: Where the course finds its project folder, its figures and its data.
 """

@@ -7,7 +7,8 @@
   (:func:`cell_counts`) and the error floor that each spacing and centroid kind puts
   under any classifier (:func:`error_floor`).
 
-Functions here compute tables; :mod:`geoguess_utils.maps` draws them.
+Functions here compute tables; :mod:`geoguess_utils.viz.projection_maps` and
+:mod:`geoguess_utils.viz.cell_maps` draw them.
 """
 
 from __future__ import annotations

@@ -7,16 +7,12 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from geoguess_utils.course import workspace
 from geoguess_utils.errors import ConfigError, DataError, GeoguessError
-from geoguess_utils.training.run_files import RunFiles, run_files_of_checkpoint  # noqa: F401 - the notebooks read them here
-
-if TYPE_CHECKING:
-    pass
+from geoguess_utils.training.run_files import CONFIG_FILE, ROOTS_FILE, RunFiles, run_files_of_checkpoint  # noqa: F401 - the notebooks read them here
 
 # ----------------------------------------------------------------------------- training runs
 
@@ -29,20 +25,31 @@ CPU_CONFIG = "quick_cpu.yaml"
 QUICK_OVERRIDES: dict[str, str] = {
     "--model.init_args.backbone": "efficientnet_lite0",
     "--model.init_args.pretrained": "true",
-    "--data.image_size": "32",
+    "--model.init_args.freeze_backbone_epochs": "all",
+    "--data.image_size": "64",
     "--data.batch_size": "32",
     "--data.num_workers": "0",
     "--data.loader.persistent_workers": "false",
     "--data.loader.pin_memory": "false",
-    "--trainer.max_epochs": "2",
-    "--trainer.limit_train_batches": "12",
-    "--trainer.log_every_n_steps": "4",
+    "--data.embeddings.enabled": "true",
+    "--trainer.max_epochs": "12",
+    "--trainer.limit_train_batches": "1.0",
+    "--trainer.log_every_n_steps": "10",
 }
-"""What a QUICK run changes in any config: a small backbone whose weights ship with the
-package, 32 px views, two epochs of 12 batches. A minute on two CPU cores; the numbers
-it reaches say that the pipeline works, not how good a model can get."""
+"""What a QUICK run changes in any config, the same as notebook 04's ``QUICK = True``: the
+small backbone whose ImageNet weights ship with the package, kept frozen, 64 px views, and
+12 epochs that train only the head from each view's features, computed once (the embedding
+cache). A minute or two on two CPU cores."""
 
-_RUN_FILES = {"checkpoints", "metrics.csv", "hparams.yaml", "config.yaml", "split.csv", "skipped_locations.csv"}
+_RUN_FILES = {
+    "checkpoints",
+    "metrics.csv",
+    "hparams.yaml",
+    CONFIG_FILE,
+    ROOTS_FILE,
+    "split.csv",
+    "skipped_locations.csv",
+}
 
 
 def default_config() -> str:
@@ -85,6 +92,8 @@ def fit_arguments(
 
     Both loggers (TensorBoard and CSV) write into ``run_dir`` and the best checkpoint
     is always called ``best.ckpt``, so the run can be found again by its folder alone.
+    The run prints one line per epoch, no progress bar and no model summary (the notebooks
+    show the network themselves).
 
     Args:
         config: YAML config file.
@@ -128,6 +137,8 @@ def fit_arguments(
         "--data.split.seed",
         str(int(seed)),
         "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
         "false",
     ]
     if task == "regression":
