@@ -35,9 +35,7 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +46,7 @@ import torch
 from inference import FULL_DECODE_LAUNCHER
 
 from geoguess_utils.io import atomic_path, atomic_write_text
-from geoguess_utils.serve.loadtest import Server, free_port, run_load, start_server, stop_server
+from geoguess_utils.serve.loadtest import Server, run_load, start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- serve_load:start -->", "<!-- serve_load:end -->"
@@ -115,31 +113,8 @@ def start_full_decode_server(
     The process runs :data:`inference.FULL_DECODE_LAUNCHER` (the ``geoguess`` command with draft
     decoding turned off) instead of ``python -m geoguess_utils.cli``; it is stopped with
     :func:`~geoguess_utils.serve.loadtest.stop_server` like the others.
-
-    Raises:
-        RuntimeError: The server exited or did not answer ``/health`` within ``timeout_s`` seconds.
     """
-    import httpx
-
-    port = free_port()
-    command = [sys.executable, "-c", FULL_DECODE_LAUNCHER, "serve", "--models", str(models_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the Server
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"the full-decode server exited with {server.process.returncode}: {server.output()}")
-        try:
-            if httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    text = server.output()
-    stop_server(server)
-    raise RuntimeError(f"the full-decode server did not answer /health within {timeout_s:g} s: {text}")
+    return start_server(models_dir, extra, timeout_s, env, launcher=(sys.executable, "-c", FULL_DECODE_LAUNCHER))
 
 
 def start_settings(

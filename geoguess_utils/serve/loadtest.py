@@ -55,7 +55,11 @@ class Server:
 
 
 def start_server(
-    models_dir: Path, extra: Sequence[str] = (), timeout_s: float = 120.0, env: dict | None = None
+    models_dir: Path,
+    extra: Sequence[str] = (),
+    timeout_s: float = 120.0,
+    env: dict | None = None,
+    launcher: Sequence[str] | None = None,
 ) -> Server:
     """Run ``geoguess serve`` on 127.0.0.1 and a free port; return once ``/health`` answers.
 
@@ -64,6 +68,7 @@ def start_server(
         extra: More command-line options (``--max-batch 1``, ...).
         timeout_s: Longest wait for ``/health``, seconds.
         env: Environment of the process (default: this one's).
+        launcher: The command before ``serve`` (default ``python -m geoguess_utils.cli``).
 
     Raises:
         GeoguessError: The server exited or did not answer in time (the log's tail is quoted).
@@ -71,7 +76,7 @@ def start_server(
     import httpx
 
     port = free_port()
-    command = [sys.executable, "-m", "geoguess_utils.cli", "serve", "--models", str(models_dir)]
+    command = [*(launcher or (sys.executable, "-m", "geoguess_utils.cli")), "serve", "--models", str(models_dir)]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *extra]
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the Server; anonymous
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env or dict(os.environ))
