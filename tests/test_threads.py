@@ -55,19 +55,15 @@ def test_every_command_starts_torch_with_sleeping_openmp_threads_and_the_availab
 
 def test_the_head_trains_from_cached_features_on_one_thread(monkeypatch):
     import torch
+    from pytorch_lightning.accelerators import CPUAccelerator
 
     from geoguess_utils.training.callbacks import CachedPhaseThreads
-
-    class Accelerator:
-        pass
-
-    Accelerator.__name__ = "CPUAccelerator"
 
     class Settings:
         enabled = True
 
     class Trainer:
-        accelerator = Accelerator()
+        accelerator = CPUAccelerator()
         datamodule = type("DM", (), {"embeddings": Settings()})()
 
     class Task:

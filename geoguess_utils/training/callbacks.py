@@ -51,13 +51,14 @@ class CachedPhaseThreads(Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Pick the thread count of this epoch."""
         import torch
+        from pytorch_lightning.accelerators import CPUAccelerator
 
         from geoguess_utils import threads
 
         datamodule = getattr(trainer, "datamodule", None)
         settings = getattr(datamodule, "embeddings", None)
         cached = bool(settings is not None and settings.enabled and getattr(pl_module, "backbone_frozen", False))
-        wanted = 1 if cached and trainer.accelerator.__class__.__name__ == "CPUAccelerator" else threads.torch_threads()
+        wanted = 1 if cached and isinstance(trainer.accelerator, CPUAccelerator) else threads.torch_threads()
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
 
