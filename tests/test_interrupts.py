@@ -67,10 +67,16 @@ def test_ctrl_c_during_a_download_exits_130_and_keeps_the_status_file(tmp_path, 
         await asyncio.sleep(30)
 
     monkeypatch.setattr(streetview.StreetViewSource, "fetch_row", interrupted_fetch)
+    # as in a fresh process: Python's own Ctrl+C handler (an earlier test's trainer may have left another)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setenv("GEOGUESS_STREETVIEW_KEY", "not-a-real-key")
     out = tmp_path / "root"
     argv = ["download-streetview", "--locations", "3", "--out", str(out), "--base-url", "http://127.0.0.1:9"]
-    assert cli.main(argv) == EXIT_INTERRUPTED
+    try:
+        status = cli.main(argv)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert status == EXIT_INTERRUPTED
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("geoguess download-streetview:")]
     assert err[-1] == "geoguess download-streetview: interrupted"
     status = pd.read_csv(out / "streetview_status.csv")

@@ -70,13 +70,18 @@ def test_the_head_trains_from_cached_features_on_one_thread(monkeypatch):
         backbone_frozen = True
 
     before = torch.get_num_threads()
-    monkeypatch.setenv(threads.THREADS_VARIABLE, "2")
+    torch.set_num_threads(2)  # the process's count, e.g. from the CPUs it may use
     try:
         callback = CachedPhaseThreads()
+        callback.on_train_start(Trainer(), Task())
         callback.on_train_epoch_start(Trainer(), Task())
         assert torch.get_num_threads() == 1
-        Task.backbone_frozen = False  # the backbone trains: images, every thread
+        Task.backbone_frozen = False  # the backbone trains: images, the process's count again
         callback.on_train_epoch_start(Trainer(), Task())
+        assert torch.get_num_threads() == 2
+        Task.backbone_frozen = True
+        callback.on_train_epoch_start(Trainer(), Task())
+        callback.on_train_end(Trainer(), Task())
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

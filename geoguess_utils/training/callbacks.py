@@ -39,36 +39,46 @@ class TaskDataLink(Callback):
 
 
 class CachedPhaseThreads(Callback):
-    """One torch thread while the head trains from cached features; every available thread otherwise.
+    """One torch thread while the head trains from cached features on a CPU; the process's count otherwise.
 
     A step of the head alone (a small fusion and a linear layer on 32 locations) is too small
     to share among threads: they spend the step waiting for each other, and when other
     programs hold the cores they wait far longer. Epochs that read images (the backbone
-    trains, or the cache is off) use :func:`geoguess_utils.threads.torch_threads` threads.
-    The embedding cache itself is computed before the epoch starts, with every thread.
+    trains, or the cache is off) use the thread count the process had when training started
+    (``geoguess`` sizes it from the CPUs it may use, see :mod:`geoguess_utils.threads`), and
+    that count is restored when training ends. The embedding cache itself is computed before
+    the epoch starts, with every thread.
     """
+
+    def __init__(self) -> None:
+        self._threads: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Note the process's thread count."""
+        import torch
+
+        self._threads = torch.get_num_threads()
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Pick the thread count of this epoch."""
         import torch
         from pytorch_lightning.accelerators import CPUAccelerator
 
-        from geoguess_utils import threads
-
+        if self._threads is None:
+            self._threads = torch.get_num_threads()
         datamodule = getattr(trainer, "datamodule", None)
         settings = getattr(datamodule, "embeddings", None)
         cached = bool(settings is not None and settings.enabled and getattr(pl_module, "backbone_frozen", False))
-        wanted = 1 if cached and isinstance(trainer.accelerator, CPUAccelerator) else threads.torch_threads()
+        wanted = 1 if cached and isinstance(trainer.accelerator, CPUAccelerator) else self._threads
         if torch.get_num_threads() != wanted:
             torch.set_num_threads(wanted)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Give testing and prediction every thread again."""
+        """Give testing and prediction the process's thread count again."""
         import torch
 
-        from geoguess_utils import threads
-
-        torch.set_num_threads(threads.torch_threads())
+        if self._threads is not None and torch.get_num_threads() != self._threads:
+            torch.set_num_threads(self._threads)
 
 
 class SaveSplitCallback(Callback):

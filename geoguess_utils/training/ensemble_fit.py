@@ -24,7 +24,7 @@ import torch
 
 from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.errors import ConfigError
-from geoguess_utils.io import atomic_write_bytes
+from geoguess_utils.io import atomic_path
 from geoguess_utils.tasks.base import MAX_ENSEMBLE, GeoTask
 from geoguess_utils.tasks.ensemble import assemble_ensemble
 from geoguess_utils.tasks.loading import load_task
@@ -100,21 +100,19 @@ def member_checkpoint_dir(run_dir: Path, member: int) -> Path:
 
 def save_ensemble(task: GeoTask, path: Path) -> Path:
     """Write ``task`` as a checkpoint ``load_task``, ``predict``, ``map`` and ``serve`` read (atomically)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(
-        {
-            "state_dict": task.state_dict(),
-            "hyper_parameters": dict(task.hparams),
-            "epoch": 0,
-            "global_step": 0,
-            "pytorch-lightning_version": pl.__version__,
-            "geoguess": task.checkpoint_record(),
-        },
-        buffer,
-    )
-    return atomic_write_bytes(path, buffer.getvalue())
+    with atomic_path(path) as partial:
+        torch.save(
+            {
+                "state_dict": task.state_dict(),
+                "hyper_parameters": dict(task.hparams),
+                "epoch": 0,
+                "global_step": 0,
+                "pytorch-lightning_version": pl.__version__,
+                "geoguess": task.checkpoint_record(),
+            },
+            partial,
+        )
+    return path
 
 
 def assemble_from_checkpoints(paths: list[str]) -> GeoTask:
