@@ -103,7 +103,8 @@ def test_legend_covers_no_part_of_croatia(page, browser, width, height):
         )
     )
     expected = np.column_stack(fitted_pixels(width, height, coords[:, 1], coords[:, 0]))
-    np.testing.assert_allclose(points, expected, atol=1.0)  # the browser-free tests' model of the view holds
+    # the browser-free tests' model of the view holds (Leaflet rounds its pixel origin: up to a pixel more)
+    np.testing.assert_allclose(points, expected, atol=2.0)
     legend = _rect(browser, f"#{webmap_html.LEGEND_ID}")
     assert legend[2] - legend[0] <= webmap_html.LEGEND_MAX_WIDTH_PX + 0.5
     assert legend[3] - legend[1] <= webmap_html.LEGEND_MAX_HEIGHT_PX + 0.5
