@@ -22,12 +22,9 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.io import atomic_path
 from geoguess_utils.tasks.base import MAX_ENSEMBLE, GeoTask
-from geoguess_utils.tasks.ensemble import assemble_ensemble
-from geoguess_utils.tasks.loading import load_task
 
 MEMBERS_DIR = "members"
 """Sub-folder of the run folder holding each member's checkpoints."""
@@ -113,15 +110,6 @@ def save_ensemble(task: GeoTask, path: Path) -> Path:
             partial,
         )
     return path
-
-
-def assemble_from_checkpoints(paths: list[str]) -> GeoTask:
-    """The ensemble of the members' best checkpoints (read with the safe loader)."""
-    members = []
-    for path in paths:
-        load_checkpoint(path)  # refuses anything but tensors before the task is rebuilt
-        members.append(load_task(path))
-    return assemble_ensemble(members)
 
 
 def say(text: str) -> None:

@@ -32,6 +32,7 @@ from geoguess_utils.errors import (
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.quiet import quiet_dependencies
 from geoguess_utils.tasks.base import GeoTask
+from geoguess_utils.tasks.ensemble import assemble_ensemble
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.training import ensemble_fit, fit_guidance
 from geoguess_utils.training.callbacks import (
@@ -354,7 +355,7 @@ def _run_ensemble(cli: GeoguessCLI, argv: list[str], members: int) -> int:
     ensemble_fit.say(ensemble_fit.describe(members, seed))
     if isinstance(trainer.checkpoint_callback, ModelCheckpoint):
         trainer.checkpoint_callback.dirpath = str(ensemble_fit.member_checkpoint_dir(run_dir, 0))
-    paths: list[str] = []
+    trained: list[GeoTask] = []  # each member's best checkpoint, read once with the safe loader
     shared: dict[str, Any] = {}
     for member in range(members):
         if member == 0:
@@ -370,10 +371,10 @@ def _run_ensemble(cli: GeoguessCLI, argv: list[str], members: int) -> int:
         path, kind = describe_checkpoint(current.trainer)
         if path is None or kind != "best":
             raise ConfigError(f"ensemble member {member + 1} wrote no validated checkpoint to join the ensemble")
-        paths.append(path)
+        trained.append(load_task(path))
         if member == 0:
-            shared = load_task(path).net.backbone.state_dict()
-    ensemble = ensemble_fit.assemble_from_checkpoints(paths)
+            shared = trained[0].net.backbone.state_dict()
+    ensemble = assemble_ensemble(trained)
     out = ensemble_fit.save_ensemble(ensemble, run_dir / "checkpoints" / "best.ckpt")
     if cli.config.get("test_after_fit"):
         rank_zero_info(f"testing the ensemble of {members}: {out}")
