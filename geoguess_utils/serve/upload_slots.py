@@ -4,8 +4,9 @@ Reading, unpacking and decoding one 15 MB upload takes about 50 MB of memory for
 thirty of them at once take gigabytes. :class:`UploadSlots` lets ``max_uploads`` requests
 with a body be read and decoded at once; the next ``max_waiting`` wait for a slot (their
 bodies stay in the network buffers meanwhile, and the server's body time limit keeps
-running), and any more are answered ``503`` with a ``Retry-After``. A route frees its slot as soon as its photos are decoded
-(:func:`release_slot`), so that the forward pass, which needs no upload, holds none.
+running), and any more are answered ``503`` with a ``Retry-After``. A route frees its slot
+as soon as its photos are decoded (:func:`release_slot`), so that the forward pass, which
+needs no upload, holds none.
 """
 
 from __future__ import annotations
