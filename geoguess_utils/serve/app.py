@@ -134,14 +134,10 @@ class ServeConfig:
 
 
 def default_torch_threads() -> int:
-    """Half the CPUs this process may use, at least one."""
-    import os
+    """Half the CPUs this process may use (:func:`geoguess_utils.threads.available_cpus`), at least one."""
+    from geoguess_utils.threads import available_cpus
 
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no sched_getaffinity on this system
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // 2)
+    return max(1, available_cpus() // 2)
 
 
 def _leaflet_dir() -> Path:
