@@ -6,8 +6,10 @@ Without them the tests are skipped, and the reason says what to install; with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,13 @@ def wait_for(driver, condition, timeout_s: float = 60):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout_s, poll_frequency=0.1).until(condition)
+
+
+@contextlib.contextmanager
+def chromium_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A :func:`chromium` with a fresh profile folder, quit when the block ends (for module fixtures)."""
+    driver = chromium(tmp_path_factory.mktemp("chromium_profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _browser import browser_or_skip, chromium, wait_for
+from _browser import browser_or_skip, chromium_session, wait_for
 from _serve_helpers import build_models, sample_uuids, truth
 
 from geoguess_utils.cli.predict import predict_roots
@@ -49,11 +49,8 @@ def served(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(served, tmp_path_factory):
-    driver = chromium(tmp_path_factory.mktemp("chromium_profile"))
-    try:
+    with chromium_session(tmp_path_factory) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def open_page(driver, url):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from _browser import browser_or_skip, chromium, wait_for
+from _browser import browser_or_skip, chromium_session, wait_for
 from _map_view import fitted_pixels, fitted_zoom
 
 from geoguess_utils.cells import square
@@ -63,11 +63,8 @@ def page(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(page, tmp_path_factory):
-    driver = chromium(tmp_path_factory.mktemp("chromium_profile"))
-    try:
+    with chromium_session(tmp_path_factory) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _open(driver, path, map_name, width, height):
