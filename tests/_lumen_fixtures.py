@@ -42,9 +42,12 @@ TOWNS: tuple[tuple[float, float], ...] = (
 
 OUTSIDE = (48.208, 16.372)  # Vienna
 
+WARNING_FAULTS: dict[str, str] = {"missing_view": "missing_view"}
+"""Planted faults the validator reports as warnings (the location stays usable)."""
+
 FAULTS: dict[str, str] = {
     # planted fault -> problem kind the validator must report
-    "missing_image": "missing_image",
+    "missing_image": "missing_image",  # every view gone (one missing view is a warning: "missing_view")
     "extra_image": "extra_image",
     "truncated": "truncated_image",
     "unreadable": "unreadable_image",
@@ -190,13 +193,16 @@ def write_lumen_root(
     rows_uuid = list(uuids)
     planted: dict[str, str] = {}
     for offset, fault in enumerate(faults):
-        if fault not in FAULTS:
+        if fault not in FAULTS and fault not in WARNING_FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
         index = n + offset
         uid = uuids[index]
         folder = image_dir / uid
         planted[fault] = uid
         if fault == "missing_image":
+            for name in ("0.jpg", "90.jpg", "180.jpg", "270.jpg"):
+                (folder / name).unlink()
+        elif fault == "missing_view":
             (folder / "90.jpg").unlink()
         elif fault == "extra_image":
             shutil.copy(folder / "0.jpg", folder / "45.jpg")

@@ -194,7 +194,8 @@ def test_dataset_sample(two_roots):
     context = GeoContext.fit(fx.latitude, fx.longitude)
     dataset = geodataset.GeoDataset(enrich.enrich_locations(locations, context), image_size=SIZE)
     sample = dataset[3]
-    assert set(sample) == {"images", "class_index", "xy_scaled", "latlon", "uuid", "index"}
+    assert set(sample) == {"images", "view_mask", "class_index", "xy_scaled", "latlon", "uuid", "index"}
+    assert sample["view_mask"].tolist() == [True, True, True, True]
     assert sample["index"] == 3
     assert sample["images"].shape == (4, 3, SIZE, SIZE)
     assert sample["uuid"] == fx.uuids[3]

@@ -37,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=reader.DEFAULT_MAX_PIXELS,
         help=f"refuse images with more pixels (default {reader.DEFAULT_MAX_PIXELS})",
     )
+    parser.add_argument(
+        "--require-four-views",
+        action="store_true",
+        help="a location missing any of the four views is a problem (default: a warning; models trained with "
+        "attention or mean pooling take one to four views)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,10 +62,13 @@ def run(args: argparse.Namespace) -> int:
         expected_size=size,
         coast_tolerance_km=args.coast_tolerance_km,
         max_pixels=args.max_pixels,
+        require_four_views=args.require_four_views,
     )
     seconds = time.perf_counter() - start
     for problem in report.problems:
         print(validation.format_problem(problem))
+    for warning in report.warnings:
+        print("warning\t" + validation.format_problem(warning))
     print(f"{report.summary()} ({seconds:.1f} s)")
     if args.report is not None:
         report.write_csv(args.report)

@@ -224,12 +224,4 @@ class DrawnCopies(Dataset):
             features = self.plain[index] if choice == 0 else self.cache[(choice - 1) * len(self.base) + index]
         else:
             features = self.cache[choice * len(self.base) + index]
-        b = self.base
-        return {
-            "view_features": torch.from_numpy(np.asarray(features, dtype=np.float32)),
-            "class_index": torch.tensor(b.class_index[index], dtype=torch.int64),
-            "xy_scaled": torch.from_numpy(b.xy_scaled[index].copy()),
-            "latlon": torch.from_numpy(b.latlon[index].copy()),
-            "uuid": b.uuids[index],
-            "index": index,
-        }
+        return {"view_features": torch.from_numpy(np.asarray(features, dtype=np.float32)), **self.base.targets(index)}

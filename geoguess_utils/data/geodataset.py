@@ -1,4 +1,9 @@
-"""The Dataset: one location's four views and its targets as a dict sample."""
+"""The Dataset: one location's four views and its targets as a dict sample.
+
+A location may lack some views (an empty path): its sample's ``view_mask`` (4,) bool says
+which are present; an absent view's pixels are black (and its cached features those of a
+black image), which the network leaves out (see :func:`geoguess_utils.models.multiview.fuse_views`).
+"""
 
 from __future__ import annotations
 
@@ -98,8 +103,16 @@ class GeoDataset(Dataset):
                     views = self.augment(views)
         pixels = views.numpy().astype(np.float32) / np.float32(255.0)  # numpy: see views_uint8
         images = torch.from_numpy((pixels - self._mean.numpy()) / self._std.numpy())
+        return {"images": images, **self.targets(index)}
+
+    def view_mask(self, index: int) -> np.ndarray:
+        """Which views location ``index`` has, (4,) bool in heading order (an empty path is a missing view)."""
+        return self.paths[index] != ""
+
+    def targets(self, index: int) -> dict[str, Any]:
+        """Everything in a sample but its pixels: ``view_mask`` (4,) bool, the labels, ``uuid`` and ``index``."""
         return {
-            "images": images,
+            "view_mask": torch.from_numpy(self.view_mask(index)),
             "class_index": torch.tensor(self.class_index[index], dtype=torch.int64),
             "xy_scaled": torch.from_numpy(self.xy_scaled[index].copy()),
             "latlon": torch.from_numpy(self.latlon[index].copy()),
@@ -112,7 +125,7 @@ class CachedFeatureDataset(Dataset):
     """A split's targets with cached per-view features in place of images.
 
     Samples are dicts with ``view_features`` (V, F) float32 and the targets of
-    :class:`GeoDataset` (``class_index``, ``xy_scaled``, ``latlon``, ``uuid``, ``index``).
+    :class:`GeoDataset` (:meth:`GeoDataset.targets`).
 
     Args:
         base: The split's image dataset (for its targets).
@@ -130,13 +143,6 @@ class CachedFeatureDataset(Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One location's features and targets; ``key`` is a row index or ``(row index, seed)``."""
-        index = key[0] if isinstance(key, tuple) else key
-        b = self.base
-        return {
-            "view_features": torch.from_numpy(np.asarray(self.cache[index], dtype=np.float32)),
-            "class_index": torch.tensor(b.class_index[index], dtype=torch.int64),
-            "xy_scaled": torch.from_numpy(b.xy_scaled[index].copy()),
-            "latlon": torch.from_numpy(b.latlon[index].copy()),
-            "uuid": b.uuids[index],
-            "index": int(index),
-        }
+        index = int(key[0] if isinstance(key, tuple) else key)
+        features = torch.from_numpy(np.asarray(self.cache[index], dtype=np.float32))
+        return {"view_features": features, **self.base.targets(index)}

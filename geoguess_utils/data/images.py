@@ -109,7 +109,9 @@ def load_views(
     """Load the views of one location.
 
     Args:
-        paths: Image files in heading order (normally four: 0, 90, 180, 270).
+        paths: Image files in heading order (normally four: 0, 90, 180, 270); an empty path
+            is a view the location does not have, returned as black pixels (the view mask,
+            ``paths != ""``, says which views are real).
         size: Output side in pixels.
         use_draft: See :func:`load_view`.
         max_pixels: See :func:`load_view`.
@@ -117,7 +119,10 @@ def load_views(
     Returns:
         ``uint8`` array of shape (len(paths), size, size, 3).
     """
-    return np.stack([load_view(p, size, use_draft=use_draft, max_pixels=max_pixels) for p in paths])
+    absent = np.zeros((size, size, 3), dtype=np.uint8)
+    return np.stack(
+        [load_view(p, size, use_draft=use_draft, max_pixels=max_pixels) if str(p) else absent for p in paths]
+    )
 
 
 def cache_key(paths: Sequence[Sequence[str]], size: int, *, use_draft: bool = True) -> dict[str, Any]:
@@ -136,6 +141,11 @@ def cache_key(paths: Sequence[Sequence[str]], size: int, *, use_draft: bool = Tr
     mtimes: list[int] = []
     for views in paths:
         for path in views:
+            if not str(path):  # a view the location does not have
+                files.append("")
+                sizes.append(-1)
+                mtimes.append(-1)
+                continue
             try:
                 stat = os.stat(path)
             except OSError as exc:

@@ -42,6 +42,14 @@ def load_locations(
             problem by uuid and file.
     """
     report = validate_roots(roots, require_labels=require_labels, **validate_kwargs)  # type: ignore[arg-type]
+    fewer = {w.uuid for w in report.warnings} - report.bad_uuids()
+    if fewer:
+        example = next(w.file for w in report.warnings if w.uuid in fewer)
+        warnings.warn(
+            f"{len(fewer)} locations have fewer than four views (e.g. {example} is missing); they are used with "
+            "the views they have",
+            stacklevel=2,
+        )
     if report.ok:
         return report.locations
     if report_path is not None:

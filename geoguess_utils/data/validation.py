@@ -52,6 +52,9 @@ PROBLEM_KINDS: tuple[str, ...] = (
     "not_a_file",
 )
 """Every kind of problem :func:`validate_roots` can report."""
+
+WARNING_KINDS: tuple[str, ...] = ("missing_view",)
+"""What :func:`validate_roots` reports as a warning: the location stays usable (with fewer views)."""
 _FORMULA_START = ("=", "+", "-", "@")
 
 
@@ -89,11 +92,15 @@ class ValidationReport:
             Latitude and longitude are NaN where unknown; paths are empty strings
             where the uuid has no folder.
         n_images: How many image files were checked.
+        warnings: Things that leave a location usable, in the order found: a view missing
+            from a folder that has others (kind ``missing_view``; its path is empty in
+            ``locations``, and the models that take any views use the others).
     """
 
     problems: list[Problem] = field(default_factory=list)
     locations: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(LOCATION_COLUMNS)))
     n_images: int = 0
+    warnings: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -123,21 +130,23 @@ class ValidationReport:
         return atomic_write_csv(self.to_frame().map(_report_cell), path)
 
     def format(self) -> str:
-        """Every problem on its own line (dataset text made :func:`printable`), then a one-line summary."""
-        lines = [format_problem(p) for p in self.problems]
+        """Every problem and warning on its own line (dataset text made :func:`printable`), then a one-line summary."""
+        lines = [format_problem(p) for p in [*self.problems, *self.warnings]]
         lines.append(self.summary())
         return "\n".join(lines)
 
     def summary(self) -> str:
         """One line: how much was checked and how many problems of each kind."""
         n_loc = len(self.locations)
+        fewer = len({w.uuid for w in self.warnings if w.kind == "missing_view"})
+        note = f"; warning: {fewer} locations have fewer than four views (missing_view)" if fewer else ""
         if self.ok:
-            return f"checked {n_loc} locations and {self.n_images} images: no problems"
+            return f"checked {n_loc} locations and {self.n_images} images: no problems{note}"
         counts = Counter(p.kind for p in self.problems)
         detail = ", ".join(f"{kind}: {n}" for kind, n in sorted(counts.items()))
         return (
             f"checked {n_loc} locations and {self.n_images} images: {len(self.problems)} problems "
-            f"({detail}) affecting {len(self.bad_uuids())} locations"
+            f"({detail}) affecting {len(self.bad_uuids())} locations{note}"
         )
 
 
@@ -340,8 +349,18 @@ def _inspect_image(path: str, uuid: str, deep: bool, max_pixels: int) -> _ImageI
     return info
 
 
-def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Path | None = None) -> list[str]:
+def _check_folder(
+    uuid: str,
+    folder: str,
+    problems: list[Problem],
+    image_dir: Path | None = None,
+    warnings: list[Problem] | None = None,
+) -> list[str]:
     """List one location folder; report missing, extra and escaping files; return the images present.
+
+    With ``warnings`` given, a missing view of a folder that holds at least one view is a
+    ``missing_view`` warning there instead of a problem; a folder without any view is a
+    problem either way.
 
     A view is refused without being opened when it leads outside ``image_dir`` (a link of
     the file or of its folder: reading it would read, and a map would show, a file from
@@ -354,6 +373,7 @@ def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Pa
         problems.append(Problem(uuid, folder, "missing_image", f"{folder}: cannot list the folder ({exc})"))
         return []
     present = []
+    absent = []
     for name in VIEW_FILES:
         path = os.path.join(folder, name)
         refused = view_file_problem(path, image_dir if image_dir is not None else folder) if name in names else None
@@ -364,7 +384,17 @@ def _check_folder(uuid: str, folder: str, problems: list[Problem], image_dir: Pa
         if name in names:
             present.append(path)
         else:
-            have = ", ".join(sorted(names)) or "nothing"
+            absent.append(path)
+    have = ", ".join(sorted(names)) or "nothing"
+    views_left = len(VIEW_FILES) - len(absent)  # a refused view is there (and a problem of its own)
+    if warnings is not None and not views_left:
+        message = f"{absent[0]}: missing, and so are the other views (the folder holds {have}); a location needs one"
+        problems.append(Problem(uuid, absent[0], "missing_image", message))
+        absent = []
+    for path in absent:
+        if warnings is not None:
+            warnings.append(Problem(uuid, path, "missing_view", f"{path}: missing (the folder holds {have})"))
+        else:
             problems.append(Problem(uuid, path, "missing_image", f"{path}: missing (the folder holds {have})"))
     for name in sorted(names - set(VIEW_FILES)):
         path = os.path.join(folder, name)
@@ -434,11 +464,13 @@ def validate_roots(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     require_labels: bool = False,
     workers: int | None = None,
+    require_four_views: bool = False,
 ) -> ValidationReport:
     """Check one or more LUMEN roots and report every problem.
 
     Checks: each CSV row has a folder and each folder (in a root with ``data.csv``) a
-    row; each folder holds exactly the four views; every view is a readable JPEG of the
+    row; each folder holds one to four views and nothing else (a missing view is a
+    ``missing_view`` warning, or a problem with ``require_four_views``); every view is a readable JPEG of the
     expected size and mode that ends with the end-of-image marker; coordinates are
     numbers inside Croatia (within ``coast_tolerance_km``), with swapped latitude and
     longitude recognised; uuids are plain folder names and unique within and across
@@ -459,6 +491,8 @@ def validate_roots(
         workers: Threads reading images. Defaults to 1 for header checks (they are
             Python-bound: more threads only contend for the interpreter on files in the
             page cache) and ``min(8, cpu count)`` for ``deep`` (decoding runs in parallel).
+        require_four_views: Report a missing view as a problem (``missing_image``), not as
+            a warning.
 
     Returns:
         The report; its ``locations`` holds every location seen.
@@ -474,6 +508,7 @@ def validate_roots(
     if workers is None:
         workers = min(8, os.cpu_count() or 1) if deep else 1
     problems: list[Problem] = []
+    notes: list[Problem] | None = None if require_four_views else []
     tables: list[pd.DataFrame] = []
     images: list[tuple[str, str]] = []
     seen_in: dict[str, list[Path]] = defaultdict(list)
@@ -508,10 +543,13 @@ def validate_roots(
                 for column in PATH_COLUMNS:
                     paths[column].append("")
                 continue
-            for path in _check_folder(uuid, folder, problems, scan.image_dir):
+            before = len(notes or [])
+            for path in _check_folder(uuid, folder, problems, scan.image_dir, notes):
                 images.append((uuid, path))
+            absent = {problem.file for problem in (notes or [])[before:]}
             for column, name in zip(PATH_COLUMNS, VIEW_FILES, strict=True):
-                paths[column].append(os.path.join(folder, name))
+                path = os.path.join(folder, name)
+                paths[column].append("" if path in absent else path)
         table = coords.assign(root=str(root), **paths)
         tables.append(table[list(LOCATION_COLUMNS)])
     for uuid, where in seen_in.items():
@@ -534,4 +572,4 @@ def validate_roots(
         problems=problems,
     )
     locations = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(LOCATION_COLUMNS))
-    return ValidationReport(problems=problems, locations=locations, n_images=len(images))
+    return ValidationReport(problems=problems, locations=locations, n_images=len(images), warnings=notes or [])

@@ -10,7 +10,7 @@ from torch import nn
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.models.backbones import build_backbone
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
-from geoguess_utils.models.view_attention import ViewAttention
+from geoguess_utils.models.view_attention import ViewAttention, check_view_mask
 
 Pooling = Literal["concat", "mean", "attention"]
 POOLINGS: tuple[str, ...] = ("concat", "mean", "attention")
@@ -114,31 +114,51 @@ class MultiViewNet(nn.Module):
             flat = flat.contiguous(memory_format=torch.channels_last)
         return self.backbone(flat).reshape(batch, views, -1)
 
-    def fuse(self, view_features: torch.Tensor) -> torch.Tensor:
+    def fuse(
+        self,
+        view_features: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Fuse per-view features (B, V, F) into (B, W).
 
         W is V * F for ``"concat"``, F for ``"mean"`` and D for ``"attention"``
-        (:attr:`fused_width` in every case).
+        (:attr:`fused_width` in every case). ``view_mask`` (B, V) bool marks the views
+        present and ``heading_known`` (B, V) bool those whose heading is their slot's; see
+        :func:`fuse_views` for what each pooling does with them.
         """
         if view_features.ndim != 3 or view_features.shape[1] != self.num_views:
             raise ValueError(
                 f"expected view features of shape (B, {self.num_views}, F), got {tuple(view_features.shape)}"
             )
-        if self.pooling == "attention":
-            return self.fusion(view_features)
-        return view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
+        return fuse_views(self.pooling, getattr(self, "fusion", None), view_features, view_mask, heading_known)
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Fused features (B, W) of a batch of locations, of images (B, V, 3, H, W)."""
-        return self.fuse(self.view_features(images))
+    def features(
+        self,
+        images: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Fused features (B, W) of a batch of locations, of images (B, V, 3, H, W) (masks: see :meth:`fuse`)."""
+        return self.fuse(self.view_features(images), view_mask, heading_known)
 
-    def from_view_features(self, view_features: torch.Tensor) -> torch.Tensor:
+    def from_view_features(
+        self,
+        view_features: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Outputs (B, num_outputs) from per-view features (B, V, F), e.g. read from the embedding cache."""
-        return self.head(self.fuse(view_features))
+        return self.head(self.fuse(view_features, view_mask, heading_known))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W)."""
-        return self.head(self.features(images))
+    def forward(
+        self,
+        images: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Outputs of shape (B, num_outputs) for images of shape (B, V, 3, H, W) (masks: see :meth:`fuse`)."""
+        return self.head(self.features(images, view_mask, heading_known))
 
 
 class FusionHead(nn.Module):
@@ -176,13 +196,63 @@ class FusionHead(nn.Module):
         self.fused_width = int(width)
         self.head = _make_head(width, num_outputs, head_hidden, dropout)
 
-    def forward(self, view_features: torch.Tensor) -> torch.Tensor:
-        """Outputs (B, num_outputs) from per-view features (B, V, F)."""
-        if self.pooling == "attention":
-            fused = self.fusion(view_features)
-        else:
-            fused = view_features.flatten(1) if self.pooling == "concat" else view_features.mean(dim=1)
-        return self.head(fused)
+    def forward(
+        self,
+        view_features: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Outputs (B, num_outputs) from per-view features (B, V, F) (masks: see :func:`fuse_views`)."""
+        fusion = getattr(self, "fusion", None)
+        return self.head(fuse_views(self.pooling, fusion, view_features, view_mask, heading_known))
+
+
+def fuse_views(
+    pooling: str,
+    fusion: ViewAttention | None,
+    view_features: torch.Tensor,
+    view_mask: torch.Tensor | None = None,
+    heading_known: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Fuse per-view features (B, V, F) with ``pooling``, using only the views present.
+
+    - ``"attention"``: :class:`ViewAttention` (absent views are neither attended to nor
+      averaged; an unknown heading gets its own embedding);
+    - ``"mean"``: the mean over the views present (headings play no part);
+    - ``"concat"``: the views side by side in heading order, which has a place for each
+      heading, so it needs all of them with their headings and refuses anything else.
+
+    Args:
+        pooling: ``"concat"``, ``"mean"`` or ``"attention"``.
+        fusion: The attention module (``"attention"`` only).
+        view_features: Shape (B, V, F).
+        view_mask: Shape (B, V) bool, True where the view is present (default: all).
+        heading_known: Shape (B, V) bool, True where the heading is the slot's (default: all).
+
+    Returns:
+        Shape (B, W).
+
+    Raises:
+        ConfigError: ``"concat"`` given missing views or unknown headings.
+        ValueError: A location without any view, or masks of the wrong shape.
+    """
+    if pooling == "attention":
+        assert fusion is not None
+        return fusion(view_features, view_mask, heading_known)
+    if pooling == "concat":
+        missing = view_mask is not None and not bool(check_view_mask(view_mask, view_features).all())
+        unknown = heading_known is not None and not bool(heading_known.all())
+        if missing or unknown:
+            raise ConfigError(
+                "this model concatenates the four views in heading order, so it needs all four with their "
+                "headings; models trained with --model.pooling attention (or mean) take one to four photos"
+            )
+        return view_features.flatten(1)
+    if view_mask is None:
+        return view_features.mean(dim=1)
+    present = check_view_mask(view_mask, view_features).unsqueeze(-1)
+    kept = torch.where(present, view_features, torch.zeros((), dtype=view_features.dtype))
+    return kept.sum(dim=1) / present.sum(dim=1).to(kept.dtype)
 
 
 def _make_head(width: int, num_outputs: int, head_hidden: int, dropout: float) -> nn.Sequential:
