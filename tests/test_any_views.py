@@ -74,7 +74,9 @@ def test_unknown_heading_uses_its_own_embedding():
         assert not torch.allclose(fusion(features, None, unknown), fusion(features, None, known), atol=1e-4)
         # with every heading unknown, the order of the photos does not matter
         rotated = features[:, [2, 3, 0, 1]]
-        torch.testing.assert_close(fusion(rotated, None, unknown), fusion(features, None, unknown), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            fusion(rotated, None, unknown), fusion(features, None, unknown), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_concat_refuses_missing_views_and_unknown_headings_and_nothing_takes_no_view():
@@ -164,7 +166,7 @@ def trained_any_views(tmp_path_factory):
 
 
 def test_training_with_view_dropout_and_predicting_locations_with_fewer_views(trained_any_views, tmp_path, capsys):
-    ckpt, root, short = trained_any_views
+    ckpt, root, _ = trained_any_views
     task = load_task(ckpt)
     assert task.view_dropout == 0.5 and task.heading_dropout == 0.3
     out = tmp_path / "pred.csv"
@@ -213,3 +215,16 @@ def test_a_concat_model_refuses_loose_photos(tmp_path, capsys):
         predict_photos(task, [tmp_path / "a.jpg"])
     with pytest.raises(ConfigError, match="view_dropout"):
         ClassificationTask(pooling="concat", view_dropout=0.2)
+
+
+def test_loose_photos_with_a_search_region(trained_any_views, tmp_path, capsys):
+    ckpt, _, short = trained_any_views
+    best = ckpt.with_name("best.ckpt")
+    assert load_task(best).calibration is not None, "geoguess fit calibrates its best checkpoint"
+    geojson = tmp_path / "region.geojson"
+    args = ["predict", "--ckpt", str(best), "--photo", str(short / "0.jpg"), "--region", "0.9"]
+    assert cli.main([*args, "--region-geojson", str(geojson), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "search region of 90%" in capsys.readouterr().out
+    assert '"FeatureCollection"' in geojson.read_text()
+    header = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert header == "uuid,latitude,longitude,region_coverage,region_km2"

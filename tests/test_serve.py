@@ -225,8 +225,9 @@ def test_predict_batch_refusals(client, served):
     incomplete = io.BytesIO()
     with zipfile.ZipFile(incomplete, "w") as archive:
         archive.writestr(f"data/{uuid}/0.jpg", view_bytes(sample, uuid)[0])
-    error = error_of(client.post("/models/clf/predict-batch", files={"zip": ("a.zip", incomplete.getvalue())}), 400)
-    assert error["field"] == f"{uuid}/90"
+    error = error_of(client.post("/models/clf/predict-batch", files={"zip": ("a.zip", incomplete.getvalue())}), 422)
+    assert error["field"] == f"{uuid}/90"  # clf concatenates the views: it needs all four headings
+    assert "lacks heading(s) 90, 180, 270" in error["message"] and "needs all four headings" in error["message"]
     error = error_of(client.post("/models/clf/predict-batch", files={"zip": ("a.zip", b"not a zip")}), 400)
     assert error["field"] == "zip" and "not a readable zip" in error["message"]
     sneaky = io.BytesIO()
@@ -282,8 +283,9 @@ def test_missing_heading_is_named(client, served):
     sample, _ = served
     files = view_fields(view_bytes(sample, sample_uuids(sample)[0]))
     del files["180"]
-    error = error_of(client.post("/models/clf/predict", files=files), 400)
-    assert error["field"] == "180" and "missing heading '180'" in error["message"]
+    error = error_of(client.post("/models/clf/predict", files=files), 422)  # clf needs all four headings
+    assert error["field"] == "180" and "missing heading(s) 180" in error["message"]
+    assert "needs all four headings" in error["message"]
 
 
 def test_exactly_four_images(client, served):
@@ -523,7 +525,11 @@ def test_openapi_documents_every_endpoint(client):
     for path in ("/health", "/models", "/models/{name}/predict", "/models/{name}/predict-batch"):
         assert path in spec["paths"], path
     body = spec["paths"]["/models/{name}/predict"]["post"]["requestBody"]["content"]["multipart/form-data"]
-    assert body["schema"]["required"] == ["0", "90", "180", "270"]
+    assert "required" not in body["schema"]  # any one to four photos
+    assert list(body["schema"]["properties"]) == ["0", "90", "180", "270", "photo"]
+    assert body["schema"]["properties"]["photo"]["maxItems"] == 4
+    answer = spec["components"]["schemas"]["PredictResponse"]
+    assert {"views_used", "headings"} <= set(answer["required"])
 
 
 # ---------------------------------------------------------------------------- registry and command line

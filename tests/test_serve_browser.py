@@ -6,7 +6,9 @@ coordinates from the page; they must be what ``geoguess predict`` gives for that
 location. It then clicks "A random synthetic location" and checks the page shows the
 true position and the error. Every resource the page loaded must come from the server
 itself (the page works offline). A third test drops four photos, out of heading order, on the
-drop zone and checks they are placed by their names. Others check the page before any photo is
+drop zone and checks they are placed by their names. Another predicts from one photo (under its
+heading, then of unknown heading) with a model that takes any views, and shows the server's
+message for a model that needs all four. Others check the page before any photo is
 chosen (plain placeholders, the land around Croatia drawn as land) and that the most probable
 cells are listed by name. Without a browser the tests are skipped, the reason saying what to
 install, unless ``GEOGUESS_REQUIRE_BROWSER=1`` (set by ``.ci/run``), when they fail instead.
@@ -22,9 +24,11 @@ import re
 import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 from _browser import browser_or_skip, chromium_session, wait_for
 from _serve_helpers import build_models, sample_uuids, truth
+from test_serve_any_views import add_any_view_models
 
 from geoguess_utils.cli.predict import predict_roots
 from geoguess_utils.serve.loadtest import start_server, stop_server
@@ -37,6 +41,7 @@ def served(tmp_path_factory):
     browser_or_skip()
     base = tmp_path_factory.mktemp("serve_browser")
     sample, models = build_models(base, locations=12)
+    add_any_view_models(sample, models)  # att.ckpt: takes one to four photos
     expected = predict_roots(models / "clf.ckpt", [sample], cache_dir=base / "cache").set_index("uuid")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
@@ -76,6 +81,7 @@ def test_upload_four_photos_and_read_the_prediction(served, browser):
     lon = float(browser.find_element("id", "lon").text)
     assert lat == pytest.approx(expected.loc[uuid, "latitude"], abs=2e-5)
     assert lon == pytest.approx(expected.loc[uuid, "longitude"], abs=2e-5)
+    assert browser.find_element("id", "views-used").text == "4"
     items = [item.text for item in browser.find_elements("css selector", "#top5 li")]
     assert len(items) == 5
     names = {feature["properties"]["name"] for feature in _get_json(server.url + "/models/clf/cells")["features"]}
@@ -92,8 +98,11 @@ def test_upload_four_photos_and_read_the_prediction(served, browser):
 
 @pytest.mark.slow
 def test_random_synthetic_location_shows_the_truth(served, browser):
+    from selenium.webdriver.support.ui import Select
+
     sample, expected, server = served
     open_page(browser, server.url)
+    Select(browser.find_element("id", "model")).select_by_value("clf")  # expected holds clf's answers
     button = browser.find_element("id", "random")
     assert button.is_displayed()
     button.click()
@@ -115,8 +124,11 @@ def test_random_synthetic_location_shows_the_truth(served, browser):
 
 @pytest.mark.slow
 def test_dropped_photos_are_placed_by_their_names(served, browser):
+    from selenium.webdriver.support.ui import Select
+
     sample, expected, server = served
     open_page(browser, server.url)
+    Select(browser.find_element("id", "model")).select_by_value("clf")
     uuid = sample_uuids(sample)[5]
     script = """
         const [uuid, done] = [arguments[0], arguments[arguments.length - 1]];
@@ -138,6 +150,57 @@ def test_dropped_photos_are_placed_by_their_names(served, browser):
     wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
     lat, lon = (float(browser.find_element("id", name).text) for name in ("lat", "lon"))
     assert (lat, lon) == pytest.approx(tuple(expected.loc[uuid, ["latitude", "longitude"]]), abs=2e-5)
+
+
+@pytest.mark.slow
+def test_one_photo_is_enough_for_a_model_that_takes_any(served, browser):
+    from selenium.webdriver.support.ui import Select
+
+    sample, _, server = served
+    open_page(browser, server.url)
+    Select(browser.find_element("id", "model")).select_by_value("att")
+    uuid = sample_uuids(sample)[4]
+    photo = sample / "images" / uuid / "90.jpg"
+    assert not browser.find_element("id", "locate").is_enabled()  # no photo yet
+    browser.find_element("id", "file-90").send_keys(str(photo))
+    wait_for(browser, lambda d: d.find_element("id", "locate").is_enabled())
+    assert browser.find_element("id", "count").text == "1 of 4 photos chosen."
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
+    assert browser.find_element("id", "views-used").text == "1"
+    assert browser.find_element("id", "used").text == "From 1 of 4 photos (90°)."
+    answer = httpx.post(
+        f"{server.url}/models/att/predict", files={"90": ("90.jpg", photo.read_bytes(), "image/jpeg")}, timeout=60
+    ).json()
+    assert answer["views_used"] == 1
+    lat, lon = (float(browser.find_element("id", name).text) for name in ("lat", "lon"))
+    assert (lat, lon) == pytest.approx((answer["latitude"], answer["longitude"]), abs=1e-5)
+    assert len(browser.find_elements("css selector", "#top5 li")) == 5
+
+    # a model that concatenates the four views: the page shows the server's message
+    Select(browser.find_element("id", "model")).select_by_value("clf")
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "status").get_attribute("class") == "error")
+    assert "needs all four headings" in browser.find_element("id", "status").text
+    assert not browser.find_element("id", "result").is_displayed()
+
+    # one photo of unknown heading
+    browser.find_element("id", "clear").click()
+    assert browser.find_element("id", "empty-90").is_displayed()
+    assert not browser.find_element("id", "locate").is_enabled()
+    Select(browser.find_element("id", "model")).select_by_value("att")
+    browser.find_element("id", "file-unknown").send_keys(str(photo))
+    wait_for(browser, lambda d: d.find_element("id", "locate").is_enabled())
+    assert len(browser.find_elements("css selector", "#loose img")) == 1
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
+    assert browser.find_element("id", "used").text == "From 1 of 4 photos (heading unknown)."
+    answer = httpx.post(
+        f"{server.url}/models/att/predict", files={"photo": ("a.jpg", photo.read_bytes(), "image/jpeg")}, timeout=60
+    ).json()
+    assert answer["headings"] == ["unknown"]
+    lat, lon = (float(browser.find_element("id", name).text) for name in ("lat", "lon"))
+    assert (lat, lon) == pytest.approx((answer["latitude"], answer["longitude"]), abs=1e-5)
 
 
 def _get_json(url):

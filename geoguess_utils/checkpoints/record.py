@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Sequence
@@ -26,6 +27,14 @@ TRAINING_DATA_FIELD = "training_data"
 
 DATA_KINDS = ("synthetic", "real", "mixed")
 """Values of ``training_data["kind"]``."""
+
+CALIBRATION_FIELD = "calibration"
+"""Optional record field: temperature and conformal scores fitted on the validation split
+(:class:`geoguess_utils.tasks.calibration.Calibration`; absent or ``None`` when never calibrated)."""
+
+CALIBRATION_FORMAT = 1
+CALIBRATION_KINDS = ("cells", "disc")
+"""Values of ``calibration["kind"]``: sets of cells (classifiers) or a disc around the point."""
 
 
 def read_record(
@@ -83,6 +92,43 @@ def _check_record_fields(record: dict[str, Any], source: str) -> None:
             f"a dict with 'kind' (one of {', '.join(DATA_KINDS)}), 'roots' (folder names) and 'locations' "
             "and 'train_locations' (counts >= 0)",
         )
+    if record.get(CALIBRATION_FIELD) is not None:
+        problem = calibration_problem(record[CALIBRATION_FIELD])
+        if problem is not None:
+            raise CheckpointError(f"{source}: record field {CALIBRATION_FIELD!r} {problem}")
+
+
+def calibration_problem(value: object) -> str | None:
+    """What is wrong with a record's ``calibration`` field, or ``None`` when it is well formed.
+
+    Well formed: a dict of format :data:`CALIBRATION_FORMAT` whose ``kind`` is one of
+    :data:`CALIBRATION_KINDS`, whose ``scores`` are one or more finite non-negative numbers in
+    ascending order (cell masses at most 1 for ``"cells"``), whose ``temperature`` is a
+    positive finite number for ``"cells"`` and ``None`` for ``"disc"``, and whose optional
+    ``stats`` is a dict.
+    """
+    if not isinstance(value, dict):
+        return f"is {type(value).__name__}; expected a dict"
+    if value.get("format") != CALIBRATION_FORMAT:
+        return f"has format {value.get('format')!r}; expected {CALIBRATION_FORMAT}"
+    kind = value.get("kind")
+    if kind not in CALIBRATION_KINDS:
+        return f"has kind {kind!r}; expected one of {', '.join(CALIBRATION_KINDS)}"
+    scores = value.get("scores")
+    if not isinstance(scores, list) or not scores or not _is_numbers(scores, len(scores)):
+        return "needs 'scores': one or more finite numbers"
+    if any(b < a for a, b in itertools.pairwise(scores)) or scores[0] < 0:
+        return "needs 'scores' in ascending order, none negative"
+    if kind == "cells" and scores[-1] > 1.0 + 1e-9:
+        return "holds cell-mass scores above 1"
+    temperature = value.get("temperature")
+    if kind == "cells" and not (_is_numbers([temperature], 1) and temperature > 0):
+        return f"has temperature {temperature!r}; expected a positive finite number"
+    if kind == "disc" and temperature is not None:
+        return f"has temperature {temperature!r}; a disc calibration has none"
+    if value.get("stats") is not None and not isinstance(value["stats"], dict):
+        return "has 'stats' that is not a dict"
+    return None
 
 
 def _is_count(value: object) -> bool:

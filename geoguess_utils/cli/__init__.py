@@ -36,6 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("geoguess_utils.cli.validate", "check LUMEN dataset roots and list every problem"),
     "predict": ("geoguess_utils.cli.predict", "write uuid,latitude,longitude for every folder, from a checkpoint"),
     "evaluate": ("geoguess_utils.cli.evaluate", "score a predictions CSV against the truth (one JSON line)"),
+    "calibrate": (
+        "geoguess_utils.cli.calibrate",
+        "fit a checkpoint's temperature and search regions on its validation split",
+    ),
     "embed": ("geoguess_utils.cli.embed", "compute the embedding cache: each view's backbone features, once"),
     "map": ("geoguess_utils.cli.map", "draw a checkpoint's predictions on an interactive HTML map"),
     "serve": ("geoguess_utils.cli.serve", "serve checkpoints over HTTP, with a 'where is this?' page (FastAPI)"),

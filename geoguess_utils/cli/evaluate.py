@@ -16,6 +16,11 @@ uuid scored, each once, and name no uuid that is not in the truth, with latitude
 [-90, 90] and longitudes in [-180, 180]. When most points of a file lie outside Croatia
 (latitude and longitude exchanged, another country's file), a warning says so on stderr.
 
+When the predictions carry search regions (``geoguess predict --region 0.9``), the line adds
+``region_nominal_coverage``, ``region_empirical_coverage`` (the share of scored locations whose
+region holds the truth) and ``region_median_km2``. Regions of cells need the checkpoint, to
+place each true point in its cell: ``--ckpt``, or the run's best checkpoint with ``--run``.
+
 Examples::
 
     geoguess evaluate predictions.csv --truth data/synthetic
@@ -207,6 +212,7 @@ def evaluate(
     train: Path | Sequence[Path] | None = None,
     split_csv: Path | None = None,
     split: str | None = None,
+    ckpt: Path | None = None,
 ) -> dict[str, float]:
     """Compare predictions with the truth and return the summary (see :func:`geoguess_utils.evaluation.summarise_km`).
 
@@ -220,9 +226,11 @@ def evaluate(
             ``split_csv`` puts there, and leave out predictions of the other locations of
             the truth or the split file (one line on stderr says how many); ``None``
             scores every location.
+        ckpt: The checkpoint that made the predictions; needed to score regions of cells.
 
     Returns:
-        The summary plus ``baseline_best_constant_km`` and (with ``train``) ``baseline_mean_km``.
+        The summary plus ``baseline_best_constant_km``, (with ``train``) ``baseline_mean_km`` and
+        (when the predictions carry regions) the ``region_*`` entries of :func:`region_summary`.
 
     Raises:
         ConfigError: ``split_csv`` without ``train`` or ``split``, or ``split`` without ``split_csv``.
@@ -294,7 +302,67 @@ def evaluate(
         merged["longitude_true"].to_numpy(),
     )
     eval_latlon = merged[["latitude_true", "longitude_true"]].to_numpy(dtype=float)
-    return {**summarise_km(km), **baselines(train_latlon, eval_latlon)}
+    return {**summarise_km(km), **baselines(train_latlon, eval_latlon), **region_summary(predictions, merged, ckpt)}
+
+
+def region_summary(predictions: Path, merged: pd.DataFrame, ckpt: Path | None) -> dict[str, float]:
+    """How often the predictions' search regions hold the truth, when the file has region columns.
+
+    Args:
+        predictions: The predictions CSV (``geoguess predict --region``).
+        merged: The scored rows: ``uuid``, ``latitude_true``, ``longitude_true``,
+            ``latitude_pred``, ``longitude_pred`` (degrees).
+        ckpt: The checkpoint that made them (regions of cells need its GeoContext).
+
+    Returns:
+        ``{}`` without region columns, else ``region_nominal_coverage`` (the mean of the
+        file's ``region_coverage``), ``region_empirical_coverage`` (share in [0, 1]) and
+        ``region_median_km2``.
+
+    Raises:
+        ConfigError: Regions of cells without a checkpoint.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from geoguess_utils.errors import ConfigError, DataError
+    from geoguess_utils.tasks import regions
+
+    if regions.COVERAGE_COLUMN not in pd.read_csv(predictions, nrows=0).columns:
+        return {}
+    table = pd.read_csv(predictions, dtype={"uuid": str, regions.CELLS_COLUMN: str}, keep_default_na=False)
+    if regions.CELLS_COLUMN not in table.columns and regions.RADIUS_COLUMN not in table.columns:
+        raise DataError(f"{predictions} has {regions.COVERAGE_COLUMN} but neither region_cells nor region_radius_km")
+    table = merged[["uuid", "latitude_true", "longitude_true", "latitude_pred", "longitude_pred"]].merge(
+        table.drop(columns=["latitude", "longitude"], errors="ignore"), on="uuid"
+    )
+    names = {"latitude_true": "true_lat", "longitude_true": "true_lon", "latitude_pred": "pred_lat"}
+    table = table.rename(columns={**names, "longitude_pred": "pred_lon"})
+    context = None
+    if regions.CELLS_COLUMN in table.columns:
+        if ckpt is None:
+            raise ConfigError(
+                f"{predictions} holds regions of cells: give --ckpt CKPT (or --run RUN) so that each true point can "
+                "be placed in its cell"
+            )
+        context = _checkpoint_context(ckpt)
+    hit = regions.covered(table, context)
+    area = pd.to_numeric(table[regions.AREA_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
+    nominal = pd.to_numeric(table[regions.COVERAGE_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
+    return {
+        "region_nominal_coverage": float(np.mean(nominal)),
+        "region_empirical_coverage": float(np.mean(hit)),
+        "region_median_km2": float(np.median(area)),
+    }
+
+
+def _checkpoint_context(ckpt: Path):  # noqa: ANN202 - GeoContext
+    """The GeoContext stored in a checkpoint's record (no network is built)."""
+    from geoguess_utils.cells.context import GeoContext
+    from geoguess_utils.checkpoints.files import load_checkpoint
+    from geoguess_utils.checkpoints.record import read_record
+
+    return GeoContext.from_dict(read_record(load_checkpoint(ckpt, mmap=True), str(ckpt))["context"])
 
 
 def _describe_checkpoint(ckpt: Path, truth: Sequence[Path]) -> None:
@@ -353,7 +421,12 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     truth, train, split_csv = _run_context(args)
-    summary = evaluate(args.predictions, truth, train or None, split_csv, args.split)
+    ckpt = args.ckpt
+    if ckpt is None and args.run is not None:
+        from geoguess_utils.training.run_files import run_files_of
+
+        ckpt = run_files_of(args.run).checkpoint
+    summary = evaluate(args.predictions, truth, train or None, split_csv, args.split, ckpt)
     if args.ckpt is not None:
         _describe_checkpoint(args.ckpt, truth)
     print(json.dumps(summary))

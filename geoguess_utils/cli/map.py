@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     warning = synthetic_model_warning(task.training_data, roots)
     if warning:
         notes.append(warning)
+    from geoguess_utils.inference.predictions import fewer_views_note
+
     predictions = inference.predict(
         task,
         roots,
@@ -130,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{drawn}: {summary['count']} locations, mean {summary['mean_km']:.1f} km, "
         f"median {summary['median_km']:.1f} km, within 25 km {summary['acc_25_km']:.1%}; {outputs.summary()}"
+        f"{fewer_views_note(predictions)}"
     )
     print(f"wrote the map of {shown} locations to {path} (open it in a browser)")
     return 0

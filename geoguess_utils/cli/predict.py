@@ -11,6 +11,11 @@ Examples::
 
     geoguess predict --ckpt runs/quick_cpu/version_0/checkpoints/best.ckpt --out predictions.csv
     geoguess predict --ckpt model.ckpt --data /data/lumen_train /data/external_set --out predictions.csv
+    geoguess predict --ckpt model.ckpt --photo a.jpg --photo b.jpg
+
+A location folder may hold one to four of the views (models trained with attention or mean
+pooling use the ones there; the summary says how many locations had fewer than four).
+``--photo`` locates one spot from one to four loose photos whose headings are unknown.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from geoguess_utils.cli import region_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,7 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="dataset root(s) holding data/ or images/ (default: the roots the checkpoint's run was trained on, "
         "from <run>/config.yaml)",
     )
-    parser.add_argument("--out", required=True, type=Path, help="CSV to write (uuid,latitude,longitude)")
+    parser.add_argument(
+        "--out", type=Path, help="CSV to write (uuid,latitude,longitude); required unless --photo is given"
+    )
+    parser.add_argument(
+        "--photo",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="a photo of unknown heading (repeat for up to four taken at one spot); predicts that one spot "
+        "instead of dataset roots and prints it (also to --out when given)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="locations per batch (default 32)")
     parser.add_argument("--num-workers", type=int, default=0, help="image-loading processes (default 0)")
     parser.add_argument(
@@ -55,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip broken locations (listed in a warning) instead of stopping",
     )
+    region_options.add_arguments(parser)
 
 
 def _decoding_choices() -> list[str]:
@@ -176,10 +194,19 @@ def run(args: argparse.Namespace) -> int:
     from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
     from geoguess_utils.inference import submission
     from geoguess_utils.inference.non_finite import OutputCount
+    from geoguess_utils.inference.predictions import fewer_views_note
     from geoguess_utils.io import atomic_write_csv
 
+    if args.photo:
+        return _run_photos(args)
+    if args.out is None:
+        from geoguess_utils.errors import ConfigError
+
+        raise ConfigError("--out FILE is required (the CSV to write), unless --photo is given")
     roots = roots_or_run_roots("predict", args.data, args.ckpt)
-    refuse_outputs_on_inputs({"--out": args.out, "--cache-dir": args.cache_dir}, roots, {"--ckpt": args.ckpt})
+    outputs_named = {"--out": args.out, "--cache-dir": args.cache_dir, "--region-geojson": args.region_geojson}
+    refuse_outputs_on_inputs(outputs_named, roots, {"--ckpt": args.ckpt})
+    regions = region_options.search_regions(args)  # None without --region; refuses an uncalibrated checkpoint
     terminal = sys.stderr.isatty()
     predictions = predict_checkpoint(
         args.ckpt,
@@ -193,11 +220,65 @@ def run(args: argparse.Namespace) -> int:
         progress=terminal,  # Lightning's bar in a terminal; plain lines in logs and pipes
         progress_label=None if terminal else "geoguess predict",
     )
-    table = submission(predictions)
+    table = region_options.add_regions(submission(predictions), predictions, regions, args)
     outputs = OutputCount.of(predictions)
     atomic_write_csv(table, args.out)
     outputs.warn("predict")
     to_stdout = os.path.abspath(args.out) in ("/dev/stdout", "/proc/self/fd/1", "/dev/fd/1")
-    summary = f"wrote {len(table)} predictions to {args.out} ({outputs.summary()})"
+    summary = f"wrote {len(table)} predictions to {args.out} ({outputs.summary()}{fewer_views_note(predictions)})"
     print(summary, file=sys.stderr if to_stdout else sys.stdout)  # keep a CSV sent to stdout clean
     return 0
+
+
+def _run_photos(args: argparse.Namespace) -> int:
+    """``--photo``: locate one spot from loose photos; print it, and write it to ``--out`` when given."""
+    import pandas as pd
+
+    from geoguess_utils.data.layout import IMAGE_SUFFIXES
+    from geoguess_utils.data.protected_inputs import refuse_outputs_on_inputs
+    from geoguess_utils.errors import ConfigError
+    from geoguess_utils.inference.photos import PHOTOS_UUID, predict_photos
+    from geoguess_utils.io import atomic_write_csv
+    from geoguess_utils.tasks.loading import load_task
+
+    if args.data:
+        raise ConfigError("give either --photo (loose photos) or --data (dataset roots), not both")
+    if args.out is not None and args.out.suffix.lower() in IMAGE_SUFFIXES:
+        raise ConfigError(f"--out {args.out} names an image file; give the CSV to write, e.g. --out prediction.csv")
+    parents = sorted({photo.resolve().parent for photo in args.photo})
+    outputs = {"--out": args.out, "--region-geojson": args.region_geojson}
+    refuse_outputs_on_inputs(outputs, (), {"--ckpt": args.ckpt, **_photo_inputs(args.photo)})
+    regions = region_options.search_regions(args)  # None without --region; refuses an uncalibrated checkpoint
+    task = load_task(args.ckpt)
+    report_training_data("predict", task.training_data, parents)
+    result = predict_photos(task, args.photo, device=args.device)
+    lat, lon = (float(v) for v in result["latlon"][0])
+    used = int(result["views"][0])
+    print(f"geoguess predict: {lat:.5f}, {lon:.5f} (from {used} photo{'s' if used != 1 else ''} of unknown heading)")
+    row = {"uuid": [PHOTOS_UUID], "latitude": [lat], "longitude": [lon]}
+    if regions is not None:
+        probabilities = result.get("probabilities")
+        region = regions.region(
+            args.region,
+            probabilities=None if probabilities is None else probabilities[0],
+            latlon=(lat, lon),
+        )
+        print(f"geoguess predict: search region of {region['coverage']:.0%}: {region['area_km2']:,.0f} km²")
+        row.update(region_coverage=[region["coverage"]], region_km2=[region["area_km2"]])
+        if args.region_geojson is not None:
+            import json
+
+            from geoguess_utils.geo.regions import feature_collection
+            from geoguess_utils.io import atomic_write_text
+
+            collection = feature_collection([region["geojson"]])
+            atomic_write_text(args.region_geojson, json.dumps(collection, allow_nan=False))
+    if args.out is not None:
+        atomic_write_csv(pd.DataFrame(row), args.out)
+        print(f"wrote 1 prediction to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _photo_inputs(photos: list[Path]) -> dict[str, Path]:
+    """The photos as named inputs, so that ``--out`` can never be one of them."""
+    return {f"--photo {photo}": photo for photo in photos}

@@ -5,6 +5,8 @@ The package names its three entry points itself (``inference.predict``, ``infere
 
 Modules:
 
+- ``calibrate``: Fit a checkpoint's calibration on its run's validation split and write it into the
+  checkpoint.
 - ``loop``: The one inference loop: ``Trainer.predict`` over a module's ``predict_step``.
 - ``non_finite``: Report the locations whose network outputs were NaN or infinite.
 - ``predictions``: Predictions of a trained task over dataset roots, through the one inference loop.

@@ -147,3 +147,15 @@ def submission(predictions: Predictions) -> pd.DataFrame:
     """The competition's submission table: ``uuid, latitude, longitude`` (degrees), one row per location."""
     table = predictions.table
     return pd.DataFrame({"uuid": table["uuid"], "latitude": table["pred_lat"], "longitude": table["pred_lon"]})
+
+
+def fewer_views_note(predictions: Predictions) -> str:
+    """``"; N with fewer than four views"`` when some predicted locations lacked views, else ``""``.
+
+    Counts the locations whose view paths (``path_0`` .. ``path_270``) are partly empty.
+    """
+    table = predictions.table
+    if not set(layout.PATH_COLUMNS) <= set(table.columns):
+        return ""
+    fewer = int(((table[list(layout.PATH_COLUMNS)] != "").sum(axis=1) < len(layout.PATH_COLUMNS)).sum())
+    return f"; {fewer} with fewer than four views" if fewer else ""

@@ -3,10 +3,13 @@
 Build it with :func:`create_app`; ``geoguess serve`` runs it under uvicorn. Endpoints:
 
 * ``GET /health``, ``GET /models``, ``GET /models/{name}/cells`` (the classes as GeoJSON);
-* ``POST /models/{name}/predict``: four photos in the multipart fields ``0``, ``90``,
-  ``180`` and ``270``;
+* ``POST /models/{name}/predict``: one to four photos of one place, in the multipart fields
+  ``0``, ``90``, ``180`` and ``270`` (the headings; each at most once) and/or ``photo``
+  (heading unknown, repeatable); the answer says how many were used (``views_used``) and
+  their ``headings``. A model that concatenates the views needs all four headings (422);
 * ``POST /models/{name}/predict-batch``: a LUMEN zip in the field ``zip``, or field
-  groups ``<uuid>/0`` .. ``<uuid>/270``; ``?format=csv`` answers in the competition's columns;
+  groups ``<uuid>/0`` .. ``<uuid>/270``, one to four headings per location; ``?format=csv``
+  answers in the competition's columns;
 * ``GET /``: the "where is this?" page, with ``/outline`` (Croatia) and ``/land`` (the countries
   around it) as its base map; ``GET /sample/random``: a location of the sample.
 """
@@ -41,7 +44,7 @@ from geoguess_utils.serve.uploads import MAX_REQUEST_PIXELS
 
 log = logging.getLogger("geoguess.serve")
 STATIC_DIR = Path(__file__).with_name("static")
-ERRORS = {status: {"model": schemas.ErrorResponse} for status in (400, 404, 413, 415, 500, 503)}
+ERRORS = {status: {"model": schemas.ErrorResponse} for status in (400, 404, 413, 415, 422, 500, 503)}
 _HEADING_SCHEMA = {"type": "string", "format": "binary", "description": "photo (JPEG, PNG, WebP, ...)"}
 _PREDICT_BODY = {
     "requestBody": {
@@ -50,8 +53,19 @@ _PREDICT_BODY = {
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
-                    "required": list(uploads.HEADING_FIELDS),
-                    "properties": {field: _HEADING_SCHEMA for field in uploads.HEADING_FIELDS},
+                    "description": "1 to 4 photos in all: at most one per heading field, loose ones in 'photo'",
+                    "properties": {
+                        **{
+                            field: {**_HEADING_SCHEMA, "description": f"photo at heading {field} (optional)"}
+                            for field in uploads.HEADING_FIELDS
+                        },
+                        uploads.PHOTO_FIELD: {
+                            "type": "array",
+                            "items": _HEADING_SCHEMA,
+                            "maxItems": uploads.MAX_VIEWS,
+                            "description": "photos of unknown heading (optional, repeat the field)",
+                        },
+                    },
                 }
             }
         },
@@ -68,7 +82,8 @@ _BATCH_BODY = {
                         "zip": {
                             "type": "string",
                             "format": "binary",
-                            "description": "a zip in the LUMEN layout: [data/|images/]<uuid>/{0,90,180,270}.jpg",
+                            "description": "a zip in the LUMEN layout: [data/|images/]<uuid>/{0,90,180,270}.jpg "
+                            "(one to four per location)",
                         }
                     },
                     "additionalProperties": {
@@ -208,9 +223,11 @@ def _set_torch_threads(threads: int) -> None:
 
 
 def _run_batch(models: Mapping[int, LoadedModel]):  # noqa: ANN202 - the batcher's RunBatch
-    def run(key: int, pixels: Any, uuids: list[str]) -> list[dict[str, Any]]:
+    def run(key: int, pixels: Any, uuids: list[str], **masks: Any) -> list[dict[str, Any]]:
         loaded = models[key]
-        results = predictor.predict_locations(loaded.task, loaded.device, pixels, uuids, with_probabilities=True)
+        results = predictor.predict_locations(
+            loaded.task, loaded.device, pixels, uuids, with_probabilities=True, **masks
+        )
         for item in results:
             item["batch_size"] = len(uuids)
         return results
@@ -269,7 +286,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     app = FastAPI(
         title="geoguess",
-        description="Where in Croatia were these four Street View photos taken?",
+        description="Where in Croatia were these Street View photos taken? (one to four of a place)",
         version="1",
         lifespan=lifespan,
     )
@@ -354,16 +371,20 @@ def create_app(config: ServeConfig) -> FastAPI:
         openapi_extra=_PREDICT_BODY,
     )
     async def predict(name: str, request: Request, probabilities: bool = False) -> schemas.PredictResponse:
-        """Locate one place from its four photos (multipart fields 0, 90, 180 and 270: the headings)."""
+        """Locate one place from 1 to 4 photos: fields 0, 90, 180, 270 (the headings) and/or photo (heading unknown).
+
+        A model trained with pooling concat needs all four headings (422 otherwise).
+        """
         started = time.perf_counter()
         loaded = await load(name)
         files, others = await _read_form(request, max_files=8)
         size = int(loaded.task.image_size)
-        pixels = await run_in_threadpool(uploads.views_from_form, files, others, size, config.max_pixels)
-        del files
+        location = uploads.location_from_form(files, others, all_headings=not predictor.takes_any_views(loaded.task))
+        views = await run_in_threadpool(uploads.one_location, "upload", location, size, config.max_pixels)
+        del files, location
         release_slot(request.scope)  # decoded: the upload is no longer held
         decoded = time.perf_counter()
-        (result,) = await batcher.submit(id(loaded), pixels[None], ["upload"])
+        (result,) = await batcher.submit(id(loaded), views.pixels, views.uuids, views.view_mask, views.heading_known)
         row = result["probabilities"]
         return schemas.PredictResponse(
             **{k: v for k, v in result.items() if k not in ("batch_size", "probabilities")},
@@ -381,12 +402,16 @@ def create_app(config: ServeConfig) -> FastAPI:
         openapi_extra=_BATCH_BODY,
     )
     async def predict_batch(name: str, request: Request, format: str = "json") -> Any:
-        """Locate several places: a LUMEN zip in field ``zip``, or field groups ``<uuid>/0`` .. ``<uuid>/270``."""
+        """Locate several places: a LUMEN zip in field ``zip``, or field groups ``<uuid>/0`` .. ``<uuid>/270``.
+
+        Each place may have one to four of its headings (all four for a model trained with pooling concat).
+        """
         if format not in ("json", "csv"):
             raise ApiError(400, f"format must be json or csv, not {format!r}", "format")
         started = time.perf_counter()
         loaded = await load(name)
         size = int(loaded.task.image_size)
+        all_headings = not predictor.takes_any_views(loaded.task)
         files, others = await _read_form(request, max_files=4 * config.max_locations + 1)
         if others:
             field = next(iter(others))
@@ -398,7 +423,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                 )
             archive = files["zip"][0]
             uploads.check_content_type(archive, uploads.ZIP_CONTENT_TYPES)
-            uuids, pixels = await run_in_threadpool(
+            locations = await run_in_threadpool(
                 uploads.locations_from_zip,
                 archive.data,
                 size,
@@ -407,25 +432,27 @@ def create_app(config: ServeConfig) -> FastAPI:
                 4 * config.max_upload_bytes,
                 config.max_pixels,
                 config.max_request_pixels,
+                all_headings,
             )
             del archive
         else:
-            uuids, pixels = await run_in_threadpool(
+            locations = await run_in_threadpool(
                 uploads.locations_from_fields,
                 files,
                 size,
                 config.max_locations,
                 config.max_pixels,
                 config.max_request_pixels,
+                all_headings,
             )
         del files
         release_slot(request.scope)  # decoded: the upload is no longer held
         decoded = time.perf_counter()
         results: list[dict[str, Any]] = []
         largest = 0
-        for start in range(0, len(uuids), config.max_batch):
-            stop = start + config.max_batch
-            chunk = await batcher.submit(id(loaded), pixels[start:stop], uuids[start:stop])
+        for start in range(0, len(locations), config.max_batch):
+            part = locations.part(start, start + config.max_batch)
+            chunk = await batcher.submit(id(loaded), part.pixels, part.uuids, part.view_mask, part.heading_known)
             largest = max(largest, chunk[0]["batch_size"])
             results += chunk
         if format == "csv":

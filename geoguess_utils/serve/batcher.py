@@ -6,6 +6,8 @@ HTTP 503). One worker takes the oldest item, waits up to ``max_wait_s`` for more
 for the same model until ``max_batch`` locations are gathered, runs them as one batch
 on a single inference thread (so the event loop keeps accepting requests), and hands
 each request its own results. ``max_batch=1`` turns batching off: one request, one pass.
+A request may carry view masks (which of its four views are present, which headings are
+known); they are concatenated with the pixels, all-true for requests that sent none.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +28,9 @@ from geoguess_utils.errors import ConfigError
 
 log = logging.getLogger("geoguess.serve")
 
-RunBatch = Callable[[Hashable, np.ndarray, list[str]], list[Any]]
-"""``run(key, pixels (B, 4, H, W, 3), uuids) -> B results``: one forward pass for one model."""
+RunBatch = Callable[..., list[Any]]
+"""``run(key, pixels (B, 4, H, W, 3), uuids) -> B results``: one forward pass for one model; when a
+request of the batch sent view masks, also ``view_mask=`` and ``heading_known=``, (B, 4) bool each."""
 
 
 class QueueFullError(Exception):
@@ -64,6 +68,8 @@ class _Item:
     pixels: np.ndarray
     uuids: list[str]
     future: asyncio.Future
+    view_mask: np.ndarray | None = None
+    heading_known: np.ndarray | None = None
 
 
 class Batcher:
@@ -138,13 +144,22 @@ class Batcher:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def submit(self, key: Hashable, pixels: np.ndarray, uuids: list[str]) -> list[Any]:
+    async def submit(
+        self,
+        key: Hashable,
+        pixels: np.ndarray,
+        uuids: list[str],
+        view_mask: np.ndarray | None = None,
+        heading_known: np.ndarray | None = None,
+    ) -> list[Any]:
         """Queue one request's locations and wait for their results.
 
         Args:
             key: Which model (requests are only batched with requests for the same key).
             pixels: ``uint8`` views, (B, 4, H, W, 3).
             uuids: One name per location, length B.
+            view_mask: (B, 4) bool, the views present (``None``: all).
+            heading_known: (B, 4) bool, the headings known (``None``: all).
 
         Returns:
             The B results of ``run``, in order.
@@ -157,7 +172,7 @@ class Batcher:
             raise RuntimeError("the batcher is not running (start() was not awaited)")
         future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Item(key, pixels, list(uuids), future))
+            self._queue.put_nowait(_Item(key, pixels, list(uuids), future, view_mask, heading_known))
         except asyncio.QueueFull:
             self.stats.rejected += 1
             raise QueueFullError(self.retry_after_s) from None
@@ -203,8 +218,9 @@ class Batcher:
                 continue
             pixels = items[0].pixels if len(items) == 1 else np.concatenate([item.pixels for item in items])
             uuids = [uuid for item in items for uuid in item.uuids]
+            run = functools.partial(self.run, first.key, pixels, uuids, **_masks(items))
             try:
-                results = await loop.run_in_executor(self._executor, self.run, first.key, pixels, uuids)
+                results = await loop.run_in_executor(self._executor, run)
                 if len(results) != len(uuids):
                     raise RuntimeError(f"the model returned {len(results)} results for {len(uuids)} locations")
             except Exception as exc:  # each waiting request gets the error (the app logs it with an id)
@@ -222,3 +238,17 @@ class Batcher:
                 if not item.future.done():
                     item.future.set_result(results[start:stop])
                 start = stop
+
+
+def _masks(items: list[_Item]) -> dict[str, np.ndarray]:
+    """The items' view masks, concatenated (all-true for an item without); empty when no item has any."""
+    out = {}
+    for name in ("view_mask", "heading_known"):
+        if any(getattr(item, name) is not None for item in items):
+            out[name] = np.concatenate(
+                [
+                    np.ones(item.pixels.shape[:2], dtype=bool) if getattr(item, name) is None else getattr(item, name)
+                    for item in items
+                ]
+            )
+    return out

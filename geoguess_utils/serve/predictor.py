@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from geoguess_utils.data.layout import PATH_COLUMNS
+from geoguess_utils.data.layout import HEADINGS, PATH_COLUMNS
 
 if TYPE_CHECKING:
     import torch
@@ -27,17 +27,28 @@ if TYPE_CHECKING:
 TOP_K = 5
 
 
-def make_batch(pixels: np.ndarray, uuids: list[str], image_size: int) -> dict[str, Any]:
+def make_batch(
+    pixels: np.ndarray,
+    uuids: list[str],
+    image_size: int,
+    view_mask: np.ndarray | None = None,
+    heading_known: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Normalise decoded views as the training pipeline does and collate them into a batch.
 
     Args:
         pixels: ``uint8`` views, shape (B, 4, H, W, 3) with H = W = ``image_size``.
         uuids: One name per location, length B.
         image_size: Side of the views, pixels.
+        view_mask: (B, 4) bool, the views present (default: all four); an absent view's
+            pixels may be anything.
+        heading_known: (B, 4) bool, False where a photo's heading is unknown (default: all known).
 
     Returns:
-        A batch dict as the DataLoader yields: ``images`` float32 (B, 4, 3, H, W), ``uuid`` list, ...
+        A batch dict as the DataLoader yields: ``images`` float32 (B, 4, 3, H, W), ``view_mask``
+        (B, 4) bool, ``uuid`` list, ... and ``heading_known`` (B, 4) bool when given.
     """
+    import torch
     from torch.utils.data import default_collate
 
     from geoguess_utils.data.geodataset import GeoDataset
@@ -46,7 +57,22 @@ def make_batch(pixels: np.ndarray, uuids: list[str], image_size: int) -> dict[st
         raise ValueError(f"expected views shaped (B, 4, H, W, 3) for {len(uuids)} locations, got {pixels.shape}")
     table = pd.DataFrame({"uuid": uuids, **{column: [""] * len(uuids) for column in PATH_COLUMNS}})
     dataset = GeoDataset(table, image_size, image_cache=pixels)  # an array indexes like an ImageCache
-    return default_collate([dataset[i] for i in range(len(dataset))])
+    batch = default_collate([dataset[i] for i in range(len(dataset))])
+    shape = pixels.shape[:2]
+    batch["view_mask"] = torch.ones(shape, dtype=torch.bool) if view_mask is None else _flags(view_mask, shape)
+    if heading_known is not None:
+        batch["heading_known"] = _flags(heading_known, shape)
+    return batch
+
+
+def _flags(values: np.ndarray, shape: tuple[int, ...]) -> Any:
+    """(B, V) bool tensor of ``values``, checked against the views' shape."""
+    import torch
+
+    flags = torch.as_tensor(np.asarray(values, dtype=bool))
+    if tuple(flags.shape) != tuple(shape):
+        raise ValueError(f"view flags of shape {tuple(flags.shape)} for views of shape {tuple(shape)}")
+    return flags
 
 
 BOX_COLUMNS = ("lon_min", "lat_min", "lon_max", "lat_max")
@@ -130,8 +156,38 @@ def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) 
     return out
 
 
+def takes_any_views(task: GeoTask) -> bool:
+    """Whether ``task`` fuses any one to four views, some of unknown heading (pooling ``attention`` or ``mean``).
+
+    A network that concatenates the views (``concat``, the original design) has a place for
+    each heading and needs all four with their headings; so does an ensemble with such a member.
+    """
+    net = task.net
+    members = [net, *(getattr(task, "extra_heads", None) or [])]
+    return net is not None and all(getattr(member, "pooling", "concat") != "concat" for member in members)
+
+
+def view_names(view_mask: np.ndarray, heading_known: np.ndarray) -> list[str]:
+    """The photos one location was predicted from: known headings (``"0"`` .. ``"270"``) in order, then ``"unknown"``.
+
+    Args:
+        view_mask: (4,) bool, the slots that hold a photo.
+        heading_known: (4,) bool, ``False`` where a photo of unknown heading sits.
+    """
+    present = np.asarray(view_mask, dtype=bool)
+    known = np.asarray(heading_known, dtype=bool)
+    names = [str(h) for h, here in zip(HEADINGS, present & known, strict=True) if here]
+    return names + ["unknown"] * int((present & ~known).sum())
+
+
 def predict_locations(
-    task: GeoTask, device: torch.device, pixels: np.ndarray, uuids: list[str], with_probabilities: bool = False
+    task: GeoTask,
+    device: torch.device,
+    pixels: np.ndarray,
+    uuids: list[str],
+    with_probabilities: bool = False,
+    view_mask: np.ndarray | None = None,
+    heading_known: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Locate a batch of locations in one forward pass.
 
@@ -142,22 +198,36 @@ def predict_locations(
         uuids: One name per location, length B.
         with_probabilities: Also return every class's probability (classifiers only), as a
             float64 array of length K (``None`` for regression).
+        view_mask: (B, 4) bool, the views present (default: all four); an absent view's pixels
+            may be anything. Only a model that :func:`takes_any_views` accepts views missing.
+        heading_known: (B, 4) bool, ``False`` for a photo of unknown heading (default: all known).
 
     Returns:
         One dict per location, in order: ``uuid``, ``latitude``, ``longitude`` (degrees),
         ``top_cells`` (tasks with cell probabilities; ``None`` for the others),
-        ``non_finite`` (whether the network's outputs held NaN or infinity) and, when asked,
-        ``probabilities`` (length K, class-index order, a numpy array).
+        ``non_finite`` (whether the network's outputs held NaN or infinity), ``views_used``
+        (the photos the prediction is from, 1 to 4), ``headings`` (theirs, see
+        :func:`view_names`) and, when asked, ``probabilities`` (length K, class-index order,
+        a numpy array).
+
+    Raises:
+        ConfigError: Views missing or headings unknown for a model that concatenates the views.
     """
     import torch
 
     assert task.image_size is not None and task.context is not None
-    batch = make_batch(pixels, uuids, task.image_size)
+    batch = make_batch(pixels, uuids, task.image_size, view_mask, heading_known)
     batch["images"] = batch["images"].to(device)
+    present = batch["view_mask"].numpy()
+    known = batch["heading_known"].numpy() if "heading_known" in batch else np.ones_like(present)
+    for key in ("view_mask", "heading_known"):
+        if key in batch:
+            batch[key] = batch[key].to(device)
     with torch.inference_mode():
         result = task.predict_step(batch, 0)
     latlon = result["latlon"].detach().cpu().numpy()
     non_finite = result["non_finite"].detach().cpu().numpy()
+    used = result["views"].detach().cpu().numpy() if "views" in result else present.sum(axis=1)
     probabilities = result.get("probabilities")
     cells: list[Any] = [None] * len(uuids)
     if probabilities is not None:
@@ -171,6 +241,8 @@ def predict_locations(
             "longitude": float(latlon[i, 1]),
             "top_cells": cells[i],
             "non_finite": bool(non_finite[i]),
+            "views_used": int(used[i]),
+            "headings": view_names(present[i], known[i]),
         }
         if with_probabilities:
             item["probabilities"] = None if probabilities is None else probabilities[i].numpy()

@@ -92,6 +92,11 @@ class Prediction(BaseModel):
         description="true when the network's outputs held NaN or infinity: the point is then the model's "
         "fallback point (the training set's mean position) and means nothing",
     )
+    views_used: int = Field(ge=1, le=4, description="photos the prediction was made from, 1 to 4")
+    headings: list[str] = Field(
+        description="the headings of those photos: '0', '90', '180', '270' in that order, then 'unknown' "
+        "for each photo of unknown heading"
+    )
     probabilities: list[float] | None = Field(
         None, description="with ?probabilities=true: every class's probability, in class_index order"
     )

@@ -6,6 +6,8 @@ Import what you need from the module that defines it, e.g.
 Modules:
 
 - ``base``: GeoTask: the Lightning machinery shared by every task.
+- ``calibration``: Honest confidence: temperature scaling, calibration error and split-conformal
+  search regions.
 - ``classification``: Classify a location into the context's cells (cross-entropy).
 - ``data_link``: The one thing a task tells the data it trains on: how to normalise the views for
   its backbone.
@@ -14,6 +16,8 @@ Modules:
   data.
 - ``loading``: Rebuild a trained task from its checkpoint file alone, ready for prediction.
 - ``metrics``: Great-circle error metrics as a torchmetrics Metric.
+- ``regions``: Search regions of predictions: the cells (or the disc) that hold the truth with a
+  chosen probability.
 - ``registry``: The one list of tasks: the name stored in checkpoints -> the task class.
 - ``regression``: Regress a location's min-max scaled projected (x, y).
 """

@@ -16,10 +16,12 @@ from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.evaluation import MEAN_NAME
 from geoguess_utils.models.efficientnet_lite import OFFLINE_BACKBONE
 from geoguess_utils.models.multiview import MultiViewNet, Pooling
+from geoguess_utils.tasks.calibration import Calibration
 from geoguess_utils.tasks.decoding import clip_to_land
 from geoguess_utils.tasks.freezing import FreezeEpochs, check_freeze_epochs, frozen_at
 from geoguess_utils.tasks.metrics import HaversineMetrics
 from geoguess_utils.tasks.optimization import OptimizerSettings, ScheduleSettings, configure_optimizers
+from geoguess_utils.tasks.view_dropout import HEADING_KNOWN, VIEW_MASK, drop_views, hide_headings, views_present
 
 MAX_ENSEMBLE = 16
 """Most members an ensemble may have (a checkpoint asking for more is refused before anything is built)."""
@@ -30,7 +32,9 @@ class GeoTask(pl.LightningModule):
 
     Subclasses define the output size, the loss and how outputs become ``(lat, lon)``.
     Batches are dicts with ``images`` (B, 4, 3, H, W), ``class_index`` (B,),
-    ``xy_scaled`` (B, 2), ``latlon`` (B, 2) degrees and ``uuid``.
+    ``xy_scaled`` (B, 2), ``latlon`` (B, 2) degrees and ``uuid``; optionally ``view_mask``
+    (B, 4) bool (the views present; absent ones may hold anything) and ``heading_known``
+    (B, 4) bool (False: a photo of unknown heading in that slot).
     """
 
     task_name: ClassVar[str] = ""
@@ -60,6 +64,8 @@ class GeoTask(pl.LightningModule):
         head_hidden: int = 0,
         freeze_batchnorm: bool = False,
         ensemble: int = 1,
+        view_dropout: float = 0.0,
+        heading_dropout: float = 0.0,
     ) -> None:
         """Configure the task; the network is built once the GeoContext is known.
 
@@ -105,6 +111,12 @@ class GeoTask(pl.LightningModule):
                 :func:`geoguess_utils.tasks.ensemble.assemble_ensemble`), never trained as one
                 network. Members share the backbone, so it must never train
                 (``freeze_backbone_epochs: all``).
+            view_dropout: While training, drop each view of a location with this probability
+                (never all of them), so the model learns to answer from one to four photos
+                (pooling ``attention`` or ``mean``; ``concat`` needs all four).
+            heading_dropout: While training, mark each kept view's heading as unknown with this
+                probability, which trains the attention's "heading unknown" embedding that
+                loose photos of unknown heading use.
         """
         super().__init__()
         if not 1 <= int(ensemble) <= MAX_ENSEMBLE:
@@ -112,6 +124,15 @@ class GeoTask(pl.LightningModule):
         if int(ensemble) > 1 and not self.supports_ensemble:
             raise ConfigError(f"the {self.task_name or type(self).__name__} task cannot be an ensemble")
         self.ensemble = int(ensemble)
+        for name, value in (("view_dropout", view_dropout), ("heading_dropout", heading_dropout)):
+            if not 0.0 <= float(value) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if (view_dropout or heading_dropout) and pooling == "concat":
+            raise ConfigError(
+                "view_dropout and heading_dropout need a pooling that takes any views: attention or mean, not concat"
+            )
+        self.view_dropout = float(view_dropout)
+        self.heading_dropout = float(heading_dropout)
         self.optimization = OptimizerSettings(optimizer, lr, backbone_lr_factor, weight_decay)
         self.schedule = ScheduleSettings(
             scheduler, plateau_patience, plateau_factor, onecycle_pct_start, monitor, monitor_mode
@@ -135,6 +156,7 @@ class GeoTask(pl.LightningModule):
         self.net: MultiViewNet | None = None
         self.extra_heads: nn.ModuleList | None = None  # members 2..N of an ensemble: a fusion and head each
         self.training_data: dict[str, Any] | None = None  # what it was trained on (see checkpoint_record)
+        self.calibration: Calibration | None = None  # fitted on the validation split (geoguess calibrate)
         self.val_km = HaversineMetrics()
         self.test_km = HaversineMetrics()
 
@@ -251,16 +273,31 @@ class GeoTask(pl.LightningModule):
         if self.compile_backbone and self.net is not None:
             self.net.backbone.compile(dynamic=False)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W) (an ensemble's combined outputs)."""
-        if self.extra_heads is None:
-            return self._built_net()(images)
-        return self._ensemble_outputs(self._built_net().view_features(images))
+    def forward(
+        self,
+        images: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Raw outputs, shape (B, num_outputs), of images shaped (B, 4, 3, H, W) (an ensemble's combined outputs).
 
-    def _ensemble_outputs(self, view_features: torch.Tensor) -> torch.Tensor:
+        ``view_mask`` and ``heading_known`` (B, 4) bool: see the class docstring.
+        """
+        if self.extra_heads is None:
+            return self._built_net()(images, view_mask, heading_known)
+        return self._ensemble_outputs(self._built_net().view_features(images), view_mask, heading_known)
+
+    def _ensemble_outputs(
+        self,
+        view_features: torch.Tensor,
+        view_mask: torch.Tensor | None = None,
+        heading_known: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Every member's outputs from the shared backbone's features (B, V, F), combined."""
         net = self._built_net()
-        members = [net.from_view_features(view_features), *(top(view_features) for top in self.extra_heads or [])]
+        masks = (view_mask, heading_known)
+        members = [net.from_view_features(view_features, *masks)]
+        members += [top(view_features, *masks) for top in self.extra_heads or []]
         return self.combine_member_outputs(torch.stack(members))
 
     def combine_member_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
@@ -275,9 +312,10 @@ class GeoTask(pl.LightningModule):
     def fused_features(self, batch: dict[str, Any]) -> torch.Tensor:
         """Fused features (B, W) of a batch of images, or of cached per-view features (``"view_features"``)."""
         net = self._built_net()
+        masks = (batch.get(VIEW_MASK), batch.get(HEADING_KNOWN))
         if "view_features" in batch:
-            return net.fuse(batch["view_features"].float())
-        return net.features(batch["images"])
+            return net.fuse(batch["view_features"].float(), *masks)
+        return net.features(batch["images"], *masks)
 
     # ------------------------------------------------------------------ subclass hooks
     def loss(self, outputs: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
@@ -303,6 +341,18 @@ class GeoTask(pl.LightningModule):
         """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
         return self.decode(self.batch_outputs({"images": images}))
 
+    def with_view_dropout(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch with views dropped and headings hidden at random (``view_dropout``, ``heading_dropout``)."""
+        if not (self.view_dropout or self.heading_dropout):
+            return batch
+        inputs = batch["view_features"] if "view_features" in batch else batch["images"]
+        present = views_present(batch, inputs.shape[0], inputs.shape[1], inputs.device)
+        kept = drop_views(present, self.view_dropout)
+        known = hide_headings(kept, self.heading_dropout)
+        if HEADING_KNOWN in batch:
+            known = known & batch[HEADING_KNOWN].to(device=known.device, dtype=torch.bool)
+        return {**batch, VIEW_MASK: kept, HEADING_KNOWN: known}
+
     # ------------------------------------------------------------------ steps
     def _bf16_backbone_now(self) -> bool:
         """Whether this training step runs the frozen backbone under CPU bf16 autocast."""
@@ -316,23 +366,25 @@ class GeoTask(pl.LightningModule):
 
     def batch_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """Raw outputs of a batch of images, or of cached per-view features (``"view_features"``, (B, V, F))."""
+        masks = (batch.get(VIEW_MASK), batch.get(HEADING_KNOWN))
         if "view_features" in batch:
             features = batch["view_features"].float()
             if self.extra_heads is not None:
-                return self._ensemble_outputs(features)
-            return self._built_net().from_view_features(features)
-        return self(batch["images"])
+                return self._ensemble_outputs(features, *masks)
+            return self._built_net().from_view_features(features, *masks)
+        return self(batch["images"], *masks)
 
     def _training_outputs(self, batch: dict[str, Any]) -> torch.Tensor:
         """Outputs (B, O) to train on (the frozen backbone under CPU bf16 autocast where that is on)."""
         if self.net is None or "view_features" in batch or not self._bf16_backbone_now():
             return self.batch_outputs(batch)
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            features = self.net.features(batch["images"])
-        return self.net.head(features.float())
+            features = self.net.view_features(batch["images"])
+        return self.net.from_view_features(features.float(), batch.get(VIEW_MASK), batch.get(HEADING_KNOWN))
 
     def training_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The loss to train on and the outputs (B, O) the training metrics see."""
+        """The loss to train on and the outputs (B, O) the training metrics see (after view dropout)."""
+        batch = self.with_view_dropout(batch)
         outputs = self._training_outputs(batch)
         return self.loss(outputs, batch), outputs
 
@@ -379,9 +431,10 @@ class GeoTask(pl.LightningModule):
         """The one inference step, for every task.
 
         Returns:
-            ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, "non_finite": (B,) bool}``
-            plus what the task's outputs carry (:meth:`prediction_extras`: a classifier adds
-            ``"probabilities"``, (B, K) float64). ``non_finite`` marks the locations whose
+            ``{"uuid": list[str], "latlon": (B, 2) float64 degrees, "non_finite": (B,) bool,
+            "views": (B,) int64}`` (the views each location was predicted from) plus what the
+            task's outputs carry (:meth:`prediction_extras`: a classifier adds ``"probabilities"``,
+            (B, K) float64). ``non_finite`` marks the locations whose
             outputs held NaN or infinity (their point is the fallback point). ``Trainer.predict``,
             :mod:`geoguess_utils.inference`, the embedding-free server path and the test
             split all read this; nothing else looks inside the network.
@@ -389,6 +442,8 @@ class GeoTask(pl.LightningModule):
         outputs = self.batch_outputs(batch)
         finite = torch.isfinite(outputs.detach()).reshape(len(outputs), -1).all(dim=1)
         result = {"uuid": list(batch["uuid"]), "latlon": self.decode(outputs), "non_finite": (~finite).cpu()}
+        inputs = batch["view_features"] if "view_features" in batch else batch["images"]
+        result["views"] = views_present(batch, inputs.shape[0], inputs.shape[1], inputs.device).sum(dim=1).cpu()
         result.update(self.prediction_extras(outputs))
         return result
 
@@ -437,11 +492,17 @@ class GeoTask(pl.LightningModule):
             "context": self.context.to_dict(),
             "context_fingerprint": self.context.fingerprint(),
             ckpt_record.TRAINING_DATA_FIELD: self.training_data,
+            ckpt_record.CALIBRATION_FIELD: None if self.calibration is None else self.calibration.to_dict(),
         }
 
     def on_save_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
-        """Store :meth:`checkpoint_record` under the ``"geoguess"`` key."""
-        checkpoint_dict[ckpt_record.RECORD_KEY] = self.checkpoint_record()
+        """Store :meth:`checkpoint_record` under the ``"geoguess"`` key.
+
+        Without the calibration: the trainer writes checkpoints while the weights change (a
+        run resumed from a calibrated file would otherwise carry a stale one); ``geoguess fit``
+        fits it on the best checkpoint once training ends.
+        """
+        checkpoint_dict[ckpt_record.RECORD_KEY] = {**self.checkpoint_record(), ckpt_record.CALIBRATION_FIELD: None}
 
     def on_load_checkpoint(self, checkpoint_dict: dict[str, Any]) -> None:
         """Rebuild (or check) the context and network from the checkpoint's record."""
@@ -460,3 +521,5 @@ class GeoTask(pl.LightningModule):
         self.configure_context(saved, record.get("image_size"))
         if record.get(ckpt_record.TRAINING_DATA_FIELD) is not None:
             self.training_data = record[ckpt_record.TRAINING_DATA_FIELD]
+        stored = record.get(ckpt_record.CALIBRATION_FIELD)
+        self.calibration = None if stored is None else Calibration.from_dict(stored)

@@ -17,6 +17,7 @@ from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import projection
 from geoguess_utils.geo.soft_targets import haversine_soft_targets
 from geoguess_utils.tasks.base import GeoTask
+from geoguess_utils.tasks.calibration import apply_temperature_torch
 from geoguess_utils.tasks.decoding import finite_logits, get_decoding
 
 
@@ -174,8 +175,22 @@ class ClassificationTask(GeoTask):
         self.log_dict(collection, on_step=False, on_epoch=True, batch_size=len(outputs))
 
     def prediction_extras(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``{"probabilities": (B, K) float64}`` next to the decoded points."""
-        return {"probabilities": self.class_probabilities(outputs)}
+        """``{"probabilities": (B, K) float64}`` next to the decoded points: the calibrated ones (see below)."""
+        return {"probabilities": self.calibrated_probabilities(outputs)}
+
+    def calibrated_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+        """The reported probabilities, (B, K) float64 on CPU: the trained ones scaled by the calibration's temperature.
+
+        Without a calibration (or with ``T = 1``) they are :meth:`class_probabilities`. The
+        temperature keeps each row's ranking; it does not move the decoded point, which
+        :meth:`decode` takes from the trained probabilities (the point the model was trained
+        and selected on). Top cells and search regions use these.
+        """
+        probabilities = self.class_probabilities(outputs)
+        temperature = None if self.calibration is None else self.calibration.temperature
+        if temperature is None or temperature == 1.0:
+            return probabilities
+        return apply_temperature_torch(probabilities, temperature)
 
     def class_probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
         """Softmax of the logits, (B, K) float64 on CPU; non-finite logits are made finite first."""

@@ -10,11 +10,17 @@ import torch
 
 from geoguess_utils.cells.context import GeoContext, dict_fingerprint
 from geoguess_utils.checkpoints.files import check_finite_weights, load_checkpoint
-from geoguess_utils.checkpoints.record import TRAINING_DATA_FIELD, describe_context_difference, read_record
+from geoguess_utils.checkpoints.record import (
+    CALIBRATION_FIELD,
+    TRAINING_DATA_FIELD,
+    describe_context_difference,
+    read_record,
+)
 from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.errors import CheckpointError, ConfigError
 from geoguess_utils.models.backbones import backbone_normalization
 from geoguess_utils.tasks.base import GeoTask
+from geoguess_utils.tasks.calibration import Calibration
 from geoguess_utils.tasks.registry import TASKS
 
 
@@ -189,6 +195,8 @@ def load_task(
     _check_sizes_match_weights(task, saved, data["state_dict"], str(path))  # before anything is allocated
     task.configure_context(saved, record["image_size"])
     task.training_data = record.get(TRAINING_DATA_FIELD)
+    stored = record.get(CALIBRATION_FIELD)  # absent in checkpoints from before calibration
+    task.calibration = None if stored is None else Calibration.from_dict(stored, str(path))
     try:
         task.load_state_dict(data["state_dict"], strict=True)
     except RuntimeError as exc:

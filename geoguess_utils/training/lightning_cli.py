@@ -119,6 +119,13 @@ class GeoguessCLI(LightningCLI):
             "--test_after_fit", type=bool, default=True, help="test the best checkpoint once training ends"
         )
         parser.add_argument(
+            "--calibrate_after_fit",
+            type=bool,
+            default=True,
+            help="fit the best checkpoint's calibration (temperature, search regions) on the validation split once "
+            "training ends (geoguess calibrate does it later)",
+        )
+        parser.add_argument(
             "--ensemble",
             type=int,
             default=1,
@@ -339,12 +346,42 @@ def _run(argv: list[str]) -> int:
             if interrupted:
                 print(f"testing the best validated checkpoint of the interrupted run: {path}", file=sys.stderr)
             test_best(trainer, model, datamodule)
+    if path is not None and kind == "best" and not interrupted and trainer.is_global_zero:
+        if trainer.world_size > 1:  # its processes still hold the process group: calibrate afterwards, in one
+            print(f"not calibrating a multi-process run here; run: geoguess calibrate --ckpt {path}", file=sys.stderr)
+        else:
+            _calibrate(cli, path)
     if path is not None and trainer.is_global_zero:
         if kind == "best":
             print(f"best checkpoint: {path}", file=sys.stderr)
         else:
             print(f"last checkpoint (never validated; no best checkpoint yet): {path}", file=sys.stderr)
     return INTERRUPTED_EXIT_CODE if interrupted else 0
+
+
+def _calibrate(cli: GeoguessCLI, checkpoint: str | Path) -> None:
+    """Fit the calibration of the checkpoint the run ended with on its validation split (``--calibrate_after_fit``)."""
+    if not cli.config.get("calibrate_after_fit", True):
+        return
+    from geoguess_utils.data.splits import SPLIT_FILE
+    from geoguess_utils.inference.calibrate import calibrate_after_fit
+    from geoguess_utils.training.run_files import run_files_of_checkpoint
+
+    trainer, datamodule = cli.trainer, cli.datamodule
+    run_dir = getattr(datamodule, "run_dir", None) or trainer.log_dir or trainer.default_root_dir
+    split_csv = Path(run_dir) / SPLIT_FILE
+    if not split_csv.is_file():
+        split_csv = run_files_of_checkpoint(checkpoint).split_csv
+    device = trainer.strategy.root_device
+    calibrate_after_fit(
+        checkpoint,
+        datamodule.roots,
+        split_csv,
+        batch_size=datamodule.batch_size,
+        device="cpu" if device.type == "cpu" else f"cuda:{device.index or 0}",
+        cache_dir=datamodule.cache.dir,
+        lenient=datamodule.reading.lenient,
+    )
 
 
 def _run_ensemble(cli: GeoguessCLI, argv: list[str], members: int) -> int:
@@ -379,6 +416,7 @@ def _run_ensemble(cli: GeoguessCLI, argv: list[str], members: int) -> int:
     if cli.config.get("test_after_fit"):
         rank_zero_info(f"testing the ensemble of {members}: {out}")
         trainer.test(ensemble, datamodule=cli.datamodule)
+    _calibrate(cli, out)
     where = run_dir / ensemble_fit.MEMBERS_DIR
     print(f"best checkpoint: {out} (an ensemble of {members}; members in {where})", file=sys.stderr)
     return 0

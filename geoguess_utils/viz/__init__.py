@@ -23,6 +23,8 @@ Modules:
 - ``prediction_map``: The interactive map of a set of predictions (what `geoguess map` writes and
   notebook 05 shows).
 - ``projection_maps``: Figures of the projection chapter: distance errors and scale error.
+- ``reliability``: Reliability diagrams: how often the top cell is right against how sure the
+  model said it was.
 - ``scheme_maps``: Maps of cell schemes side by side: each scheme's cells, class points and training
   locations.
 - ``training_curves``: Training curves from a run's logged metrics.

@@ -1,9 +1,11 @@
-// The "where is this?" page: four photos in, the predicted point and the cell probabilities out.
+// The "where is this?" page: one to four photos in, the predicted point and the cell probabilities out.
 // Everything is served by geoguess serve itself (Leaflet included); tiles only when asked for.
 "use strict";
 
 const HEADINGS = ["0", "90", "180", "270"];
+const MAX_PHOTOS = 4;      // one per heading slot; photos of unknown heading take the free ones
 const views = {};          // heading -> Blob
+let loose = [];            // photos of unknown heading: [{ blob, name }]
 let truth = null;          // [lat, lon] of a sample location, when known
 let cellsLayer = null;
 let markers = null;
@@ -49,8 +51,53 @@ function setView(heading, blob, name) {
   updateButton();
 }
 
+function clearView(heading) {
+  delete views[heading];
+  const img = $("photo-" + heading);
+  const empty = $("empty-" + heading);
+  img.onload = img.onerror = null;
+  if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+  delete img.dataset.url;
+  img.removeAttribute("src");
+  img.hidden = true;
+  img.title = "";
+  empty.hidden = false;
+  empty.className = "empty";
+  empty.textContent = "no photo yet";
+  $("file-" + heading).value = "";
+}
+
+// The photos of unknown heading, shown as small pictures under the four slots.
+function setLoose(list) {
+  const box = $("loose");
+  for (const img of box.querySelectorAll("img")) URL.revokeObjectURL(img.src);
+  box.replaceChildren();
+  loose = list;
+  for (const { blob, name } of loose) {
+    const img = document.createElement("img");
+    img.alt = "photo of unknown heading";
+    img.title = name || "";
+    img.src = URL.createObjectURL(blob);
+    box.appendChild(img);
+  }
+  if (!loose.length) $("file-unknown").value = "";
+  updateButton();
+}
+
+function clearPhotos() {
+  for (const h of HEADINGS) clearView(h);
+  setLoose([]);
+}
+
+function photoCount() {
+  return HEADINGS.filter((h) => views[h]).length + loose.length;
+}
+
 function updateButton() {
-  $("locate").disabled = !(HEADINGS.every((h) => views[h]) && $("model").value);
+  const count = photoCount();
+  $("count").textContent = !count ? "No photo yet."
+    : `${count} of ${MAX_PHOTOS} photos chosen${count > MAX_PHOTOS ? ": too many, send at most four" : "."}`;
+  $("locate").disabled = !(count >= 1 && count <= MAX_PHOTOS && $("model").value);
 }
 
 function headingOf(name) {
@@ -58,17 +105,25 @@ function headingOf(name) {
   return match ? match[1] : null;
 }
 
+// A drop is a new place: its photos replace those chosen before. Photos named by their headings go
+// to their slots; four unnamed ones are taken in heading order; fewer are of unknown heading.
 function takeFiles(files) {
   const list = Array.from(files).filter((f) => f.type.startsWith("image/"));
-  if (list.length !== 4) {
-    setStatus(`Drop exactly four photos (got ${list.length}).`, true);
+  if (list.length < 1 || list.length > MAX_PHOTOS) {
+    setStatus(`Drop one to four photos (got ${list.length}).`, true);
     return;
   }
   const named = list.map((f) => headingOf(f.name));
-  const byName = new Set(named).size === 4 && named.every((h) => h !== null);
-  list.forEach((file, i) => setView(byName ? named[i] : HEADINGS[i], file, file.name));
+  const byName = new Set(named).size === list.length && named.every((h) => h !== null);
+  clearPhotos();
   truth = null;
-  setStatus(byName ? "Photos placed by their names." : "Photos placed in the order dropped.");
+  if (byName || list.length === MAX_PHOTOS) {
+    list.forEach((file, i) => setView(byName ? named[i] : HEADINGS[i], file, file.name));
+    setStatus(byName ? "Photos placed by their names." : "Photos placed in the order dropped.");
+  } else {
+    setLoose(list.map((file) => ({ blob: file, name: file.name })));
+    setStatus(`${list.length === 1 ? "The photo is" : "The photos are"} taken as of unknown heading.`);
+  }
 }
 
 async function api(path, options) {
@@ -128,6 +183,9 @@ function showResult(result, cells) {
   $("lat").textContent = result.latitude.toFixed(5);
   $("lon").textContent = result.longitude.toFixed(5);
   $("took").textContent = `(${result.timing.total_ms.toFixed(0)} ms, model ${result.model})`;
+  $("views-used").textContent = String(result.views_used);
+  $("headings").textContent = (result.headings || [])
+    .map((h) => (h === "unknown" ? "heading unknown" : `${h}°`)).join(", ");
   const list = $("top5");
   list.replaceChildren();
   for (const cell of result.top_cells || []) {
@@ -158,7 +216,8 @@ function showResult(result, cells) {
 async function locate() {
   const model = $("model").value;
   const form = new FormData();
-  for (const h of HEADINGS) form.append(h, views[h], `${h}.jpg`);
+  for (const h of HEADINGS) if (views[h]) form.append(h, views[h], `${h}.jpg`);
+  loose.forEach(({ blob, name }, i) => form.append("photo", blob, name || `photo-${i + 1}.jpg`));
   $("locate").disabled = true;
   setStatus("Locating…");
   try {
@@ -171,7 +230,10 @@ async function locate() {
     showResult(result, cells);
     await drawCells(model, result.probabilities);
     setStatus("Done.");
-  } catch (error) {
+  } catch (error) {  // e.g. a model that needs all four headings: the server says so
+    $("result").hidden = true;  // no answer of an earlier request stays on show
+    markers.clearLayers();
+    await drawCells(model, null);
     setStatus(error.message, true);
   } finally {
     updateButton();
@@ -181,6 +243,7 @@ async function locate() {
 async function randomLocation() {
   try {
     const location = await api("/sample/random");
+    clearPhotos();
     for (const h of HEADINGS) {
       const response = await fetch(location.views[h]);
       if (!response.ok) throw new Error(`photo ${h} of ${location.uuid}: HTTP ${response.status}`);
@@ -219,9 +282,20 @@ async function start() {
 for (const h of HEADINGS) {
   $("file-" + h).addEventListener("change", (event) => {
     const file = event.target.files[0];
-    if (file) { truth = null; setView(h, file, file.name); }
+    truth = null;
+    if (file) setView(h, file, file.name);
+    else { clearView(h); updateButton(); }
   });
 }
+$("file-unknown").addEventListener("change", (event) => {
+  truth = null;
+  setLoose(Array.from(event.target.files).map((file) => ({ blob: file, name: file.name })));
+});
+$("clear").addEventListener("click", () => {
+  clearPhotos();
+  truth = null;
+  setStatus("Choose one to four photos.");
+});
 $("model").addEventListener("change", updateButton);
 $("locate").addEventListener("click", locate);
 $("random").addEventListener("click", randomLocation);
