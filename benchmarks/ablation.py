@@ -63,6 +63,11 @@ learning rate the attention head trains best with. Chosen on seeds 0-2; BENCHMAR
 reports it on seeds 3-5, which took no part in choosing.
 """
 
+VIEW_DROPOUT: dict[str, float] = {"view_dropout": 0.3, "heading_dropout": 0.1}
+"""What ``configs/quick_cpu.yaml`` adds to :data:`BEST`: training on random subsets of the views, so the
+model answers from one to four photos. Measured apart, by ``benchmarks/views.py`` (BENCHMARKS.md, "Any
+number of photos"), not by this ablation, whose rows all train on four views."""
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "recipe": {},
     "balanced cells": {"scheme": "balanced"},

@@ -85,16 +85,23 @@ def fit(task: str, data: Path, work: Path, threads: int) -> tuple[Path, float]:
     return work / "checkpoints" / "best.ckpt", seconds
 
 
-def measure(task: str, ckpt: Path, data: Path, split_csv: Path) -> dict[str, Any]:
-    """Coverage and size of the test split's regions at each reported coverage."""
+def measure(task: str, ckpt: Path, data: Path, split_csv: Path | None) -> dict[str, Any]:
+    """Coverage and size of the regions at each reported coverage: the test split, or every location of ``data``.
+
+    Without ``split_csv`` every location of ``data`` is predicted: a root the model never saw
+    (``--shifted``), where the conformal guarantee does not hold unless it is drawn like the
+    validation split.
+    """
     model = load_task(ckpt)
     assert model.calibration is not None, f"{ckpt} was not calibrated"
     calibration = model.calibration
-    predictions = predict(model, [str(data)], split="test", split_csv=split_csv, device="cpu")
+    split = None if split_csv is None else "test"
+    predictions = predict(model, [str(data)], split=split, split_csv=split_csv, device="cpu")
     table = predictions.table
     regions = SearchRegions.of_task(model, str(ckpt))
     result: dict[str, Any] = {
         "task": task,
+        "root": str(data),
         "val_locations": calibration.n,
         "test_locations": len(table),
         "test_mean_km": float(table["error_km"].mean()),
@@ -142,7 +149,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         for row in result["coverages"]:
             rows.append(
                 (
-                    result["task"],
+                    result["task"] + ("" if result["root"] == results[0]["root"] else f", {Path(result['root']).name}"),
                     f"{row['nominal']:.2f}",
                     f"{row['empirical']:.3f}",
                     row["median_km2"],
@@ -173,27 +180,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "coverage.json")
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each fit")
+    parser.add_argument(
+        "--shifted", nargs="*", type=Path, default=[], help="roots never trained on (all locations measured)"
+    )
+    parser.add_argument("--reuse", action="store_true", help="measure the runs already in --work instead of fitting")
     args = parser.parse_args(argv)
     results = []
     for task in args.tasks:
         work = args.work / task
-        ckpt, seconds = fit(task, args.data, work, args.threads)
-        result = measure(task, ckpt, args.data, work / "split.csv")
-        result["fit_seconds"] = seconds
-        results.append(result)
-        print(json.dumps(result), flush=True)
+        if args.reuse and (work / "checkpoints" / "best.ckpt").is_file():
+            ckpt, seconds = work / "checkpoints" / "best.ckpt", float("nan")
+        else:
+            ckpt, seconds = fit(task, args.data, work, args.threads)
+        for root, split_csv in [(args.data, work / "split.csv"), *((r, None) for r in args.shifted)]:
+            result = measure(task, ckpt, root, split_csv)
+            result["fit_seconds"] = seconds
+            results.append(result)
+            print(json.dumps(result), flush=True)
     command = "python benchmarks/coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {"command": command.strip(), "data": str(args.data), "split_fractions": FRACTIONS, "results": results}
     atomic_write_text(args.out, json.dumps(payload, indent=2) + "\n")
     for result in results:
         if "test_ece_before" in result:
             print(
-                f"{result['task']}: temperature {result['temperature']:.3g}; test ECE "
+                f"{result['task']} on {Path(result['root']).name}: temperature {result['temperature']:.3g}; test ECE "
                 f"{result['test_ece_before']:.3f} -> {result['test_ece_after']:.3f}; "
                 f"test mean {result['test_mean_km']:.1f} km"
             )
         else:
-            print(f"{result['task']}: test mean {result['test_mean_km']:.1f} km")
+            print(f"{result['task']} on {Path(result['root']).name}: test mean {result['test_mean_km']:.1f} km")
     print(markdown(results))
     return 0
 

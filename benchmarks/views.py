@@ -19,6 +19,7 @@ import itertools
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,8 @@ from geoguess_utils.evaluation import summarise_km
 from geoguess_utils.geo import distance
 from geoguess_utils.io import atomic_write_text
 
-DROPOUT = {"view_dropout": 0.3, "heading_dropout": 0.1}
-"""The view dropout of the ``with dropout`` model (and of ``configs/quick_cpu.yaml``)."""
+DROPOUT = ablation.VIEW_DROPOUT
+"""The view dropout of the ``view dropout`` model: that of ``configs/quick_cpu.yaml``."""
 
 
 def subset_masks(views: int = 4) -> dict[int, list[tuple[int, ...]]]:
@@ -64,7 +65,10 @@ def test_errors(task: Any, batch: dict[str, Any], latlon: np.ndarray) -> dict[st
         return summarise_km(distance.haversine_km(latlon[:, 0], latlon[:, 1], points[:, 0], points[:, 1]))
 
     rows: dict[str, dict[str, float]] = {}
+    concat = str(task.hparams.get("pooling")) == "concat"  # takes four views with their headings, nothing else
     for size, subsets in subset_masks(views).items():
+        if concat and size < views:
+            continue
         scores = []
         for subset in subsets:
             mask = torch.zeros(n, views, dtype=torch.bool)
@@ -75,10 +79,12 @@ def test_errors(task: Any, batch: dict[str, Any], latlon: np.ndarray) -> dict[st
     for view in range(views):
         mask = torch.zeros(n, views, dtype=torch.bool)
         mask[:, view] = True
-        unknown.append(km(view_mask=mask, heading_known=torch.zeros(n, views, dtype=torch.bool)))
+        if not concat:
+            unknown.append(km(view_mask=mask, heading_known=torch.zeros(n, views, dtype=torch.bool)))
         copied = features[:, view : view + 1].expand(-1, views, -1).contiguous()
         copies.append(km(view_features=copied))
-    rows["1 view, heading unknown"] = _average(unknown)
+    if unknown:
+        rows["1 view, heading unknown"] = _average(unknown)
     rows["1 view, four copies"] = _average(copies)
     return rows
 
@@ -87,33 +93,42 @@ def _average(scores: list[dict[str, float]]) -> dict[str, float]:
     return {key: statistics.fmean(s[key] for s in scores) for key in ("mean_km", "median_km")}
 
 
+MODELS = ("no dropout", "view dropout", "recipe (concat)")
+"""The models compared: the quick config's without and with view dropout, and the 2022 recipe's."""
+
+
 def run_seed(recipe: dict[str, Any], table: Any, features: np.ndarray, seed: int, epochs: int) -> dict[str, Any]:
-    """Both models on one seed's split: ``{"no dropout": rows, "view dropout": rows}`` (see :func:`test_errors`)."""
-    variant = ablation.config_as_variant()
+    """The models of :data:`MODELS` on one seed's split: model name -> rows (see :func:`test_errors`)."""
+    quick = ablation.BEST  # the quick config without its view dropout
     split = make_split(table["uuid"].tolist(), recipe["fractions"], seed)
     table = table.merge(split, on="uuid")
-    train = table[table["split"] == "train"].reset_index(drop=True)
-    test = table[table["split"] == "test"].reset_index(drop=True)
-    cells = {**recipe["cells"], "scheme": variant.get("scheme", "square"), "params": variant.get("scheme_params", {})}
-    context = GeoContext.fit(
-        train["latitude"].to_numpy(),
-        train["longitude"].to_numpy(),
-        spacing_deg=float(cells.get("spacing_deg", 0.3)),
-        scheme=cells["scheme"],
-        scheme_params=cells["params"],
-    )
-    train["class_index"] = context.assign(train["latitude"], train["longitude"])
-    test["class_index"] = context.assign(test["latitude"], test["longitude"])
-    batch = ablation._batch(test, features, np.arange(len(test)), context)
-    latlon = test[["latitude", "longitude"]].to_numpy(dtype=np.float64)
-    out = {}
-    for name, extra in (("no dropout", {}), ("view dropout", DROPOUT)):
+    out: dict[str, Any] = {}
+    for name, variant, extra in zip(MODELS, (quick, quick, {}), ({}, DROPOUT, {}), strict=True):
+        train = table[table["split"] == "train"].reset_index(drop=True)
+        test = table[table["split"] == "test"].reset_index(drop=True)
+        scheme = variant.get("scheme", recipe["cells"].get("scheme", "square"))
+        params = variant.get("scheme_params", {}) if "scheme" in variant else recipe["cells"].get("params", {})
+        context = GeoContext.fit(
+            train["latitude"].to_numpy(),
+            train["longitude"].to_numpy(),
+            spacing_deg=float(recipe["cells"].get("spacing_deg", 0.3)),
+            scheme=scheme,
+            scheme_params=params,
+        )
+        train["class_index"] = context.assign(train["latitude"], train["longitude"])
+        test["class_index"] = context.assign(test["latitude"], test["longitude"])
+        batch = ablation._batch(test, features, np.arange(len(test)), context)
+        latlon = test[["latitude", "longitude"]].to_numpy(dtype=np.float64)
         arguments = {**recipe["model"], **variant.get("model", {}), **extra}
+        start = time.perf_counter()
         task = ablation._train_head(
             variant, arguments, context, train, features, seed, epochs, recipe["batch_size"], recipe["image_size"]
         )
+        trained = time.perf_counter()
         out[name] = test_errors(task, batch, latlon)
-    out["test_locations"] = len(test)
+        seconds = f"trained in {trained - start:.0f} s, tested in {time.perf_counter() - trained:.0f} s"
+        print(f"seed {seed}, {name}: {seconds}", file=sys.stderr, flush=True)
+        out["test_locations"] = len(test)
     return out
 
 
@@ -124,19 +139,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--cache-dir", type=Path, help="where the features are cached (default: under --data)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small heads)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     recipe = ablation.recipe_settings()
     backbone = recipe["model"]["backbone"]
     cache_dir = args.cache_dir or Path(args.data) / ".ablation_cache"  # the ablation's features, reused
     table, features = ablation.load_features(args.data, recipe["image_size"], backbone, cache_dir)
     table = table.assign(feature_row=np.arange(len(table)))
     runs = {seed: run_seed(recipe, table, features, seed, args.epochs) for seed in args.seeds}
-    lines = ["| views | no dropout: mean km | median km | view dropout: mean km | median km |", "|---|---|---|---|---|"]
+    header = " | ".join(f"{model}: mean km | median km" for model in MODELS)
+    lines = [f"| views | {header} |", "|---|" + "---|" * 2 * len(MODELS)]
     summary: dict[str, dict[str, list[float]]] = {}
     first = runs[args.seeds[0]]
     for row in first["no dropout"]:
         cells = []
-        for model in ("no dropout", "view dropout"):
+        for model in MODELS:
+            if row not in first[model]:
+                cells += ["—", "—"]
+                continue
             means = [runs[s][model][row]["mean_km"] for s in args.seeds]
             medians = [runs[s][model][row]["median_km"] for s in args.seeds]
             sd = statistics.stdev(means) if len(means) > 1 else 0.0

@@ -228,3 +228,19 @@ def test_loose_photos_with_a_search_region(trained_any_views, tmp_path, capsys):
     assert '"FeatureCollection"' in geojson.read_text()
     header = (tmp_path / "p.csv").read_text().splitlines()[0]
     assert header == "uuid,latitude,longitude,region_coverage,region_km2"
+
+
+def test_the_views_benchmark_averages_every_subset_of_each_size():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import views
+
+    masks = views.subset_masks(4)
+    assert {size: len(subsets) for size, subsets in masks.items()} == {4: 1, 3: 4, 2: 6, 1: 4}
+    assert all(len(set(subset)) == size for size, subsets in masks.items() for subset in subsets)
+    # with mean fusion, one view alone and that view copied into all four slots are the same answer
+    features = torch.randn(5, 4, 6)
+    alone = multiview.fuse_views("mean", None, features, torch.tensor([[False, True, False, False]] * 5))
+    copied = multiview.fuse_views("mean", None, features[:, 1:2].expand(-1, 4, -1))
+    torch.testing.assert_close(alone, copied)
