@@ -130,6 +130,12 @@ def test_location_views_reads_the_four_views_and_names_a_missing_file(locations,
     row["path_180"] = str(tmp_path / "gone.jpg")
     with pytest.raises(DataError, match=r"gone\.jpg"):
         exploration.location_views(row)
+    row["path_180"] = ""  # a view the location does not have: left out, and drawn as "no photo"
+    assert sorted(exploration.location_views(row)) == [0, 90, 270]
+    from geoguess_utils.viz import photos
+
+    fig = photos.plot_quadruplets([("full", views), ("three", exploration.location_views(row))])
+    assert "no photo" in [t.get_text() for ax in fig.axes for t in ax.texts]
 
 
 def test_location_summary_counts_and_ranges(locations):

@@ -27,6 +27,8 @@ ABLATION_FILES: dict[str, str] = {
 class AblationRun:
     """One run of the ablation script.
 
+    Used in notebook 05, section 6 ('What beats the 2022 recipe? The ablation').
+
     Attributes:
         path: The JSON file it was read from.
         settings: Dataset, number of locations, seeds and epochs of the run.
@@ -52,6 +54,8 @@ class AblationRun:
 
 def load_ablation(path: str | os.PathLike[str]) -> AblationRun:
     """Read a JSON file written by ``benchmarks/ablation.py --out``.
+
+    Used by :func:`committed_ablations` (notebook 05, section 6).
 
     Args:
         path: The file.
@@ -91,6 +95,8 @@ def load_ablation(path: str | os.PathLike[str]) -> AblationRun:
 
 def committed_ablations(root: str | os.PathLike[str]) -> dict[str, AblationRun]:
     """The ablation runs that ship with the project (:data:`ABLATION_FILES`), by what they measured.
+
+    Used in notebook 05, section 6 ('What beats the 2022 recipe? The ablation').
 
     Args:
         root: The project root (see :func:`geoguess_utils.course.workspace.project_root`).

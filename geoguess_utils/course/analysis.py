@@ -7,6 +7,10 @@
   (:func:`cell_counts`) and the error floor that each spacing and centroid kind puts
   under any classifier (:func:`error_floor`).
 
+Notebooks 02 and 03 first write each of these computations out by hand (NumPy, pyproj,
+geopandas, shapely), run it on the course data and check it against the function here,
+which the rest of the course then calls.
+
 Functions here compute tables; :mod:`geoguess_utils.viz.projection_maps` and
 :mod:`geoguess_utils.viz.cell_maps` draw them.
 """
@@ -41,14 +45,16 @@ DISTANCE_METHODS: tuple[str, ...] = ("degrees", "cosine_degrees", "chord_3d", "h
 """
 
 DEFAULT_SPACINGS_DEG: tuple[float, ...] = (0.7, 0.5, 0.4, 0.3, 0.2)
-"""Grid spacings the course compares, coarse to fine."""
+"""Grid spacings the course compares, coarse to fine (notebook 03, sections 2 and 4)."""
 
 FLOOR_KINDS: tuple[str, ...] = ("geometric", "clipped", "weighted")
-"""Centroid kinds in the order the course introduces them."""
+"""Centroid kinds in the order the course introduces them (notebook 03, sections 3 and 4)."""
 
 
 def sample_pairs(n_pairs: int, rng: np.random.Generator, variant: borders.Variant = "mainland") -> pd.DataFrame:
     """Random pairs of points, each point uniform by area inside Croatia.
+
+    Used in notebook 02, section 3 ('How wrong is each method across Croatia?').
 
     Args:
         n_pairs: Number of pairs, >= 1.
@@ -78,6 +84,10 @@ def distance_table(
     lat1: ArrayLike, lon1: ArrayLike, lat2: ArrayLike, lon2: ArrayLike, crs: str = projection.DEFAULT_CRS
 ) -> pd.DataFrame:
     """Distance between point pairs by every method in :data:`DISTANCE_METHODS`, against the geodesic.
+
+    Used in notebook 02, sections 2 ('The haversine formula') and 3 ('How wrong is each method
+    across Croatia?'), which first compute each method by hand (NumPy, pyproj) and check the result
+    against this table.
 
     The reference is the geodesic on the WGS84 ellipsoid (``pyproj.Geod``), accurate to
     well under a millimetre.
@@ -133,6 +143,9 @@ def distance_table(
 def distortion_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Summarise :func:`distance_table` per method.
 
+    Used in notebook 02, section 3 ('How wrong is each method across Croatia?'), checked there
+    against the relative errors computed by hand.
+
     Args:
         table: Output of :func:`distance_table`.
 
@@ -161,6 +174,9 @@ def distortion_summary(table: pd.DataFrame) -> pd.DataFrame:
 def scale_error_ppm(lat: ArrayLike, lon: ArrayLike, crs: str = projection.DEFAULT_CRS) -> np.ndarray:
     """How much a projected CRS stretches short distances at each point, in parts per million.
 
+    Used in notebook 02, section 4 ('The Croatia CRS: EPSG:3766'), checked there against the stretch
+    measured by hand over steps of about 111 m.
+
     A conformal projection (both Croatian CRSs are) stretches every direction at a point
     by the same scale factor ``k``; a short distance measured in projected metres is
     ``k`` times the true one. The result is ``(k - 1) * 1e6``: +100 means 100 mm too
@@ -185,6 +201,8 @@ def scale_error_ppm(lat: ArrayLike, lon: ArrayLike, crs: str = projection.DEFAUL
 @dataclass
 class GridSteps:
     """The five stages of turning Croatia into classes, for one spacing.
+
+    Returned by :func:`grid_steps` (notebook 03, sections 1 and 2).
 
     Attributes:
         spacing_deg: Cell side, degrees.
@@ -213,6 +231,10 @@ def grid_steps(
     crs: str = projection.DEFAULT_CRS,
 ) -> GridSteps:
     """Build the grid and the classes, keeping every intermediate stage.
+
+    Used in notebook 03, section 1 ('From Croatia to classes, in five steps'), after the same five
+    steps taken by hand with geopandas, shapely and pyproj (checked against its stages and class
+    table), and in section 2 ('How many classes?') for the figure of three spacings.
 
     Args:
         train_lat: Training latitudes, degrees, shape (N,).
@@ -244,6 +266,8 @@ def cell_counts(
     variant: borders.Variant = "mainland",
 ) -> pd.DataFrame:
     """How many cells each spacing gives, and how many of them become classes.
+
+    Used in notebook 03, section 2 ('How many classes?').
 
     Args:
         spacings: Cell sides, degrees.
@@ -278,6 +302,9 @@ def cell_counts(
 
 def centroid_distances(class_table: pd.DataFrame, lat: ArrayLike, lon: ArrayLike) -> pd.DataFrame:
     """Distance from each location to the centroid of its class, for every centroid kind.
+
+    Used by :func:`error_floor` (notebook 03, section 4 'The error floor') and by
+    :func:`geoguess_utils.course.schemes.compare_schemes` (notebook 03, section 5).
 
     This is the error a classifier makes on a location when it picks the right class
     and predicts that class's centroid.
@@ -316,6 +343,9 @@ def error_floor(
     crs: str = projection.DEFAULT_CRS,
 ) -> pd.DataFrame:
     """Mean error of a perfect classifier, per spacing and centroid kind.
+
+    Used in notebook 03, section 4 ('The error floor'), checked there against the floor computed by
+    hand for the spacing of section 1.
 
     A classifier that always picks the right cell still predicts the cell's centroid,
     not the location; the mean distance between the two is a floor under its error.

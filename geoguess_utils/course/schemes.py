@@ -26,6 +26,8 @@ def fit_schemes(
 ) -> dict[str, GeoContext]:
     """A context per scheme, each fitted on the same training locations.
 
+    Used in notebook 03, section 5 ('Cells that follow the data').
+
     Args:
         train_lat: Training latitudes, degrees, shape (N,).
         train_lon: Training longitudes, degrees, shape (N,).
@@ -48,6 +50,8 @@ def compare_schemes(
     held_lon: ArrayLike,
 ) -> pd.DataFrame:
     """Class count, training locations per class and the error floor of each fitted scheme.
+
+    Used in notebook 03, section 5 ('Cells that follow the data').
 
     The floor is the mean distance from a location to the weighted class point of its own
     cell: what a classifier that always picks the right cell would score.

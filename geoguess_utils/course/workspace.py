@@ -34,11 +34,13 @@ GENERATED_SUBDIR = "generated"
 SAMPLE_LOCATIONS = 2000
 SAMPLE_SIZE_PX = 96
 SAMPLE_SEED = 0
-"""Settings of the default synthetic sample (the same as ``make demo``)."""
+"""Settings of the default synthetic sample (the same as ``make demo``); notebook 01, section 5, draws with them."""
 
 
 def project_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The nearest folder at or above ``start`` that holds a ``pyproject.toml``.
+
+    Used in notebooks 04 and 05, section 'Setup', and by the other functions here.
 
     Args:
         start: Where to begin the search; the current working directory by default.
@@ -57,6 +59,8 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path:
 def figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """Where the notebooks write their figures: ``figures/generated/`` (created when missing).
 
+    Used in the section 'Setup' of every notebook.
+
     That folder is not in git, so running a notebook never changes a tracked file. The
     copies the README shows live one level up, in :func:`published_figures_dir`, and are
     refreshed on purpose with ``make figures`` (see :mod:`geoguess_utils.course.figures`).
@@ -72,6 +76,9 @@ def figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
 def published_figures_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """The tracked ``figures/`` folder whose images the README shows (created when missing).
 
+    Used by :func:`geoguess_utils.course.figures.publish_figures` (``make figures``); no notebook
+    calls it.
+
     Args:
         root: Project root; found with :func:`project_root` when ``None``.
     """
@@ -85,6 +92,8 @@ def run_name(
     roots: Sequence[str | os.PathLike[str]], base: str = "course", root: str | os.PathLike[str] | None = None
 ) -> str:
     """Name of the course's run folder under ``runs/`` for these dataset roots.
+
+    Used in notebooks 04 and 05, section 'Setup'.
 
     The default synthetic sample gets ``base`` itself (``runs/course``); any other set of
     roots gets ``base``, the first root's folder name and a short digest of all resolved
@@ -111,6 +120,8 @@ def run_name(
 def sample_dir(root: str | os.PathLike[str] | None = None) -> Path:
     """Folder of the default synthetic sample (it may not exist yet).
 
+    Used by :func:`data_roots` and :func:`run_name`.
+
     Args:
         root: Project root; found with :func:`project_root` when ``None``.
     """
@@ -124,6 +135,8 @@ def make_sample(
     seed: int = SAMPLE_SEED,
 ) -> Path:
     """Generate the synthetic sample into ``out`` unless a complete one is already there.
+
+    Used by :func:`data_roots` when the sample is missing (the section 'Setup' of every notebook).
 
     The generator runs as ``geoguess make-sample`` in a child process and writes into a
     temporary folder next to ``out``, which is renamed onto ``out`` only when the
@@ -190,6 +203,8 @@ def data_roots(
     generate: bool = True,
 ) -> list[Path]:
     """Dataset roots for the course: ``GEOGUESS_DATA_DIR`` or the synthetic sample.
+
+    Used in the section 'Setup' of every notebook.
 
     Args:
         env: The roots as one string separated by ``os.pathsep``; read from the

@@ -71,7 +71,7 @@ def plot_quadruplets(
 
     Args:
         rows: ``(label, {heading: uint8 (H, W, 3)})`` per location; the label is
-            written to the left of its row.
+            written to the left of its row. A heading some location lacks is a "no photo" panel.
         title: Figure title.
         panel_in: Side of one panel, inches.
 
@@ -82,14 +82,17 @@ def plot_quadruplets(
 
     if not rows:
         raise ValueError("plot_quadruplets needs at least one location")
-    headings = sorted(rows[0][1])
+    headings = sorted({heading for _, views in rows for heading in views})
     fig, axes = plt.subplots(
         len(rows), len(headings), figsize=(panel_in * len(headings) + 1.6, panel_in * len(rows) + 0.6), squeeze=False
     )
     for r, (label, views) in enumerate(rows):
         for c, heading in enumerate(headings):
             ax = axes[r, c]
-            ax.imshow(views[heading])
+            if heading in views:
+                ax.imshow(views[heading])
+            else:  # a view this location does not have
+                ax.text(0.5, 0.5, "no photo", ha="center", va="center", fontsize=8, transform=ax.transAxes)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
