@@ -230,6 +230,9 @@ def test_with_plain_the_plain_views_are_one_more_choice_of_each_draw():
         def __len__(self):
             return self.n
 
+        def targets(self, index):
+            return {"uuid": self.uuids[index], "index": index}
+
     n, k = 3, 2
     copies = np.stack([np.full((4, 5), 10 * c + i, dtype=np.float32) for c in range(k) for i in range(n)])
     plain = np.stack([np.full((4, 5), -1 - i, dtype=np.float32) for i in range(n)])

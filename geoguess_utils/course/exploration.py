@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 DENSITY_MIN_AREA_KM2 = 200.0
 """Cells with less Croatian land than this are left out of density statistics (too noisy)."""
 
-FAULT_KINDS: tuple[str, ...] = ("missing_image", "truncated_image", "swapped_coordinates", "missing_row")
-"""Faults :func:`write_faulty_copy` puts into its copy, one location each."""
+FAULT_KINDS: tuple[str, ...] = ("missing_view", "truncated_image", "swapped_coordinates", "missing_row")
+"""Faults :func:`write_faulty_copy` puts into its copy, one location each (``missing_view`` is a
+warning of the validator, the others problems)."""
 
 
 def dataset_layout(root: str | os.PathLike[str], examples: int = 2) -> str:
@@ -401,7 +402,8 @@ def write_faulty_copy(
     Used in notebook 01, section 2 ('Checking the data'), where four of the checker's tests are also
     written out by hand and run on the copy.
 
-    One location each gets: a deleted view (``missing_image``), a view cut in half
+    One location each gets: a deleted view (``missing_view``: a warning, the other three views
+    are used), a view cut in half
     (``truncated_image``), its latitude and longitude exchanged in ``data.csv``
     (``swapped_coordinates``), and its CSV row removed while the folder stays
     (``missing_row``). The other locations stay intact.
@@ -434,7 +436,7 @@ def write_faulty_copy(
     table = source[["uuid", "latitude", "longitude"]].copy()
     for uuid, kind in faults.items():
         folder = target / "images" / uuid
-        if kind == "missing_image":
+        if kind == "missing_view":
             (folder / layout.VIEW_FILES[1]).unlink()
         elif kind == "truncated_image":
             view = folder / layout.VIEW_FILES[2]
