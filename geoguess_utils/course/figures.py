@@ -3,7 +3,7 @@
 The notebooks write every figure into ``figures/generated/`` (not in git), so a
 learner's run leaves ``git status`` clean. The README shows the copies one level up, in
 the tracked ``figures/``; :func:`publish_figures` replaces those copies with the freshly
-generated ones. ``make figures`` first runs the five notebooks on the synthetic sample
+generated ones. ``make figures`` first runs the notebooks on the synthetic sample
 and then calls this module::
 
     python -m geoguess_utils.course.figures
