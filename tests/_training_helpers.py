@@ -173,3 +173,20 @@ def _class_path(class_name: str) -> str:
     from geoguess_utils.tasks.registry import TASKS, class_path
 
     return next(class_path(name) for name, cls in TASKS.items() if cls.__name__ == class_name)
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``geoguess`` in this process with stdout and stderr going to buffers (as into a pipe).
+
+    Returns:
+        ``(exit status, stdout, stderr)``.
+    """
+    import contextlib
+    import io
+
+    from geoguess_utils import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = cli.main(argv)
+    return status, out.getvalue(), err.getvalue()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -14,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _training_helpers import fit_args, make_dataset, use_tiny_backbone
+from _training_helpers import fit_args, make_dataset, run_cli, use_tiny_backbone
 
-from geoguess_utils import cli
 from geoguess_utils.checkpoints.files import load_checkpoint
 from geoguess_utils.checkpoints.record import CALIBRATION_FIELD, RECORD_KEY
 from geoguess_utils.tasks.calibration import Calibration
@@ -36,11 +33,7 @@ def _tiny_backbone():
         yield
 
 
-def _main(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli.main(argv)
-    return status, out.getvalue(), err.getvalue()
+_main = run_cli
 
 
 def _fit(work: Path, root: Path, *extra: str, task: str = "ClassificationTask") -> tuple[int, str]:

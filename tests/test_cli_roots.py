@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -14,9 +13,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from _training_helpers import fit_args, make_dataset, use_tiny_backbone
+from _training_helpers import fit_args, make_dataset, run_cli, use_tiny_backbone
 
-from geoguess_utils import cli
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.geo import distance
 from geoguess_utils.inference.progress import ProgressLines
@@ -35,12 +33,7 @@ def _tiny_backbone():
         yield
 
 
-def _main(argv: list[str]) -> tuple[int, str, str]:
-    """Run ``geoguess`` in this process with stdout and stderr going to buffers (as into a pipe)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = cli.main(argv)
-    return status, out.getvalue(), err.getvalue()
+_main = run_cli
 
 
 @pytest.fixture(scope="module")
