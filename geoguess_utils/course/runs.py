@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -17,7 +19,7 @@ from geoguess_utils.training.run_files import CONFIG_FILE, ROOTS_FILE, RunFiles,
 # ----------------------------------------------------------------------------- training runs
 
 REGRESSION_LR = 1e-4
-"""Learning rate of the regression head (the configs are tuned for the classifier)."""
+"""Learning rate of the regression head (the configs are tuned for the classifier); notebook 04, section 7."""
 
 GPU_CONFIG = "gpu_full.yaml"
 CPU_CONFIG = "quick_cpu.yaml"
@@ -53,7 +55,10 @@ _RUN_FILES = {
 
 
 def default_config() -> str:
-    """``gpu_full.yaml`` when a CUDA GPU is visible, else ``quick_cpu.yaml``."""
+    """``gpu_full.yaml`` when a CUDA GPU is visible, else ``quick_cpu.yaml``.
+
+    Used through :func:`resolve_config` (``"auto"``) in notebooks 04 and 05, section 'Setup'.
+    """
     import torch
 
     return GPU_CONFIG if torch.cuda.is_available() else CPU_CONFIG
@@ -61,6 +66,8 @@ def default_config() -> str:
 
 def resolve_config(config: str | os.PathLike[str] | None = None, root: str | os.PathLike[str] | None = None) -> Path:
     """The YAML file of a training configuration.
+
+    Used in notebooks 04 and 05, section 'Setup'.
 
     Args:
         config: ``None`` or ``"auto"`` (see :func:`default_config`), a name in
@@ -79,6 +86,39 @@ def resolve_config(config: str | os.PathLike[str] | None = None, root: str | os.
     raise ConfigError(f"no training config {name!r}: looked for {', '.join(str(c) for c in candidates)}")
 
 
+def override_settings(settings: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of a parsed YAML config with ``{"section.key": value}`` overrides applied.
+
+    Notebook 04's ``SMOKE`` parameter (for tests only) shrinks a config this way before any
+    cell reads it. The keys are those of ``geoguess fit``'s ``--section.key value`` overrides
+    (``"data.image_size"``, ``"model.init_args.backbone"``, ``"trainer.max_epochs"``), so the
+    notebook hands the same pairs to ``geoguess fit``'s parser, which refuses a misspelt one.
+
+    Used in notebook 04, section 1 ('What a run is made of').
+
+    Args:
+        settings: The config, as ``yaml.safe_load`` reads it (left unchanged).
+        overrides: Dotted keys and their new values; ``None`` or empty: an unchanged copy.
+
+    Returns:
+        The config with the overrides in place.
+
+    Raises:
+        ConfigError: A key's sections are not all sections of the config (a misspelt section).
+    """
+    result = copy.deepcopy(dict(settings))
+    for dotted, value in (overrides or {}).items():
+        *sections, key = str(dotted).split(".")
+        part: Any = result
+        for depth, name in enumerate(sections):
+            part = part.get(name) if isinstance(part, dict) else None
+            if not isinstance(part, dict):
+                where = ".".join(sections[: depth + 1])
+                raise ConfigError(f"override {dotted!r}: the config has no section {where!r}")
+        part[key] = value
+    return result
+
+
 def fit_arguments(
     config: str | os.PathLike[str],
     roots: Sequence[str | os.PathLike[str]],
@@ -89,6 +129,8 @@ def fit_arguments(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """Arguments of ``geoguess fit`` for a run written into exactly ``run_dir``.
+
+    Used by :func:`train`; notebook 04 points to it in section 10 ('The same run from a terminal').
 
     Both loggers (TensorBoard and CSV) write into ``run_dir`` and the best checkpoint
     is always called ``best.ckpt``, so the run can be found again by its folder alone.
@@ -154,6 +196,8 @@ def fit_arguments(
 def clear_run_dir(run_dir: str | os.PathLike[str]) -> None:
     """Delete a previous run's folder before a new run writes there.
 
+    Used in notebook 04, section 6 ('Training the classifier').
+
     Raises:
         ConfigError: When the folder holds anything a training run does not write,
             so that no unrelated folder is ever deleted.
@@ -182,6 +226,8 @@ def train(
     extra: Sequence[str] = (),
 ) -> RunFiles:
     """Train one task with ``geoguess fit`` (LightningCLI) in this process, then test it.
+
+    Used by :func:`find_or_train` when notebook 05 (section 'Setup') has to train a missing run.
 
     A previous run in ``run_dir`` is removed first (see :func:`clear_run_dir`).
 
@@ -228,6 +274,8 @@ def find_or_train(
 ) -> RunFiles:
     """The finished run in ``run_dir``, or a new one trained there with :func:`train`.
 
+    Used in notebook 05, section 'Setup'.
+
     Args:
         config: Config used when a run must be trained.
         roots: Labelled dataset roots.
@@ -248,6 +296,8 @@ def find_or_train(
 
 def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Per-epoch training curves from a CSV logger file.
+
+    Used in notebook 04, section 8 ('Training curves').
 
     Args:
         path: ``metrics.csv`` of a run.
@@ -275,6 +325,8 @@ def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def logged_test_results(path: str | os.PathLike[str]) -> dict[str, float]:
     """The ``test/...`` values a run logged after training (empty when it did not test).
+
+    Used in notebook 04, section 8 ('Training curves'), and notebook 05, section 2.
 
     Args:
         path: ``metrics.csv`` of a run.
