@@ -10,8 +10,10 @@ drop zone and checks they are placed by their names. Another predicts from one p
 heading, then of unknown heading) with a model that takes any views, and shows the server's
 message for a model that needs all four. Others check the page before any photo is
 chosen (plain placeholders, the land around Croatia drawn as land) and that the most probable
-cells are listed by name. Without a browser the tests are skipped, the reason saying what to
-install, unless ``GEOGUESS_REQUIRE_BROWSER=1`` (set by ``.ci/run``), when they fail instead.
+cells are listed by name. A calibrated model's search region is drawn as its own layer and its area
+said in words; an uncalibrated model's answer says it has none. Without a browser the tests are
+skipped, the reason saying what to install, unless ``GEOGUESS_REQUIRE_BROWSER=1`` (set by
+``.ci/run``), when they fail instead.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ import pytest
 from _browser import browser_or_skip, chromium_session, wait_for
 from _serve_helpers import build_models, sample_uuids, truth
 from test_serve_any_views import add_any_view_models
+from test_serve_regions import add_calibrated_models
 
 from geoguess_utils.cli.predict import predict_roots
+from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.serve.loadtest import start_server, stop_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,6 +46,7 @@ def served(tmp_path_factory):
     base = tmp_path_factory.mktemp("serve_browser")
     sample, models = build_models(base, locations=12)
     add_any_view_models(sample, models)  # att.ckpt: takes one to four photos
+    add_calibrated_models(sample, models, base / "cache")  # cal.ckpt: clf calibrated, with search regions
     expected = predict_roots(models / "clf.ckpt", [sample], cache_dir=base / "cache").set_index("uuid")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
@@ -266,3 +271,48 @@ def test_neighbouring_countries_are_land_and_the_sea_is_sea(served, browser):
     for (name, (_, colour)), (x, y) in zip(places.items(), points, strict=True):
         found = _pixel(png, x, y)
         assert max(abs(a - b) for a, b in zip(found, _colour(colour), strict=True)) <= 6, (name, found, colour)
+
+
+@pytest.mark.slow
+def test_a_calibrated_model_draws_its_search_region(served, browser):
+    from selenium.webdriver.support.ui import Select
+
+    sample, _, server = served
+    open_page(browser, server.url)
+    assert "calibrated" in browser.find_element("css selector", "#model option[value='cal']").text
+    Select(browser.find_element("id", "model")).select_by_value("cal")
+    uuid = sample_uuids(sample)[3]
+    for heading in (0, 90, 180, 270):
+        browser.find_element("id", f"file-{heading}").send_keys(str(sample / "images" / uuid / f"{heading}.jpg"))
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "status").text == "Done.")
+    text = browser.find_element("id", "region").text
+    match = re.fullmatch(r"search region \(90\s%\): ([\d,.]+)\skm² \((\d+) cells?\)", text)
+    assert match, text
+    files = {str(h): (f"{h}.jpg", (sample / "images" / uuid / f"{h}.jpg").read_bytes(), "image/jpeg") for h in HEADINGS}
+    answer = httpx.post(f"{server.url}/models/cal/predict", files=files, timeout=60).json()["region"]
+    assert float(match.group(1).replace(",", "")) == pytest.approx(float(f"{answer['area_km2']:.3g}"))
+    assert int(match.group(2)) == len(answer["geojson"]["properties"]["cells"])
+    # drawn in its own pane, apart from the cells' probabilities, and named in the layer control
+    region = browser.find_elements("css selector", "#map .leaflet-region-pane path.search-region")
+    assert len(region) == 1 and region[0].get_attribute("d")
+    assert region[0].get_attribute("stroke-dasharray") == "6 4" and region[0].get_attribute("fill") == "#3a7bff"
+    cells = browser.find_elements("css selector", "#map .leaflet-overlay-pane path.leaflet-interactive")
+    assert len(cells) >= 5 and not any("search-region" in (c.get_attribute("class") or "") for c in cells)
+    names = [label.text for label in browser.find_elements("css selector", ".leaflet-control-layers-overlays label")]
+    assert names == ["cell probabilities", "search region"]
+
+    # a wider coverage asked for on the page: the answer on show is asked again, its region grows
+    Select(browser.find_element("id", "coverage")).select_by_value("0.95")
+    wait_for(browser, lambda d: d.find_element("id", "region").text.startswith("search region (95"))
+    wider = re.search(r"([\d,.]+)\skm²", browser.find_element("id", "region").text).group(1)
+    assert float(wider.replace(",", "")) >= float(match.group(1).replace(",", ""))
+
+    # a model never calibrated: no region, and the page says why
+    Select(browser.find_element("id", "model")).select_by_value("clf")
+    browser.find_element("id", "locate").click()
+    wait_for(browser, lambda d: d.find_element("id", "region").text.startswith("no search region"))
+    assert browser.find_element("id", "region").text == (
+        "no search region: the model is not calibrated (geoguess calibrate)"
+    )
+    assert browser.find_elements("css selector", "#map path.search-region") == []

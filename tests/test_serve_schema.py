@@ -15,6 +15,7 @@ import httpx
 import pytest
 from _serve_helpers import build_models
 from hypothesis import HealthCheck, settings
+from test_serve_regions import add_calibrated_models
 
 from geoguess_utils.serve.loadtest import start_server, stop_server
 
@@ -26,7 +27,9 @@ EXAMPLES_PER_OPERATION = 25
 
 @pytest.fixture(scope="module")
 def running(tmp_path_factory):
-    sample, models = build_models(tmp_path_factory.mktemp("schema"), locations=6)
+    base = tmp_path_factory.mktemp("schema")
+    sample, models = build_models(base, locations=6)
+    add_calibrated_models(sample, models, base / "cache")  # cal.ckpt: answers carry a search region
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     server = start_server(models, ["--sample", str(sample)], timeout_s=120, env=env)
@@ -53,7 +56,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 def test_no_generated_request_gets_a_server_error(case, running):
     name = (case.path_parameters or {}).get("name")
     if name is not None:  # most generated names are unknown (404): aim most requests at real models
-        case.path_parameters["name"] = ["clf", "reg", "junk", name][len(name) % 4]
+        case.path_parameters["name"] = ["clf", "cal", "reg", "junk", name][len(name) % 5]
     response = case.call(timeout=60)
     assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
 

@@ -14,7 +14,7 @@ from geoguess_utils.cells import square
 from geoguess_utils.data import layout
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
-from geoguess_utils.viz import place_names, webmap, webmap_html
+from geoguess_utils.viz import place_names, webmap, webmap_html, webmap_regions
 
 HOSTILE_UUID = "<script>alert(1)</script>\"'`${document.title='x'}`\\"
 
@@ -166,7 +166,7 @@ def test_probability_layer_is_named_for_people_not_by_its_uuid(class_table):
     assert re.fullmatch(
         r"Probability over cells: location 1 of 5, \d+ km [NESW]{1,2} of [^()]+ \(uuid abc\)", elsewhere
     )
-    assert webmap.short_id("123456789") == "123456789" and webmap.short_id("1234567890") == "12345678…"
+    assert webmap_html.short_id("123456789") == "123456789" and webmap_html.short_id("1234567890") == "12345678…"
 
 
 def test_bad_inputs_are_refused(class_table):
@@ -262,3 +262,77 @@ def test_legend_folds_away():
     assert html.rstrip().endswith("</details></div>")
     with pytest.raises(ValueError):
         webmap_html.legend_control_js("map; alert(1)")
+
+
+def _disc_regions(preds, radius_km=30.0, coverage=0.9):
+    """One search region per prediction, as ``SearchRegions.features`` gives a disc's."""
+    from geoguess_utils.geo import regions as geometry
+
+    area = float(np.pi * radius_km**2)
+    return [
+        geometry.feature(
+            geometry.geodesic_disc(lat, lon, radius_km),
+            {"coverage": coverage, "area_km2": area, "radius_km": radius_km},
+        )
+        for lat, lon in zip(preds["pred_lat"], preds["pred_lon"], strict=True)
+    ]
+
+
+def _region_entries(page):
+    match = re.search(r"var regions = (\[.*?\]);\s*var groups", page)
+    assert match, "no region data in the page"
+    return json.loads(match.group(1))
+
+
+def test_region_layer_only_when_given(class_table):
+    from geoguess_utils.geo import regions as geometry
+
+    preds = _predictions()
+    without = webmap.map_html(webmap.build_map(preds, class_table, thumbnails=False))
+    assert "Search region" not in without and webmap_html.REGION_TEXT_ID not in without
+    regions = _disc_regions(preds)
+    regions[2] = geometry.feature(None, {"coverage": 0.9, "area_km2": None, "radius_km": None})  # unbounded
+    page = webmap.map_html(webmap.build_map(preds, class_table, thumbnails=False, regions=regions, focus=4))
+    assert "Search region (90 %) of the location clicked" in _layer_names(page)
+    entries = _region_entries(page)
+    assert len(entries) == 12 and entries[2]["feature"]["geometry"] is None and "unbounded" in entries[2]["text"]
+    ring = np.asarray(entries[4]["feature"]["geometry"]["coordinates"][0])
+    centre = (ring.min(axis=0) + ring.max(axis=0)) / 2
+    assert centre == pytest.approx([preds["pred_lon"][4], preds["pred_lat"][4]], abs=0.01)
+    assert 10 <= len(ring) < 73  # simplified (to about 1 km): fewer vertices than the disc
+    # the legend starts with the focus location's region; the script then shows each location clicked
+    text = "location 5 of 12 (uuid loc-4): 2,830 km², a disc of radius 30 km around the prediction"
+    assert f'<span id="{webmap_html.REGION_TEXT_ID}">{text}</span>' in page and text == entries[4]["text"]
+    assert "show(4);" in page and 'group.on("click"' in page
+    assert "Click a line or point for its photos and search region." in page
+    with pytest.raises(DataError, match="one GeoJSON Feature per prediction"):
+        webmap.build_map(preds, class_table, thumbnails=False, regions=regions[:5])
+
+
+def test_region_text_of_hostile_uuids_stays_text(class_table):
+    preds = _predictions()
+    preds.loc[0, "uuid"] = "</script>"  # short enough to be shown whole
+    preds.loc[1, "uuid"] = "${x}`<b>"
+    page = webmap.map_html(
+        webmap.build_map(preds, class_table, thumbnails=False, regions=_disc_regions(preds), focus=0)
+    )
+    entries = _region_entries(page)
+    assert entries[0]["text"].startswith("location 1 of 12 (uuid </script>):")  # shown as text
+    assert entries[1]["text"].startswith("location 2 of 12 (uuid ${x}`<b>):")
+    script = re.search(r"var regions = (\[.*?\]);", page).group(1)
+    assert not any(raw in script for raw in "<>`$")  # only as \\uXXXX escapes in the script
+    assert f'<span id="{webmap_html.REGION_TEXT_ID}">location 1 of 12 (uuid &lt;/script&gt;)' in page
+
+
+@pytest.mark.parametrize(
+    ("area", "text"),
+    [
+        (12634.2, "12,600 km²"),
+        (56.34, "56.3 km²"),
+        (0.4567, "0.457 km²"),
+        (float("inf"), "unbounded"),
+        (None, "unbounded"),
+    ],
+)
+def test_area_text(area, text):
+    assert webmap_regions.area_text(area).startswith(text)

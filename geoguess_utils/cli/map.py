@@ -3,8 +3,10 @@
 The page shows true and predicted points joined by lines coloured by the error, a popup
 per location with its uuid, error and four views, the grid cells coloured by their mean
 error and, for a classifier, one location's probability over the cells as a layer that
-can be switched on. Leaflet is embedded, so the page opens offline; only the optional
-OpenStreetMap tiles need the internet.
+can be switched on. A calibrated checkpoint (``geoguess calibrate``) adds the search region
+of coverage ``--region`` (default 0.9) of the location clicked, the median-error location's
+at first; an uncalibrated one says so in the legend. Leaflet is embedded, so the page opens
+offline; only the optional OpenStreetMap tiles need the internet.
 
 Without ``--data`` it draws the roots the checkpoint's run was trained on (``data.roots``
 of the run's ``config.yaml``); ``--split`` needs those roots, all of them, because the
@@ -57,6 +59,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-locations", type=int, default=400, help="draw at most this many locations (default 400; 0: all)"
     )
+    parser.add_argument(
+        "--region",
+        type=float,
+        default=0.9,
+        metavar="C",
+        help="draw the search region of nominal coverage C in (0, 1) of the location clicked, for a calibrated "
+        "checkpoint (default 0.9; 0: none)",
+    )
     parser.add_argument("--thumbnail-px", type=int, default=64, help="side of the thumbnails in popups (default 64)")
     parser.add_argument("--no-thumbnails", action="store_true", help="leave the views out of the popups (smaller file)")
     parser.add_argument("--batch-size", type=int, default=64, help="locations per batch (default 64)")
@@ -81,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_locations < 0 or args.thumbnail_px < 8:
         raise ConfigError("--max-locations must be >= 0 and --thumbnail-px at least 8")
+    if not 0 <= args.region < 1:
+        raise ConfigError(
+            f"--region must lie in [0, 1): a coverage such as 0.9, or 0 for no region (got {args.region})"
+        )
     roots = roots_or_run_roots("map", args.data, args.ckpt)
     written = {"--out": args.out, "--cache-dir": args.cache_dir}
     refuse_outputs_on_inputs(written, roots, {"--ckpt": args.ckpt, "--split-csv": args.split_csv})
@@ -99,6 +113,16 @@ def run(args: argparse.Namespace) -> int:
     warning = synthetic_model_warning(task.training_data, roots)
     if warning:
         notes.append(warning)
+    search_regions = None
+    if args.region > 0:
+        if task.calibration is None:
+            notes.append(
+                f"no search region: the model is not calibrated (run geoguess calibrate --ckpt {args.ckpt.as_posix()})"
+            )
+        else:
+            from geoguess_utils.tasks.regions import SearchRegions
+
+            search_regions = SearchRegions.of_task(task, str(args.ckpt))
     from geoguess_utils.inference.predictions import fewer_views_note
 
     predictions = inference.predict(
@@ -126,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         thumbnail_px=None if args.no_thumbnails else args.thumbnail_px,
         max_locations=args.max_locations or None,
         notes=notes,
+        search_regions=search_regions,
+        coverage=args.region or 0.9,
     )
     path = webmap.save_map(fmap, args.out)
     shown = min(len(predictions.table), args.max_locations or len(predictions.table))

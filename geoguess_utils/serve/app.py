@@ -6,10 +6,13 @@ Build it with :func:`create_app`; ``geoguess serve`` runs it under uvicorn. Endp
 * ``POST /models/{name}/predict``: one to four photos of one place, in the multipart fields
   ``0``, ``90``, ``180`` and ``270`` (the headings; each at most once) and/or ``photo``
   (heading unknown, repeatable); the answer says how many were used (``views_used``) and
-  their ``headings``. A model that concatenates the views needs all four headings (422);
+  their ``headings``. A model that concatenates the views needs all four headings (422). A
+  calibrated model's answer has its ``region``: where the true location lies with probability
+  ``?region=`` (default 0.9), computed after the forward pass; ``null`` for a model never calibrated;
 * ``POST /models/{name}/predict-batch``: a LUMEN zip in the field ``zip``, or field
   groups ``<uuid>/0`` .. ``<uuid>/270``, one to four headings per location; ``?format=csv``
-  answers in the competition's columns;
+  answers in the competition's columns; no search regions (one union of cells per location would
+  cost more than the forward pass: ask ``/predict``, or run ``geoguess predict --region``);
 * ``GET /``: the "where is this?" page, with ``/outline`` (Croatia) and ``/land`` (the countries
   around it) as its base map; ``GET /sample/random``: a location of the sample.
 """
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -41,6 +44,7 @@ from geoguess_utils.serve.registry import LoadedModel, ModelRegistry
 from geoguess_utils.serve.sample import SampleRoot
 from geoguess_utils.serve.upload_slots import UploadSlots, release_slot
 from geoguess_utils.serve.uploads import MAX_REQUEST_PIXELS
+from geoguess_utils.tasks.calibration import DEFAULT_COVERAGE
 
 log = logging.getLogger("geoguess.serve")
 STATIC_DIR = Path(__file__).with_name("static")
@@ -370,10 +374,21 @@ def create_app(config: ServeConfig) -> FastAPI:
         responses=ERRORS,
         openapi_extra=_PREDICT_BODY,
     )
-    async def predict(name: str, request: Request, probabilities: bool = False) -> schemas.PredictResponse:
+    async def predict(
+        name: str,
+        request: Request,
+        probabilities: bool = False,
+        region: float = Query(
+            DEFAULT_COVERAGE,
+            gt=0,
+            lt=1,
+            description="nominal coverage of the answer's search region, strictly between 0 and 1 (400 otherwise)",
+        ),
+    ) -> schemas.PredictResponse:
         """Locate one place from 1 to 4 photos: fields 0, 90, 180, 270 (the headings) and/or photo (heading unknown).
 
-        A model trained with pooling concat needs all four headings (422 otherwise).
+        A model trained with pooling concat needs all four headings (422 otherwise). A calibrated
+        model's answer has its search region of coverage ``region``; an uncalibrated one's ``null``.
         """
         started = time.perf_counter()
         loaded = await load(name)
@@ -386,12 +401,18 @@ def create_app(config: ServeConfig) -> FastAPI:
         decoded = time.perf_counter()
         (result,) = await batcher.submit(id(loaded), views.pixels, views.uuids, views.view_mask, views.heading_known)
         row = result["probabilities"]
+        search = None
+        if loaded.regions is not None:  # after the forward pass, from what it returned
+            search = await run_in_threadpool(
+                predictor.search_region, loaded.regions, region, row, result["latitude"], result["longitude"]
+            )
         return schemas.PredictResponse(
             **{k: v for k, v in result.items() if k not in ("batch_size", "probabilities")},
             probabilities=row.tolist() if probabilities and row is not None else None,
             model=loaded.info.name,
             digest=loaded.info.digest,
             timing=timing(started, decoded, result["batch_size"]),
+            region=None if search is None else schemas.SearchRegion(**search),
         )
 
     @app.post(
@@ -405,6 +426,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Locate several places: a LUMEN zip in field ``zip``, or field groups ``<uuid>/0`` .. ``<uuid>/270``.
 
         Each place may have one to four of its headings (all four for a model trained with pooling concat).
+        No search regions here: ask ``/predict`` for one place's, or run ``geoguess predict --region``.
         """
         if format not in ("json", "csv"):
             raise ApiError(400, f"format must be json or csv, not {format!r}", "format")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from geoguess_utils.cells.context import GeoContext
     from geoguess_utils.tasks.base import GeoTask
+    from geoguess_utils.tasks.regions import SearchRegions
 
 TOP_K = 5
 
@@ -248,6 +249,52 @@ def predict_locations(
             item["probabilities"] = None if probabilities is None else probabilities[i].numpy()
         out.append(item)
     return out
+
+
+def search_region(
+    regions: SearchRegions,
+    coverage: float,
+    probabilities: np.ndarray | None,
+    latitude: float,
+    longitude: float,
+) -> dict[str, Any]:
+    """The search region of one answered location, ready for JSON.
+
+    Computed after the forward pass, from what it returned: the reported (calibrated)
+    probabilities for a classifier's cells, the predicted point for a disc.
+
+    Args:
+        regions: The model's :class:`~geoguess_utils.tasks.regions.SearchRegions` (built once per loaded model).
+        coverage: Nominal coverage in ``(0, 1)``.
+        probabilities: The location's class probabilities (K,), as ``predict_step`` reported them.
+        latitude: The predicted latitude, degrees.
+        longitude: The predicted longitude, degrees.
+
+    Returns:
+        ``{"coverage", "area_km2", "geojson"}``: the area is ``None`` when the region is unbounded
+        (a validation split too small for the coverage; JSON has no infinity), the feature's
+        geometry then ``None`` too. Other geometries are simplified to :data:`SIMPLIFY_DEG` and
+        rounded to 1e-5 degrees, as the cells of :func:`cell_geometries`, and slivers between
+        cells are filled (:func:`~geoguess_utils.viz.webmap_regions.simplified_region`; the area is the exact one).
+    """
+    import math
+
+    from geoguess_utils.viz.webmap_regions import simplified_region
+
+    region = regions.region(
+        coverage,
+        probabilities=probabilities if regions.kind == "cells" else None,
+        latlon=(latitude, longitude),
+    )
+    feature = region["geojson"]
+    if feature["geometry"] is not None:
+        feature = {**feature, "geometry": simplified_region(feature["geometry"], SIMPLIFY_DEG, 1e-5)}
+    area = float(region["area_km2"])
+    return {
+        "coverage": float(region["coverage"]),
+        "area_km2": area if math.isfinite(area) else None,
+        "geojson": feature,
+    }
 
 
 def cells_geojson(context: GeoContext) -> dict[str, Any]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import torch
 
     from geoguess_utils.tasks.base import GeoTask
+    from geoguess_utils.tasks.regions import SearchRegions
 
 CHECKPOINT_SUFFIX = ".ckpt"
 
@@ -50,6 +51,8 @@ class ModelInfo:
         train_size: Training locations the GeoContext was fitted on.
         digest: SHA-256 of the checkpoint file, hex.
         bytes: File size in bytes.
+        calibrated: Whether the checkpoint holds a calibration (``geoguess calibrate``), so that
+            its predictions come with a search region.
     """
 
     name: str
@@ -61,6 +64,7 @@ class ModelInfo:
     train_size: int
     digest: str
     bytes: int
+    calibrated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields (JSON-ready)."""
@@ -69,12 +73,18 @@ class ModelInfo:
 
 @dataclass(eq=False)  # one object per load: compared and hashed by identity, so it can key a weak cache
 class LoadedModel:
-    """A checkpoint loaded once and kept in memory, with the version of the file it came from."""
+    """A checkpoint loaded once and kept in memory, with the version of the file it came from.
+
+    Attributes:
+        regions: The model's search regions, built once at load time (its cells' areas
+            measured then) from its calibration; ``None`` for a checkpoint never calibrated.
+    """
 
     info: ModelInfo
     task: GeoTask
     device: torch.device
     stamp: tuple[int, int]
+    regions: SearchRegions | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -93,6 +103,18 @@ def _without_path(exc: Exception, path: Path, name: str) -> str:
 def _stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return int(stat.st_size), int(stat.st_mtime_ns)
+
+
+def _search_regions(task: GeoTask, name: str) -> SearchRegions | None:
+    """The search regions of a loaded model, its cells' areas measured now (``None`` without a calibration)."""
+    from geoguess_utils.tasks.regions import SearchRegions
+
+    if task.calibration is None:
+        return None
+    regions = SearchRegions.of_task(task, f"model {name!r}")
+    if regions.kind == "cells":
+        regions.cell_areas_km2()  # once per loaded model, not per request
+    return regions
 
 
 def resolve_device(name: str) -> torch.device:
@@ -194,7 +216,7 @@ class ModelRegistry:
         """
         from geoguess_utils.cells.context import GeoContext
         from geoguess_utils.checkpoints.files import load_checkpoint
-        from geoguess_utils.checkpoints.record import read_record
+        from geoguess_utils.checkpoints.record import CALIBRATION_FIELD, read_record
 
         path = self.path_of(name)
         stamp = _stamp(path)
@@ -229,6 +251,7 @@ class ModelRegistry:
             train_size=int(context.class_table["n_train"].sum()),
             digest=_sha256(path),
             bytes=stamp[0],
+            calibrated=record.get(CALIBRATION_FIELD) is not None,
         )
         with self._lock:
             self._infos[name] = (stamp, info)
@@ -278,7 +301,7 @@ class ModelRegistry:
             error = ModelUnusableError(f"model {name!r} does not record the image size it was trained at")
             raise self._refuse(name, stamp, error)
         task.to(self.device)
-        loaded = LoadedModel(info=info, task=task, device=self.device, stamp=stamp)
+        loaded = LoadedModel(info=info, task=task, device=self.device, stamp=stamp, regions=_search_regions(task, name))
         with self._lock:
             self._loaded[name] = loaded
         return loaded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class ErrorDetail(BaseModel):
@@ -44,6 +44,11 @@ class ModelEntry(BaseModel):
     train_size: int = Field(description="training locations the GeoContext was fitted on")
     digest: str = Field(description="SHA-256 of the checkpoint file")
     bytes: int = Field(description="size of the checkpoint file")
+    calibrated: bool = Field(
+        False,
+        description="whether the checkpoint holds a calibration fitted on its validation split (geoguess "
+        "calibrate): only then do its predictions come with a search region",
+    )
 
 
 class SkippedModel(BaseModel):
@@ -75,7 +80,9 @@ class Timing(BaseModel):
     """Where the time of a request went, milliseconds."""
 
     decode_ms: float = Field(description="decoding and resizing the uploaded photos")
-    inference_ms: float = Field(description="waiting for and running the forward pass")
+    inference_ms: float = Field(
+        description="waiting for and running the forward pass (and, for /predict, computing the search region)"
+    )
     total_ms: float = Field(description="from the body being read to the answer")
     batch_size: int = Field(description="locations in the forward pass this request was part of")
 
@@ -102,12 +109,47 @@ class Prediction(BaseModel):
     )
 
 
+class SearchRegion(BaseModel):
+    """Where the true location lies with probability ``coverage`` (split conformal, fitted on the validation split).
+
+    A classifier's region is the fewest most probable cells whose calibrated probability
+    reaches the validation threshold; a regressor's is a disc around the predicted point.
+    """
+
+    coverage: float = Field(gt=0, lt=1, description="nominal coverage asked for (?region=), e.g. 0.9")
+    area_km2: float | None = Field(
+        description="area of the region, km² (cells: the sum of their areas; disc: pi r², not clipped to land); "
+        "null when the region is unbounded: the validation split was too small for this coverage (JSON has no "
+        "infinity), the geometry is then null too"
+    )
+    geojson: dict[str, Any] = Field(
+        description="a GeoJSON Feature in lon/lat degrees: geometry Polygon or MultiPolygon (the union of the "
+        "cells, simplified to about 200 m) or Polygon (a geodesic disc), or null when unbounded; properties "
+        "coverage, area_km2 and cells (cell ids, most probable first) or radius_km"
+    )
+
+    @model_serializer(mode="wrap")
+    def _keep_null_area(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202 - keeps the fields' schema
+        data = handler(self)  # an unbounded area is null, not left out (the answers leave out other nulls)
+        return {"coverage": data["coverage"], "area_km2": data.get("area_km2"), "geojson": data["geojson"]}
+
+
 class PredictResponse(Prediction):
     """``POST /models/{name}/predict``."""
 
     model: str
     digest: str
     timing: Timing
+    region: SearchRegion | None = Field(
+        description="the search region of coverage ?region= (default 0.9); null when the model is not calibrated "
+        "(run geoguess calibrate --ckpt on it)"
+    )
+
+    @model_serializer(mode="wrap")
+    def _keep_null_region(self, handler: SerializerFunctionWrapHandler):  # noqa: ANN202 - keeps the fields' schema
+        data = handler(self)  # null for an uncalibrated model, not left out as the answers' other nulls are
+        data.setdefault("region", None)
+        return data
 
 
 class BatchResponse(BaseModel):

@@ -18,7 +18,7 @@ from geoguess_utils.cells.scheme import geometry_to_plain
 from geoguess_utils.errors import ConfigError, DataError
 from geoguess_utils.geo import borders, distance
 from geoguess_utils.io import atomic_write_text
-from geoguess_utils.viz import place_names
+from geoguess_utils.viz import place_names, webmap_regions
 from geoguess_utils.viz.webmap_html import (
     PROBABILITY_COLOURS,
     THUMBNAIL_COLUMNS,
@@ -30,6 +30,7 @@ from geoguess_utils.viz.webmap_html import (
     legend_html,
     popup_html,
     row_thumbnails,
+    short_id,
 )
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ SEA_COLOUR = "#cfe3f2"
 LAND_COLOUR = "#ede8da"
 NEIGHBOUR_COLOUR = "#f6f4ee"
 
-_PANES = {"land": 250, "cells": 380, "probability": 390, "lines": 410, "points": 420}
+_PANES = {"land": 250, "cells": 380, "probability": 390, "region": 395, "lines": 410, "points": 420}
+_PASSIVE_PANES = ("land", "region")  # drawn only: clicks go through them to what lies beneath
 _LAND_BOX_DEG = (4.0, 36.0, 30.0, 52.0)  # lon_min, lat_min, lon_max, lat_max drawn as land
 _TILES_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 _TILES_ATTRIBUTION = "&copy; OpenStreetMap contributors"
@@ -246,12 +248,6 @@ def _add_cell_errors(fmap: folium.Map, table: pd.DataFrame, frame: pd.DataFrame)
     layer.add_to(fmap)
 
 
-def short_id(uuid: object, length: int = 8) -> str:
-    """The first ``length`` characters of an identifier, with "…" when it is longer (not escaped)."""
-    text = str(uuid)
-    return text if len(text) <= length + 1 else text[:length] + "…"
-
-
 def probability_layer_label(position: int, count: int, uuid: object, lat: float, lon: float) -> str:
     """The layer control's name of one location's probability layer (escaped).
 
@@ -314,11 +310,12 @@ def _add_probability_layer(
     layer.add_to(fmap)
 
 
-def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | None) -> list[str]:
+def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | None) -> tuple[list[str], list[str]]:
     """Lines from true to predicted points, with one popup per location.
 
     Returns:
-        One line per location whose views could not all be shown, saying why.
+        One line per location whose views could not all be shown, saying why; and the
+        JavaScript names of the locations' groups (line, points and popup), in row order.
     """
     import folium
 
@@ -326,6 +323,7 @@ def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | 
     colours = error_colours(frame["error_km"].to_numpy())
     use_thumbs = thumbnail_px is not None and any(c in frame.columns for c in THUMBNAIL_COLUMNS)
     unavailable: list[str] = []
+    groups: list[str] = []
     for (_, row), colour in zip(frame.iterrows(), colours, strict=True):
         true_point = [float(row["true_lat"]), float(row["true_lon"])]
         pred_point = [float(row["pred_lat"]), float(row["pred_lon"])]
@@ -361,8 +359,9 @@ def _add_predictions(fmap: folium.Map, frame: pd.DataFrame, thumbnail_px: int | 
         width = 4 * thumbnail_px + 40 if found and thumbnail_px else 320
         folium.Popup(popup_html(row, found, problems), max_width=width, lazy=True).add_to(group)
         group.add_to(layer)
+        groups.append(group.get_name())
     layer.add_to(fmap)
-    return unavailable
+    return unavailable, groups
 
 
 def _add_legend(fmap: folium.Map, html: str) -> None:
@@ -388,6 +387,7 @@ def build_map(
     thumbnail_px: int = 96,
     offline: bool = True,
     notes: Sequence[str] = (),
+    regions: Sequence[dict[str, object]] | None = None,
 ) -> folium.Map:
     """Build the interactive map of predictions.
 
@@ -411,6 +411,12 @@ def build_map(
             ``False`` folium's usual CDN links are used.
         notes: Extra lines for the legend under the summary, e.g. what data the model
             was trained on (escaped).
+        regions: Optional search regions, one GeoJSON Feature per row of ``predictions``
+            (:meth:`geoguess_utils.tasks.regions.SearchRegions.features`; properties
+            ``coverage``, ``area_km2`` and ``cells`` or ``radius_km``; geometry ``None`` when
+            unbounded). Adds a layer, on at first, with the region of the ``focus`` location,
+            replaced by that of each location clicked; each is simplified to
+            :data:`~geoguess_utils.viz.webmap_regions.REGION_SIMPLIFY_DEG` to keep the page small.
 
     Errors are coloured on one fixed scale (:data:`~geoguess_utils.viz.webmap_html.ERROR_BINS_KM`,
     0-10-25-50-100-200-500+ km), stated in the legend, so colours compare across maps.
@@ -429,7 +435,8 @@ def build_map(
     frame = check_predictions(predictions)
     table = _cells(class_table)
     probs = _check_probabilities(probabilities, len(frame), len(table))
-    focus_row = _resolve_focus(frame, focus) if probs is not None else None
+    region_features = None if regions is None else webmap_regions.check_regions(regions, len(frame))
+    focus_row = _resolve_focus(frame, focus) if probs is not None or region_features is not None else None
 
     errors = frame["error_km"].to_numpy(dtype=np.float64)
     lon0, lat0, lon1, lat1 = borders.croatia_bounds("full")
@@ -446,7 +453,7 @@ def build_map(
         Element(f"<style>.leaflet-container{{background:{SEA_COLOUR}}}</style>"), name="sea_background"
     )
     for pane, z_index in _PANES.items():
-        folium.map.CustomPane(pane, z_index=z_index, pointer_events=pane != "land").add_to(fmap)
+        folium.map.CustomPane(pane, z_index=z_index, pointer_events=pane not in _PASSIVE_PANES).add_to(fmap)
 
     folium.TileLayer(
         tiles=_TILES_URL,
@@ -461,7 +468,10 @@ def build_map(
     _add_cell_errors(fmap, table, frame)
     if probs is not None and focus_row is not None:
         _add_probability_layer(fmap, table, frame, focus_row, probs[focus_row])
-    unavailable = _add_predictions(fmap, frame, thumbnail_px if thumbnails else None)
+    unavailable, groups = _add_predictions(fmap, frame, thumbnail_px if thumbnails else None)
+    region_key = None
+    if region_features is not None and focus_row is not None:
+        region_key = webmap_regions.add_regions(fmap, frame, region_features, groups, focus_row)
     if unavailable:
         warnings.warn(
             f"{len(unavailable)} locations have views that could not be shown in the map: " + " | ".join(unavailable),
@@ -470,7 +480,7 @@ def build_map(
 
     summary = f"{len(frame)} locations, mean {errors.mean():.1f} km, median {np.median(errors):.1f} km"
     prob_max = float(probs[focus_row].max()) if probs is not None and focus_row is not None else None
-    _add_legend(fmap, legend_html(title, summary, prob_max, notes))
+    _add_legend(fmap, legend_html(title, summary, prob_max, notes, region_key))
     folium.LayerControl(collapsed=False).add_to(fmap)
     fmap.fit_bounds([[lat0, lon0], [lat1, lon1]])
     return fmap

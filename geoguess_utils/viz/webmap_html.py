@@ -39,6 +39,21 @@ PROBABILITY_COLOURS: tuple[str, ...] = ("#f2f0f7", "#bcbddc", "#807dba", "#54278
 LEGEND_ID = "geoguess-legend"
 """The ``id`` of the legend's element in the page."""
 
+REGION_TEXT_ID = "geoguess-region-text"
+"""The ``id`` of the legend's text about the search region on show (its location and area)."""
+
+REGION_CLASS = "geoguess-region"
+"""CSS class of the search region's SVG path in the map."""
+
+REGION_STYLE: dict[str, object] = {
+    "color": "#1f5fd6",
+    "weight": 2.5,
+    "dashArray": "6 4",
+    "fillColor": "#3a7bff",
+    "fillOpacity": 0.15,
+}
+"""Leaflet style of a search region: a dashed blue outline over a faint fill, unlike the cells' colours."""
+
 LEGEND_CORNER = "bottomleft"
 """Leaflet corner of the legend. Fitted to Croatia, the map shows the Adriatic and Italy
 there: Croatia's islands and Dubrovnik lie towards the bottom right, its north-east
@@ -212,12 +227,40 @@ def _error_key() -> str:
     )
 
 
-def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequence[str] = ()) -> str:
+def _region_key(caption: str, text: str) -> str:
+    """The legend's line of the search region: its swatch, caption and the text of the region on show."""
+    colour = REGION_STYLE["color"]
+    swatch = (
+        '<span style="display:inline-block;width:14px;height:10px;vertical-align:middle;'
+        f'background:rgba(58,123,255,0.15);border:2px dashed {colour}"></span>'
+    )
+    return (
+        f'<div style="margin-top:6px">{swatch} {escape(caption)}: <span id="{REGION_TEXT_ID}">{escape(text)}</span>'
+        "</div>"
+    )
+
+
+def legend_html(
+    title: str,
+    summary: str,
+    prob_max: float | None,
+    notes: Sequence[str] = (),
+    region: tuple[str, str] | None = None,
+) -> str:
     """The map legend as HTML: title, summary line, colour key and notes.
 
     The title heads a ``<details>`` element, open at first, so a click on it folds the
     legend away; its size is capped at :data:`LEGEND_MAX_WIDTH_PX` by
     :data:`LEGEND_MAX_HEIGHT_PX` (it scrolls beyond). :func:`legend_control_js` places it.
+
+    Args:
+        title: Heading of the legend (escaped).
+        summary: Summary line (escaped).
+        prob_max: Top of the probability scale, or ``None`` without a probability layer.
+        notes: Extra lines (escaped).
+        region: ``(caption, text)`` of the search region layer, e.g. ``("search region (90 %)
+            of the location clicked", "location 3 of 200 (uuid 79617a69…): 12,600 km²")``; the
+            text sits in the element :data:`REGION_TEXT_ID`, which the map's script rewrites.
     """
     key = (
         '<div style="margin-top:4px">'
@@ -242,7 +285,10 @@ def legend_html(title: str, summary: str, prob_max: float | None, notes: Sequenc
                 f"{prob_max:.3g}",
             )
         )
-    parts.append('<div style="margin-top:6px;color:#555">Click a line or point for its photos.</div>')
+    if region is not None:
+        parts.append(_region_key(*region))
+    click = "its photos and search region" if region is not None else "its photos"
+    parts.append(f'<div style="margin-top:6px;color:#555">Click a line or point for {click}.</div>')
     return (
         f'<div id="{LEGEND_ID}" hidden style="box-sizing:border-box;max-width:{LEGEND_MAX_WIDTH_PX}px;'
         f"max-height:{LEGEND_MAX_HEIGHT_PX}px;overflow:auto;background:rgba(255,255,255,0.92);"
@@ -323,3 +369,9 @@ def row_thumbnails(row: pd.Series, size_px: int) -> tuple[dict[int, str | None],
         except DataError as exc:
             problems[heading] = str(exc)
     return found, problems
+
+
+def short_id(uuid: object, length: int = 8) -> str:
+    """The first ``length`` characters of an identifier, with "…" when it is longer (not escaped)."""
+    text = str(uuid)
+    return text if len(text) <= length + 1 else text[:length] + "…"

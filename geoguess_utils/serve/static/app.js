@@ -1,4 +1,5 @@
-// The "where is this?" page: one to four photos in, the predicted point and the cell probabilities out.
+// The "where is this?" page: one to four photos in, the predicted point, the cell probabilities and
+// (for a calibrated model) the search region out.
 // Everything is served by geoguess serve itself (Leaflet included); tiles only when asked for.
 "use strict";
 
@@ -22,6 +23,16 @@ map.createPane("land").style.zIndex = 250;
 map.createPane("croatia").style.zIndex = 260;
 const LAND_STYLE = { color: "#aaa", weight: 0.6, fillColor: "#e2ded2", fillOpacity: 1 };
 const CROATIA_STYLE = { color: "#444", weight: 1, fillColor: "#f4f1e8", fillOpacity: 1 };
+// The search region: a dashed blue outline over a faint fill, over the cells and under the points.
+map.createPane("region").style.zIndex = 450;
+map.createPane("points").style.zIndex = 460;
+const REGION_STYLE = { color: "#1f5fd6", weight: 2.5, dashArray: "6 4", fillColor: "#3a7bff", fillOpacity: 0.15 };
+const cellsGroup = L.layerGroup().addTo(map);    // the cells coloured by their probability
+const regionGroup = L.layerGroup().addTo(map);   // the search region of the answer on show
+L.control.layers(null, {
+  '<span class="swatch cells"></span>cell probabilities': cellsGroup,
+  '<span class="swatch region"></span>search region': regionGroup,
+}, { collapsed: false }).addTo(map);
 
 // With the tiles on, the base map keeps its borders but not its fill, so the tiles show through.
 function fillBase(filled) {
@@ -164,7 +175,7 @@ function cellName(cells, cell) {
 }
 
 async function drawCells(model, probabilities) {
-  if (cellsLayer) { map.removeLayer(cellsLayer); cellsLayer = null; }
+  if (cellsLayer) { cellsGroup.removeLayer(cellsLayer); cellsLayer = null; }
   if (!probabilities) return;
   const cells = await cellsOf(model);
   const top = Math.max(...probabilities);
@@ -175,7 +186,47 @@ async function drawCells(model, probabilities) {
     }),
     onEachFeature: (feature, layer) => layer.bindTooltip(
       `${feature.properties.name}: ${(100 * probabilities[feature.properties.class_index]).toFixed(1)} %`),
-  }).addTo(map);
+  }).addTo(cellsGroup);
+}
+
+function percent(coverage) {
+  return `${Number((100 * coverage).toFixed(1))}\u00a0%`;
+}
+
+// An area for people: three significant digits, "12,600 km²".
+function areaText(km2) {
+  const rounded = Number(km2.toPrecision(3));
+  return `${rounded >= 100 ? rounded.toLocaleString("en-US", { maximumFractionDigits: 0 }) : rounded}\u00a0km²`;
+}
+
+// The answer's search region (null: the model is not calibrated), drawn and said in words.
+function showRegion(region) {
+  regionGroup.clearLayers();
+  const line = $("region");
+  if (!region) {
+    line.className = "none";
+    line.textContent = "no search region: the model is not calibrated (geoguess calibrate)";
+    return;
+  }
+  line.className = "";
+  const properties = region.geojson.properties || {};
+  let text = `search region (${percent(region.coverage)}): `;
+  if (region.area_km2 === null) {
+    text += "unbounded (the validation split is too small for this coverage)";
+  } else {
+    text += areaText(region.area_km2);
+    if (Array.isArray(properties.cells)) {
+      text += ` (${properties.cells.length} ${properties.cells.length === 1 ? "cell" : "cells"})`;
+    } else if (properties.radius_km) {
+      text += ` (within ${Number(properties.radius_km.toPrecision(3))} km of the point)`;
+    }
+  }
+  line.textContent = text;
+  if (region.geojson.geometry) {
+    L.geoJSON(region.geojson, {
+      pane: "region", interactive: false, className: "search-region", style: () => REGION_STYLE,
+    }).addTo(regionGroup);
+  }
 }
 
 function showResult(result, cells) {
@@ -199,16 +250,16 @@ function showResult(result, cells) {
   }
   markers.clearLayers();
   const predicted = [result.latitude, result.longitude];
-  L.circleMarker(predicted, { radius: 8, color: "#000", weight: 2, fillColor: "#ffcc00", fillOpacity: 1 })
+  L.circleMarker(predicted, { pane: "points", radius: 8, color: "#000", weight: 2, fillColor: "#ffcc00", fillOpacity: 1 })
     .bindTooltip("predicted").addTo(markers);
   $("truth").hidden = !truth;
   if (truth) {
     $("truth-lat").textContent = truth[0].toFixed(5);
     $("truth-lon").textContent = truth[1].toFixed(5);
     $("error-km").textContent = haversineKm(predicted, truth).toFixed(1);
-    L.circleMarker(truth, { radius: 7, color: "#000", weight: 2, fillColor: "#22aa44", fillOpacity: 1 })
+    L.circleMarker(truth, { pane: "points", radius: 7, color: "#000", weight: 2, fillColor: "#22aa44", fillOpacity: 1 })
       .bindTooltip("true position").addTo(markers);
-    L.polyline([predicted, truth], { color: "#222", dashArray: "4 4" }).addTo(markers);
+    L.polyline([predicted, truth], { pane: "points", color: "#222", dashArray: "4 4" }).addTo(markers);
   }
   map.setView(predicted, Math.max(map.getZoom(), 7));
 }
@@ -221,18 +272,21 @@ async function locate() {
   $("locate").disabled = true;
   setStatus("Locating…");
   try {
-    const result = await api(`/models/${encodeURIComponent(model)}/predict?probabilities=true`,
+    const coverage = encodeURIComponent($("coverage").value);
+    const result = await api(`/models/${encodeURIComponent(model)}/predict?probabilities=true&region=${coverage}`,
       { method: "POST", body: form });
     let cells = null;
     if (result.top_cells) {
       try { cells = await cellsOf(model); } catch (error) { /* named by their points instead */ }
     }
     showResult(result, cells);
+    showRegion(result.region);
     await drawCells(model, result.probabilities);
     setStatus("Done.");
   } catch (error) {  // e.g. a model that needs all four headings: the server says so
     $("result").hidden = true;  // no answer of an earlier request stays on show
     markers.clearLayers();
+    regionGroup.clearLayers();
     await drawCells(model, null);
     setStatus(error.message, true);
   } finally {
@@ -264,7 +318,8 @@ async function start() {
   for (const entry of models.models) {
     const option = document.createElement("option");
     option.value = entry.name;
-    option.textContent = `${entry.name} (${entry.task}, ${entry.backbone}, ${entry.image_size} px)`;
+    option.textContent = `${entry.name} (${entry.task}, ${entry.backbone}, ${entry.image_size} px`
+      + `${entry.calibrated ? ", calibrated" : ""})`;
     select.appendChild(option);
   }
   if (!models.models.length) setStatus("No usable checkpoint in the models folder.", true);
@@ -297,6 +352,9 @@ $("clear").addEventListener("click", () => {
   setStatus("Choose one to four photos.");
 });
 $("model").addEventListener("change", updateButton);
+$("coverage").addEventListener("change", () => {  // the answer on show gets the region of the new coverage
+  if (!$("result").hidden && !$("locate").disabled) locate();
+});
 $("locate").addEventListener("click", locate);
 $("random").addEventListener("click", randomLocation);
 $("tiles").addEventListener("change", (event) => {
