@@ -102,6 +102,8 @@ def test_cell_scores_and_sets_on_a_hand_example():
     assert cal.cell_set_scores(p, [0])[0] == pytest.approx(0.5)
     assert cal.cell_set_scores(p, [2])[0] == pytest.approx(0.95)
     assert cal.cell_set_scores(p, [3])[0] == pytest.approx(1.0)
+    rounding = np.full((1, 10), 0.1)  # ten tenths add up to 1.0000000000000002 in floating point
+    assert cal.cell_set_scores(rounding, [0])[0] == 1.0
     for threshold, members in [(0.5, [0]), (0.6, [0, 1]), (0.8, [0, 1]), (0.81, [0, 1, 2]), (math.inf, [0, 1, 2, 3])]:
         assert list(np.flatnonzero(cal.cell_set_mask(p, threshold)[0])) == members, threshold
 

@@ -63,7 +63,7 @@ def _inside_croatia(latlon: np.ndarray, variant: str) -> None:
 
 
 def _network_returns(monkeypatch, kind: str) -> None:
-    def forward(self, images):
+    def forward(self, images, view_mask=None, heading_known=None):
         return BAD_OUTPUTS[kind]((images.shape[0], self.head[-1].out_features)).clone()
 
     monkeypatch.setattr(MultiViewNet, "forward", forward)

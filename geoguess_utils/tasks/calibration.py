@@ -239,7 +239,7 @@ def cell_set_scores(probabilities: ArrayLike, labels: ArrayLike) -> np.ndarray:
     p = np.asarray(probabilities, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     true_p = p[np.arange(len(y)), y][:, None]
-    return np.where(p >= true_p, p, 0.0).sum(axis=1)
+    return np.minimum(np.where(p >= true_p, p, 0.0).sum(axis=1), 1.0)  # a sum of all K may round above 1
 
 
 def cell_set_order(probabilities: ArrayLike, threshold: float) -> tuple[np.ndarray, np.ndarray]:
