@@ -94,3 +94,12 @@ def truth(sample: Path) -> dict[str, tuple[float, float]]:
 def finite_latlon(body: dict) -> bool:
     """Whether a prediction's coordinates are finite numbers."""
     return bool(np.isfinite([body["latitude"], body["longitude"]]).all())
+
+
+def app_client(models: Path):
+    """A context manager: the app over ``models`` behind a test client that answers errors as the server does."""
+    import fastapi.testclient
+
+    from geoguess_utils.serve.app import ServeConfig, create_app
+
+    return fastapi.testclient.TestClient(create_app(ServeConfig(models_dir=models)), raise_server_exceptions=False)

@@ -19,14 +19,13 @@ import pandas as pd
 import pytest
 import torch
 from _reliability_helpers import tiny_task, write_checkpoint
-from _serve_helpers import IMAGE_SIZE, _image_dependent, build_models, sample_uuids, view_bytes
+from _serve_helpers import IMAGE_SIZE, _image_dependent, app_client, build_models, sample_uuids, view_bytes
 
 from geoguess_utils.cells.context import GeoContext
 from geoguess_utils.data.images import load_view
 from geoguess_utils.data.layout import HEADINGS
 from geoguess_utils.errors import ConfigError
 from geoguess_utils.serve import predictor, uploads
-from geoguess_utils.serve.app import ServeConfig, create_app
 from geoguess_utils.serve.batcher import Batcher
 from geoguess_utils.tasks.classification import ClassificationTask
 from geoguess_utils.tasks.loading import load_task
@@ -83,8 +82,7 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(served):
     _, models = served
-    app = create_app(ServeConfig(models_dir=models))
-    with fastapi_testclient.TestClient(app, raise_server_exceptions=False) as test_client:
+    with app_client(models) as test_client:
         yield test_client
 
 

@@ -13,10 +13,10 @@ import re
 import numpy as np
 import pytest
 import shapely
-from _serve_helpers import build_models
+from _serve_helpers import app_client, build_models
 
 from geoguess_utils.geo import borders, distance, places
-from geoguess_utils.serve.app import STATIC_DIR, ServeConfig, create_app
+from geoguess_utils.serve.app import STATIC_DIR
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.viz import place_names
 
@@ -34,8 +34,7 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(served):
     _, models = served
-    app = create_app(ServeConfig(models_dir=models))
-    with fastapi_testclient.TestClient(app, raise_server_exceptions=False) as test_client:
+    with app_client(models) as test_client:
         yield test_client
 
 

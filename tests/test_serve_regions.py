@@ -19,12 +19,11 @@ import re
 import numpy as np
 import pytest
 from _reliability_helpers import write_checkpoint
-from _serve_helpers import build_models, sample_uuids, view_bytes, view_fields
+from _serve_helpers import app_client, build_models, sample_uuids, view_bytes, view_fields
 
 from geoguess_utils import cli
 from geoguess_utils.inference.calibrate import calibration_of
 from geoguess_utils.inference.predictions import predict
-from geoguess_utils.serve.app import ServeConfig, create_app
 from geoguess_utils.tasks.calibration import fit_disc_calibration
 from geoguess_utils.tasks.loading import load_task
 from geoguess_utils.tasks.regions import SearchRegions
@@ -61,8 +60,7 @@ def served(tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(served):
     _, models = served
-    app = create_app(ServeConfig(models_dir=models))
-    with fastapi_testclient.TestClient(app, raise_server_exceptions=False) as test_client:
+    with app_client(models) as test_client:
         yield test_client
 
 
