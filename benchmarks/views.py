@@ -65,7 +65,7 @@ def test_errors(task: Any, batch: dict[str, Any], latlon: np.ndarray) -> dict[st
         return summarise_km(distance.haversine_km(latlon[:, 0], latlon[:, 1], points[:, 0], points[:, 1]))
 
     rows: dict[str, dict[str, float]] = {}
-    concat = str(task.hparams.get("pooling")) == "concat"  # takes four views with their headings, nothing else
+    concat = not task.takes_any_views  # takes four views with their headings, nothing else
     for size, subsets in subset_masks(views).items():
         if concat and size < views:
             continue

@@ -213,8 +213,8 @@ def test_no_photo_and_more_than_four_are_refused_naming_the_fields(client, serve
 def test_a_model_that_concatenates_the_views_needs_all_four_headings(client, served, tasks):
     sample, _ = served
     uuid = sample_uuids(sample)[2]
-    assert not predictor.takes_any_views(tasks["clf"])
-    assert predictor.takes_any_views(tasks["att"]) and predictor.takes_any_views(tasks["mean"])
+    assert not tasks["clf"].takes_any_views
+    assert tasks["att"].takes_any_views and tasks["mean"].takes_any_views
     for name in ("clf", "reg"):
         error = error_of(client.post(f"/models/{name}/predict", files=files_for(sample, uuid, (0, 180))), 422)
         assert error["field"] == "90"

@@ -91,7 +91,7 @@ def predict_photos(task: Any, photos: Sequence[str | os.PathLike[str]], device: 
 
     if task.image_size is None:
         raise ConfigError("the task has no image size: load a trained checkpoint")
-    if str(task.hparams.get("pooling", "concat")) == "concat":
+    if not task.takes_any_views:
         raise ConfigError(
             "this model concatenates the four views in heading order and cannot place photos of unknown heading; "
             "use a model trained with --model.pooling attention (for example configs/quick_cpu.yaml)"

@@ -394,7 +394,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         loaded = await load(name)
         files, others = await _read_form(request, max_files=8)
         size = int(loaded.task.image_size)
-        location = uploads.location_from_form(files, others, all_headings=not predictor.takes_any_views(loaded.task))
+        location = uploads.location_from_form(files, others, all_headings=not loaded.task.takes_any_views)
         views = await run_in_threadpool(uploads.one_location, "upload", location, size, config.max_pixels)
         del files, location
         release_slot(request.scope)  # decoded: the upload is no longer held
@@ -433,7 +433,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         started = time.perf_counter()
         loaded = await load(name)
         size = int(loaded.task.image_size)
-        all_headings = not predictor.takes_any_views(loaded.task)
+        all_headings = not loaded.task.takes_any_views
         files, others = await _read_form(request, max_files=4 * config.max_locations + 1)
         if others:
             field = next(iter(others))

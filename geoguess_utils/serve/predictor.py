@@ -157,17 +157,6 @@ def top_cells(probabilities: torch.Tensor, context: GeoContext, k: int = TOP_K) 
     return out
 
 
-def takes_any_views(task: GeoTask) -> bool:
-    """Whether ``task`` fuses any one to four views, some of unknown heading (pooling ``attention`` or ``mean``).
-
-    A network that concatenates the views (``concat``, the original design) has a place for
-    each heading and needs all four with their headings; so does an ensemble with such a member.
-    """
-    net = task.net
-    members = [net, *(getattr(task, "extra_heads", None) or [])]
-    return net is not None and all(getattr(member, "pooling", "concat") != "concat" for member in members)
-
-
 def view_names(view_mask: np.ndarray, heading_known: np.ndarray) -> list[str]:
     """The photos one location was predicted from: known headings (``"0"`` .. ``"270"``) in order, then ``"unknown"``.
 
@@ -200,7 +189,8 @@ def predict_locations(
         with_probabilities: Also return every class's probability (classifiers only), as a
             float64 array of length K (``None`` for regression).
         view_mask: (B, 4) bool, the views present (default: all four); an absent view's pixels
-            may be anything. Only a model that :func:`takes_any_views` accepts views missing.
+            may be anything. Only a task whose
+            :attr:`~geoguess_utils.tasks.base.GeoTask.takes_any_views` accepts views missing.
         heading_known: (B, 4) bool, ``False`` for a photo of unknown heading (default: all known).
 
     Returns:

@@ -341,6 +341,16 @@ class GeoTask(pl.LightningModule):
         """Predicted ``[lat, lon]`` degrees, shape (B, 2) float64, of images (B, 4, 3, H, W)."""
         return self.decode(self.batch_outputs({"images": images}))
 
+    @property
+    def takes_any_views(self) -> bool:
+        """Whether the network fuses any one to four views, some of unknown heading (pooling ``attention`` or ``mean``).
+
+        A network that concatenates the views (``concat``, the original design) has a place for
+        each heading and needs all four with their headings; so does an ensemble with such a member.
+        """
+        tops = [self.net, *(self.extra_heads or [])]
+        return self.net is not None and all(top.pooling != "concat" for top in tops)
+
     def with_view_dropout(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch with views dropped and headings hidden at random (``view_dropout``, ``heading_dropout``)."""
         if not (self.view_dropout or self.heading_dropout):
