@@ -266,13 +266,7 @@ def _run_photos(args: argparse.Namespace) -> int:
         print(f"geoguess predict: search region of {region['coverage']:.0%}: {region['area_km2']:,.0f} km²")
         row.update(region_coverage=[region["coverage"]], region_km2=[region["area_km2"]])
         if args.region_geojson is not None:
-            import json
-
-            from geoguess_utils.geo.regions import feature_collection
-            from geoguess_utils.io import atomic_write_text
-
-            collection = feature_collection([region["geojson"]])
-            atomic_write_text(args.region_geojson, json.dumps(collection, allow_nan=False))
+            region_options.write_geojson(args.region_geojson, [region["geojson"]])
     if args.out is not None:
         atomic_write_csv(pd.DataFrame(row), args.out)
         print(f"wrote 1 prediction to {args.out}", file=sys.stderr)

@@ -80,12 +80,7 @@ def add_regions(
     """
     if regions is None:
         return table
-    import json
-
     import pandas as pd
-
-    from geoguess_utils.geo.regions import feature_collection
-    from geoguess_utils.io import atomic_write_text
 
     latlon = predictions.table[["pred_lat", "pred_lon"]].to_numpy()
     if regions.kind == "cells":
@@ -97,6 +92,15 @@ def add_regions(
     else:
         columns = regions.table(args.region, latlon=latlon)
     if args.region_geojson is not None:
-        features = regions.features(columns, latlon=latlon, uuids=list(table["uuid"]))
-        atomic_write_text(args.region_geojson, json.dumps(feature_collection(features), allow_nan=False))
+        write_geojson(args.region_geojson, regions.features(columns, latlon=latlon, uuids=list(table["uuid"])))
     return pd.concat([table.reset_index(drop=True), columns], axis=1)
+
+
+def write_geojson(path: Path, features: list[dict]) -> None:
+    """Write search regions (GeoJSON Features, lon/lat) as one FeatureCollection, atomically."""
+    import json
+
+    from geoguess_utils.geo.regions import feature_collection
+    from geoguess_utils.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(feature_collection(features), allow_nan=False))
